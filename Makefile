@@ -1,0 +1,27 @@
+# Every target that needs the project installs it first, so `make test` and `make demo` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -n 2
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+bench: install
+	$(PY) benchmarks/resize_speed.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

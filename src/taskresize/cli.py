@@ -1,0 +1,55 @@
+"""The ``taskresize`` command: one subcommand per module in ``taskresize.commands``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+
+# Subcommand name -> module in taskresize.commands exposing ``add_arguments(parser)``, ``run(args) -> int``
+# and a docstring whose first line is the command's summary.
+COMMANDS = {
+    "list": "list_resizers",
+}
+
+
+class UserError(Exception):
+    """A mistake the user can fix: printed as one line, exit status 2, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskresize",
+        description="Learned image resizers trained jointly with vision models, and Pillow-exact classic resizers.",
+    )
+    parser.add_argument("--version", action="version", version=f"taskresize {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"taskresize.commands.{module_name}")
+        doc = (module.__doc__ or "").strip()
+        command = sub.add_parser(
+            name, help=doc.splitlines()[0] if doc else None, description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        sys.exit(2)
+    try:
+        status = args.run(args)
+    except UserError as error:
+        print(f"taskresize {args.command}: error: {error}", file=sys.stderr)
+        status = 2
+    except KeyboardInterrupt:
+        print(f"taskresize {args.command}: interrupted", file=sys.stderr)
+        status = 130
+    sys.exit(status or 0)

@@ -1,0 +1,1 @@
+"""Subcommands of the ``taskresize`` command line, one module each."""

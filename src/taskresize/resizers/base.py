@@ -1,0 +1,38 @@
+"""The interface every resizer module shares."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from ..sizes import Size, to_size
+
+
+class Resizer(nn.Module):
+    """A module mapping images ``(B, C, H, W)`` to ``(B, C, h, w)``.
+
+    ``forward(x, size=None)`` resizes to ``size`` when given (it may change from call to call), else to
+    ``output_size``. ``config()`` returns the keyword arguments that rebuild the module through
+    ``create_resizer(resizer_name, **config())``; it is what ``save_resizer`` stores beside the weights.
+    """
+
+    resizer_name: ClassVar[str] = ""
+
+    def __init__(self, output_size: int | tuple[int, int]) -> None:
+        super().__init__()
+        self.output_size: Size = to_size(output_size, what="output_size")
+
+    def target_size(self, size: int | tuple[int, int] | None) -> Size:
+        """The size a call resizes to: ``size`` if given, else ``output_size``."""
+        return self.output_size if size is None else to_size(size)
+
+    def config(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this resizer (JSON-serialisable)."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+
+    def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
+        raise NotImplementedError

@@ -1,0 +1,286 @@
+"""Classic resizers: differentiable, any size and aspect ratio, Pillow-exact with ``antialias=True``.
+
+Conventions (the same for every method):
+
+* Pixel centres sit at half-integers (``align_corners=False``), as in Pillow, OpenCV, TensorFlow 2 and
+  ``F.interpolate``.
+* ``antialias=True`` widens the filter by the down-scaling factor, exactly as Pillow's ``Image.resize`` does
+  (BILINEAR, BICUBIC with a = -0.5, LANCZOS with a = 3, BOX for ``area``), renormalising the weights at the
+  borders. Up-scaling uses the filter unwidened, again as Pillow. This is *not* Kornia's "antialias", which is a
+  Gaussian pre-blur followed by plain interpolation.
+* ``antialias=False`` is the plain interpolation of ``F.interpolate(..., align_corners=False)``: bilinear,
+  bicubic (a = -0.75, border pixels replicated), area (``adaptive_avg_pool2d``). Lanczos without antialias
+  evaluates the a = 3 kernel at the input sampling rate with Pillow's border handling.
+* ``nearest`` picks the pixel whose centre is nearest (``floor((i + 0.5) * scale)``), as Pillow's NEAREST and
+  ``F.interpolate(mode="nearest-exact")``; it never filters, whatever ``antialias`` says.
+
+Float inputs stay float and are differentiable. A ``uint8`` input gives a ``uint8`` output: this is the
+data-loader path. It rounds and clips between the horizontal and the vertical pass, as Pillow does, so it matches
+Pillow within one grey level even on saturated images, where bicubic and Lanczos overshoot. The float path does not
+clip between passes (clipping would break differentiability and is wrong for normalised inputs), so on images that
+reach 0 or 255 it differs from Pillow by design where the filter overshoots.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..sizes import Size, to_size
+from .base import Resizer
+from .registry import register_resizer
+
+METHODS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
+
+
+def _box(x: float) -> float:
+    return 1.0 if -0.5 < x <= 0.5 else 0.0
+
+
+def _triangle(x: float) -> float:
+    x = abs(x)
+    return 1.0 - x if x < 1.0 else 0.0
+
+
+def _keys_cubic(x: float, a: float = -0.5) -> float:
+    x = abs(x)
+    if x < 1.0:
+        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    if x < 2.0:
+        return (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    return 0.0
+
+
+def _sinc(x: float) -> float:
+    if x == 0.0:
+        return 1.0
+    x *= math.pi
+    return math.sin(x) / x
+
+
+def _lanczos3(x: float) -> float:
+    return _sinc(x) * _sinc(x / 3.0) if -3.0 <= x < 3.0 else 0.0
+
+
+# method -> (support radius, kernel), Pillow's filters (src/libImaging/Resample.c).
+_PILLOW_FILTERS: dict[str, tuple[float, Callable[[float], float]]] = {
+    "area": (0.5, _box),
+    "bilinear": (1.0, _triangle),
+    "bicubic": (2.0, _keys_cubic),
+    "lanczos": (3.0, _lanczos3),
+}
+
+
+@lru_cache(maxsize=256)
+def resample_weights(in_size: int, out_size: int, method: str, antialias: bool = True) -> tuple[Tensor, Tensor]:
+    """Pillow's resampling coefficients for one axis (``precompute_coeffs`` in Resample.c).
+
+    Args:
+        in_size: input length along the axis.
+        out_size: output length along the axis.
+        method: ``area``, ``bilinear``, ``bicubic`` or ``lanczos``.
+        antialias: widen the filter by the down-scaling factor (Pillow always does).
+
+    Returns:
+        ``(starts, weights)``: output pixel ``i`` is ``sum_k weights[i, k] * input[starts[i] + k]``. ``starts`` is
+        int64 ``(out_size,)``, ``weights`` float64 ``(out_size, K)`` with ``K`` the longest window; shorter
+        windows are padded with zero weights (their indices may run past the input: callers clamp them).
+    """
+    support_radius, kernel = _PILLOW_FILTERS[method]
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0) if antialias else 1.0
+    support = support_radius * filterscale
+    taps = math.ceil(support) * 2 + 1
+    starts = torch.empty(out_size, dtype=torch.int64)
+    weights = torch.zeros(out_size, taps, dtype=torch.float64)
+    used = 0
+    for i in range(out_size):
+        center = (i + 0.5) * scale
+        lo = max(int(center - support + 0.5), 0)
+        hi = min(int(center + support + 0.5), in_size)
+        row = [kernel((j - center + 0.5) / filterscale) for j in range(lo, hi)]
+        total = sum(row)
+        if total != 0.0:
+            row = [w / total for w in row]
+        starts[i] = lo
+        weights[i, : len(row)] = torch.tensor(row, dtype=torch.float64)
+        used = max(used, len(row))
+    return starts, weights[:, :used].contiguous()
+
+
+_MAX_BLOCKS = 64
+
+
+@lru_cache(maxsize=256)
+def _banded_plan(in_size: int, out_size: int, method: str, antialias: bool) -> tuple[list[int], Tensor]:
+    """The resampling matrix of one axis cut into dense diagonal blocks.
+
+    Output pixels are grouped in blocks of ``b`` consecutive pixels; block ``j`` reads the ``span`` input pixels
+    from ``first[j]`` on. Returns ``(first, blocks)`` with ``blocks`` ``(nblocks, b, span)`` float64. ``b`` is
+    chosen so that a block spans about two filter windows (at most ``_MAX_BLOCKS`` blocks): the products then do
+    about twice the work of the filter's taps, where a dense matrix would do ``in_size / taps`` times more.
+    """
+    starts, weights = resample_weights(in_size, out_size, method, antialias)
+    taps = weights.shape[1]
+    b = max(round(taps * out_size / in_size) + 1, -(-out_size // _MAX_BLOCKS))
+    b = min(b, out_size)
+    nblocks = -(-out_size // b)
+    first = starts[::b].clone()
+    last = torch.stack([starts[min((j + 1) * b, out_size) - 1] for j in range(nblocks)]) + taps
+    span = int((last - first).max())
+    if span >= in_size:
+        span = in_size
+        first.zero_()
+    else:
+        first.clamp_(max=in_size - span)
+    blocks = torch.zeros(nblocks, b, span, dtype=torch.float64)
+    for o in range(out_size):
+        j, row = divmod(o, b)
+        offset = int(starts[o] - first[j])
+        length = min(taps, span - offset)  # zero-weight padding taps may run past the block
+        blocks[j, row, offset : offset + length] = weights[o, :length]
+    return first.tolist(), blocks
+
+
+def _resample_axis(x: Tensor, dim: int, plan: tuple[list[int], Tensor], out_size: int, dtype: torch.dtype) -> Tensor:
+    """Resample dim -1 or -2 of ``x`` ``(..., H, W)``, computing in ``dtype``.
+
+    One small matrix product per block, on views of ``x``: no gather of the input (gathers are slow, and
+    temporaries over 32 MiB are fresh pages from the kernel on every call), and the block products run at BLAS
+    speed. A uint8 ``x`` is converted block by block for the same reason. Autograd handles the backward pass.
+    """
+    first, blocks = plan
+    blocks = blocks.to(device=x.device, dtype=dtype)
+    span = blocks.shape[-1]
+    rows = x.transpose(-1, -2) if dim == -1 else x
+    pieces = [torch.matmul(block, rows[..., f : f + span, :].to(dtype)) for f, block in zip(first, blocks, strict=True)]
+    y = torch.cat(pieces, dim=-2)[..., :out_size, :]
+    return y.transpose(-1, -2) if dim == -1 else y
+
+
+def _separable_pillow(x: Tensor, size: Size, method: str, antialias: bool) -> Tensor:
+    """Pillow's two-pass resampling, horizontal pass first.
+
+    uint8 follows Pillow: the result of each pass is rounded and clipped to [0, 255] before the next one.
+    (Pillow's 22-bit fixed-point coefficients are not emulated: float32 arithmetic can round a pixel the
+    other way, so uint8 results are within one grey level of Pillow.)
+    """
+    out_h, out_w = size
+    in_h, in_w = x.shape[-2:]
+    integer = x.dtype == torch.uint8
+    dtype = torch.float32 if integer else x.dtype
+    y = x
+    for dim, in_size, out_size in ((-1, in_w, out_w), (-2, in_h, out_h)):
+        if in_size == out_size:
+            continue
+        y = _resample_axis(y, dim, _banded_plan(in_size, out_size, method, antialias), out_size, dtype)
+        if integer:
+            y = torch.floor_(y + 0.5).clamp_(0, 255)
+        y = y.contiguous()
+    if y is x:
+        return x.clone()
+    return y.to(torch.uint8) if integer else y
+
+
+def _check_input(x: Tensor) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"resize expects a torch.Tensor of shape (B, C, H, W) or (C, H, W), got {type(x).__name__}")
+    if x.dim() not in (3, 4):
+        raise ValueError(f"resize expects a tensor of shape (B, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
+    if not (x.is_floating_point() or x.dtype == torch.uint8):
+        raise TypeError(f"resize expects a floating-point or uint8 tensor, got {x.dtype}")
+    if min(x.shape[-2:]) == 0:
+        raise ValueError(f"cannot resize an empty image of shape {tuple(x.shape)}")
+
+
+def _upscales(x: Tensor, size: Size) -> bool:
+    return size[0] > x.shape[-2] or size[1] > x.shape[-1]
+
+
+def _via_float(x: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+    """Run ``fn`` in float32 on a uint8 tensor and round back (for kernels torch has no uint8 version of)."""
+    return fn(x.float()).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def resize(x: Tensor, size: int | Sequence[int], method: str = "bilinear", antialias: bool = True) -> Tensor:
+    """Resize images with a classic filter.
+
+    Args:
+        x: ``(B, C, H, W)`` or ``(C, H, W)``, floating point (differentiable) or ``uint8`` (data-loader path).
+        size: output ``(h, w)``, or one int for a square output.
+        method: one of ``nearest``, ``bilinear``, ``bicubic``, ``area``, ``lanczos``.
+        antialias: Pillow's antialiasing when down-scaling (see the module docstring).
+
+    Returns:
+        The resized tensor, same dtype, same number of dimensions, channels-last if ``x`` was.
+    """
+    _check_input(x)
+    if method not in METHODS:
+        raise ValueError(f"unknown resize method {method!r}; known: {', '.join(METHODS)}")
+    size = to_size(size)
+    batched = x.dim() == 4
+    if not batched:
+        x = x.unsqueeze(0)
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    integer = x.dtype == torch.uint8
+
+    if method == "nearest":
+        y = F.interpolate(x, size=size, mode="nearest-exact")
+    elif method == "area" and not antialias:
+        y = _via_float(x, lambda t: F.adaptive_avg_pool2d(t, size)) if integer else F.adaptive_avg_pool2d(x, size)
+    elif method == "bicubic" and integer and not antialias:  # torch has no uint8 bicubic kernel without antialias
+        y = _via_float(x, lambda t: F.interpolate(t, size=size, mode="bicubic", align_corners=False))
+    elif method == "bilinear" or (method == "bicubic" and not (integer and _upscales(x, size))):
+        y = F.interpolate(x, size=size, mode=method, align_corners=False, antialias=antialias)
+    else:
+        # Lanczos, box, and uint8 bicubic up-scaling, where torch's uint8 kernel differs from Pillow by up to
+        # 2 grey levels on saturated images.
+        y = _separable_pillow(x, size, method, antialias)
+
+    if channels_last:
+        y = y.contiguous(memory_format=torch.channels_last)
+    return y if batched else y.squeeze(0)
+
+
+class ClassicResizer(Resizer):
+    """Module twin of :func:`resize`: a fixed filter, no parameters.
+
+    Registered as ``nearest``, ``bilinear``, ``bicubic``, ``area`` and ``lanczos``.
+    """
+
+    def __init__(self, method: str, output_size: int | tuple[int, int] = (224, 224), antialias: bool = True) -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown resize method {method!r}; known: {', '.join(METHODS)}")
+        super().__init__(output_size)
+        self.method = method
+        self.antialias = antialias
+
+    @property
+    def resizer_name(self) -> str:  # type: ignore[override]
+        return self.method
+
+    def config(self) -> dict[str, Any]:
+        return {"output_size": list(self.output_size), "antialias": self.antialias}
+
+    def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
+        """Resize ``x`` ``(B, C, H, W)`` to ``size`` (default ``output_size``)."""
+        return resize(x, self.target_size(size), self.method, self.antialias)
+
+
+def _classic_factory(method: str) -> Callable[..., ClassicResizer]:
+    def factory(output_size: int | tuple[int, int] = (224, 224), antialias: bool = True) -> ClassicResizer:
+        return ClassicResizer(method, output_size, antialias)
+
+    factory.__name__ = factory.__qualname__ = f"{method}_resizer"
+    factory.__doc__ = f"Classic {method} resizer (see :func:`taskresize.resize`)."
+    return factory
+
+
+for _method in METHODS:
+    register_resizer(_method)(_classic_factory(_method))

@@ -1,0 +1,164 @@
+"""DownsizeNet of Ma et al., *Task Generalizable Spatial and Texture Aware Image Downsizing Network*.
+
+Each output pixel is a convex combination of the input pixels around its projected position::
+
+    out(Q) = sum_i a_i(Q) * q_i,      a_i >= 0,  sum_i a_i = 1
+
+over the 2x2 (bilinear-like) or 4x4 (bicubic-like) neighbourhood. The coefficients come from a small network:
+
+1. ``layers`` 3x3 convolutions with ``channels`` filters on the full-resolution image give texture features ``F``;
+2. *floating-type pooling*: each output pixel is projected to input coordinates with half-pixel centres
+   (the convention of ``F.interpolate(align_corners=False)``) and takes ``F`` at the top-left neighbour ``P``;
+3. the *relative-distance map* ``v`` encodes the offset ``(dx, dy)`` of the projected point from ``P``: the four
+   bilinear weights, or the sixteen bicubic ones (a = -0.75, as ``F.interpolate``);
+4. ``concat(F(P), v)`` -> 1x1 convolution -> sigmoid -> divide by the sum (or a softmax) gives ``a_i``.
+
+With a 1x1 convolution that passes ``v`` through and no sigmoid, the module is exactly bilinear (2x2) or bicubic
+(4x4) interpolation: :meth:`DownsizeNet.as_interpolation` builds that network. Neighbour indices are clamped at
+the borders as ``F.interpolate`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .base import Resizer
+from .registry import register_resizer
+
+NORMALIZATIONS = ("sigmoid", "softmax", "none")
+_CUBIC_A = -0.75  # F.interpolate's bicubic coefficient
+
+
+def _source_coords(in_size: int, out_size: int, neighbors: int, dtype: torch.dtype, device: torch.device):
+    """Neighbour indices ``(out, K)`` along one axis and the 1-D interpolation weights ``(out, K)``.
+
+    Mirrors ``upsample_bilinear2d`` / ``upsample_bicubic2d`` (align_corners=False): the source coordinate is
+    ``(i + 0.5) * in / out - 0.5``, clamped at 0 for the 2-tap case only; indices are clamped into the image.
+    Returns ``(indices, weights, anchor)`` where ``anchor`` ``(out,)`` is the top-left neighbour ``P``.
+    """
+    calc = torch.float64 if dtype == torch.float64 else torch.float32
+    scale = torch.tensor(in_size, dtype=calc) / torch.tensor(out_size, dtype=calc)
+    src = (torch.arange(out_size, device=device, dtype=calc) + 0.5) * scale.to(device) - 0.5
+    if neighbors == 2:
+        src = src.clamp(min=0)
+        base = src.floor().to(torch.int64).clamp(max=in_size - 1)
+        t = (src - base.to(calc)).clamp(0, 1)
+        indices = torch.stack([base, (base + 1).clamp(max=in_size - 1)], dim=1)
+        weights = torch.stack([1 - t, t], dim=1)
+        anchor = base
+    else:
+        base = src.floor()
+        t = src - base
+        base = base.to(torch.int64)
+        indices = torch.stack([(base + k).clamp(0, in_size - 1) for k in (-1, 0, 1, 2)], dim=1)
+        weights = torch.stack([_cubic_far(t + 1), _cubic_near(t), _cubic_near(1 - t), _cubic_far(2 - t)], dim=1)
+        anchor = base.clamp(0, in_size - 1)
+    return indices, weights.to(dtype), anchor
+
+
+def _cubic_near(x: Tensor) -> Tensor:
+    a = _CUBIC_A
+    return ((a + 2) * x - (a + 3)) * x * x + 1
+
+
+def _cubic_far(x: Tensor) -> Tensor:
+    a = _CUBIC_A
+    return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+
+@register_resizer("downsizenet")
+class DownsizeNet(Resizer):
+    """Learned interpolation coefficients over a 2x2 or 4x4 neighbourhood; the output stays an image.
+
+    Args:
+        output_size: default output ``(h, w)`` (or one int); ``forward(x, size)`` may override it per call.
+        layers: 3x3 convolutions of the coefficient network (paper: 2-4, default 3).
+        channels: filters per convolution (paper: 16).
+        neighbors: 2 (2x2 neighbourhood, bilinear distance encoding) or 4 (4x4, bicubic encoding).
+        normalize: ``"sigmoid"`` then divide by the sum (paper), ``"softmax"`` (paper's footnote), or ``"none"``
+            (raw coefficients: only for the interpolation special case, the output is then no longer convex).
+        in_channels: image channels.
+    """
+
+    def __init__(
+        self,
+        output_size: int | tuple[int, int] = (224, 224),
+        layers: int = 3,
+        channels: int = 16,
+        neighbors: int = 2,
+        normalize: str = "sigmoid",
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__(output_size)
+        if neighbors not in (2, 4):
+            raise ValueError(f"neighbors must be 2 (2x2) or 4 (4x4), got {neighbors!r}")
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize {normalize!r} is not one of {', '.join(NORMALIZATIONS)}")
+        if layers < 1 or channels < 1:
+            raise ValueError(f"need layers >= 1 and channels >= 1, got layers={layers}, channels={channels}")
+        self.layers, self.channels, self.neighbors, self.normalize, self.in_channels = (
+            layers, channels, neighbors, normalize, in_channels,
+        )  # fmt: skip
+        convs: list[nn.Module] = []
+        for i in range(layers):
+            convs += [nn.Conv2d(in_channels if i == 0 else channels, channels, 3, padding=1), nn.ReLU()]
+        self.texture = nn.Sequential(*convs)
+        taps = neighbors * neighbors
+        self.coefficients = nn.Conv2d(channels + taps, taps, 1)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "output_size": list(self.output_size),
+            "layers": self.layers,
+            "channels": self.channels,
+            "neighbors": self.neighbors,
+            "normalize": self.normalize,
+            "in_channels": self.in_channels,
+        }
+
+    @classmethod
+    def as_interpolation(cls, neighbors: int = 2, **kwargs: Any) -> DownsizeNet:
+        """The special case of the paper: weights that make DownsizeNet plain bilinear (2) or bicubic (4).
+
+        The 1x1 convolution copies the relative-distance map to the coefficients and ``normalize="none"`` drops
+        the sigmoid, so the output equals ``F.interpolate(mode="bilinear"/"bicubic", align_corners=False)``.
+        """
+        net = cls(neighbors=neighbors, normalize="none", **kwargs)
+        taps = neighbors * neighbors
+        with torch.no_grad():
+            net.coefficients.weight.zero_()
+            net.coefficients.bias.zero_()
+            for k in range(taps):
+                net.coefficients.weight[k, net.channels + k] = 1.0
+        return net
+
+    def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
+        """Resize ``x`` ``(B, C, H, W)`` to ``(B, C, h, w)``, ``(h, w) = size`` or ``output_size``."""
+        out_h, out_w = self.target_size(size)
+        in_h, in_w = x.shape[-2:]
+        k = self.neighbors
+        rows, wy, anchor_y = _source_coords(in_h, out_h, k, x.dtype, x.device)
+        cols, wx, anchor_x = _source_coords(in_w, out_w, k, x.dtype, x.device)
+
+        # Floating-type pooling: the texture feature at the top-left neighbour of each projected point.
+        features = self.texture(x).index_select(-2, anchor_y).index_select(-1, anchor_x)
+        # Relative-distance map: the K*K separable interpolation weights, (1, K*K, h, w), row-major taps.
+        distance = (wy.T[:, None, :, None] * wx.T[None, :, None, :]).reshape(1, k * k, out_h, out_w)
+        distance = distance.to(features.dtype).expand(x.shape[0], -1, -1, -1)
+        a = self.coefficients(torch.cat([features, distance], dim=1))
+        if self.normalize == "sigmoid":
+            a = torch.sigmoid(a)
+            a = a / a.sum(dim=1, keepdim=True)
+        elif self.normalize == "softmax":
+            a = torch.softmax(a, dim=1)
+
+        out = None
+        for i in range(k):
+            band = x.index_select(-2, rows[:, i])
+            for j in range(k):
+                term = a[:, i * k + j : i * k + j + 1] * band.index_select(-1, cols[:, j])
+                out = term if out is None else out + term
+        return out

@@ -1,0 +1,119 @@
+"""The learnable resizer of Talebi & Milanfar, *Learning to Resize Images for Computer Vision Tasks* (ICCV 2021).
+
+Figure 3 of the paper, for an input ``x`` and a target size ``(h, w)``::
+
+    r0 = base_resize(x, (h, w))                                       # skip: the classic resize
+    f  = BN(LReLU(conv1x1(LReLU(conv7x7(x)))))                        # at the input resolution
+    z  = base_resize(f, (h, w))                                       # feature resize
+    y  = z;  repeat r times:  y = y + BN(conv3x3(LReLU(BN(conv3x3(y)))))   # chained residual blocks
+    y  = BN(conv3x3(y)) + z
+    out = conv7x7(y) + r0
+
+LeakyReLU slopes are 0.2, 3x3 convolutions in and after the residual blocks have no bias. Only convolution
+weights count towards Table 2's parameter numbers: ``294 n + 10 n^2 + 18 r n^2`` (see ``count_conv_weights``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from .base import Resizer
+from .classic import METHODS, resize
+from .registry import register_resizer
+
+INITS = ("paper", "identity")
+
+
+def _lrelu() -> nn.LeakyReLU:
+    return nn.LeakyReLU(0.2)
+
+
+class ResidualBlock(nn.Module):
+    """``y + BN(conv3x3(LReLU(BN(conv3x3(y)))))``, convolutions without bias."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            _lrelu(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, y: Tensor) -> Tensor:
+        return y + self.body(y)
+
+
+@register_resizer("learnable")
+class LearnableResizer(Resizer):
+    """Talebi–Milanfar learnable resizer: a classic resize plus a learned residual.
+
+    Args:
+        output_size: default output ``(h, w)`` (or one int); ``forward(x, size)`` may override it per call.
+        n: number of filters of the intermediate convolutions (paper: 16).
+        r: number of residual blocks (paper: 1).
+        interpolation: the classic resizer used for the skip and the feature resize (paper: bilinear).
+        antialias: Pillow-style antialiasing in that resizer. The paper used TensorFlow's default, no antialias.
+        init: ``"paper"`` (PyTorch's default random init, as the paper) or ``"identity"`` (the last convolution
+            zero-initialised, so the resizer starts as exactly the classic resize).
+        in_channels: image channels.
+    """
+
+    def __init__(
+        self,
+        output_size: int | tuple[int, int] = (224, 224),
+        n: int = 16,
+        r: int = 1,
+        interpolation: str = "bilinear",
+        antialias: bool = False,
+        init: str = "paper",
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__(output_size)
+        if interpolation not in METHODS:
+            raise ValueError(f"interpolation {interpolation!r} is not one of {', '.join(METHODS)}")
+        if init not in INITS:
+            raise ValueError(f"init {init!r} is not one of {', '.join(INITS)}")
+        if n < 1 or r < 0 or in_channels < 1:
+            raise ValueError(f"need n >= 1, r >= 0 and in_channels >= 1, got n={n}, r={r}, in_channels={in_channels}")
+        self.n, self.r, self.interpolation, self.antialias, self.init, self.in_channels = (
+            n, r, interpolation, antialias, init, in_channels,
+        )  # fmt: skip
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, n, 7, padding=3),
+            _lrelu(),
+            nn.Conv2d(n, n, 1),
+            _lrelu(),
+            nn.BatchNorm2d(n),
+        )
+        self.blocks = nn.Sequential(*(ResidualBlock(n) for _ in range(r)))
+        self.merge = nn.Sequential(nn.Conv2d(n, n, 3, padding=1, bias=False), nn.BatchNorm2d(n))
+        self.head = nn.Conv2d(n, in_channels, 7, padding=3)
+        if init == "identity":
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "output_size": list(self.output_size),
+            "n": self.n,
+            "r": self.r,
+            "interpolation": self.interpolation,
+            "antialias": self.antialias,
+            "init": self.init,
+            "in_channels": self.in_channels,
+        }
+
+    def base_resize(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        return resize(x, size, self.interpolation, self.antialias)
+
+    def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
+        """Resize ``x`` ``(B, C, H, W)`` to ``(B, C, h, w)``, ``(h, w) = size`` or ``output_size``."""
+        size = self.target_size(size)
+        skip = self.base_resize(x, size)
+        z = self.base_resize(self.stem(x), size)
+        y = self.merge(self.blocks(z)) + z
+        return self.head(y) + skip

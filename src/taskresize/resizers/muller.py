@@ -1,0 +1,102 @@
+"""MULLER, the multilayer Laplacian resizer of Tu, Milanfar & Talebi (ICCV 2023).
+
+A classic resize plus learned, tanh-squashed multiples of the image's band-pass (Laplacian) layers::
+
+    y = base_resize(x)
+    for l in 1..L:
+        b = gauss(x)                                   # separable Gaussian, kernel 5, sigma 1
+        y = y + tanh(w_l * base_resize(b - x) + beta_l)
+        x = b
+
+Only ``2 L`` scalars are learned. They start at zero, so an untrained MULLER is exactly the base resize.
+Borders are padded by replicating edge pixels (the TensorFlow reference pads with zeros, which darkens the
+band-pass layers along the borders).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import Resizer
+from .classic import METHODS, resize
+from .registry import register_resizer
+
+
+def gaussian_kernel1d(kernel_size: int, sigma: float) -> Tensor:
+    """Normalised 1-D Gaussian taps ``(kernel_size,)``, float64."""
+    radius = kernel_size // 2
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    taps = torch.exp(-(x**2) / (2 * sigma**2))
+    return taps / taps.sum()
+
+
+@register_resizer("muller")
+class MullerResizer(Resizer):
+    """Multilayer Laplacian resizer: ``2 * layers`` learned scalars on top of a classic resize.
+
+    Args:
+        output_size: default output ``(h, w)`` (or one int); ``forward(x, size)`` may override it per call.
+        layers: number of Laplacian layers ``L`` (paper default 2).
+        kernel_size: Gaussian kernel size (odd).
+        sigma: Gaussian standard deviation.
+        interpolation: the classic base resizer.
+        antialias: Pillow-style antialiasing in the base resizer (the reference uses TensorFlow's default, off).
+    """
+
+    def __init__(
+        self,
+        output_size: int | tuple[int, int] = (224, 224),
+        layers: int = 2,
+        kernel_size: int = 5,
+        sigma: float = 1.0,
+        interpolation: str = "bilinear",
+        antialias: bool = False,
+    ) -> None:
+        super().__init__(output_size)
+        if interpolation not in METHODS:
+            raise ValueError(f"interpolation {interpolation!r} is not one of {', '.join(METHODS)}")
+        if layers < 1 or kernel_size < 1 or kernel_size % 2 == 0 or not math.isfinite(sigma) or sigma <= 0:
+            raise ValueError(
+                f"need layers >= 1, an odd kernel_size and sigma > 0, got {layers}, {kernel_size}, {sigma}"
+            )
+        self.layers, self.kernel_size, self.sigma, self.interpolation, self.antialias = (
+            layers, kernel_size, float(sigma), interpolation, antialias,
+        )  # fmt: skip
+        self.weight = nn.Parameter(torch.zeros(layers))
+        self.bias = nn.Parameter(torch.zeros(layers))
+        self.register_buffer("taps", gaussian_kernel1d(kernel_size, sigma).float(), persistent=False)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "output_size": list(self.output_size),
+            "layers": self.layers,
+            "kernel_size": self.kernel_size,
+            "sigma": self.sigma,
+            "interpolation": self.interpolation,
+            "antialias": self.antialias,
+        }
+
+    def blur(self, x: Tensor) -> Tensor:
+        """Separable Gaussian blur of ``x`` ``(B, C, H, W)``, edge pixels replicated."""
+        c, pad = x.shape[1], self.kernel_size // 2
+        taps = self.taps.to(x.dtype)
+        horizontal = taps.reshape(1, 1, 1, -1).expand(c, 1, 1, -1)
+        vertical = taps.reshape(1, 1, -1, 1).expand(c, 1, -1, 1)
+        x = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="replicate"), horizontal, groups=c)
+        return F.conv2d(F.pad(x, (0, 0, pad, pad), mode="replicate"), vertical, groups=c)
+
+    def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
+        """Resize ``x`` ``(B, C, H, W)`` to ``(B, C, h, w)``, ``(h, w) = size`` or ``output_size``."""
+        size = self.target_size(size)
+        y = resize(x, size, self.interpolation, self.antialias)
+        for layer in range(self.layers):
+            blurred = self.blur(x)
+            band = resize(blurred - x, size, self.interpolation, self.antialias)
+            y = y + torch.tanh(self.weight[layer] * band + self.bias[layer])
+            x = blurred
+        return y

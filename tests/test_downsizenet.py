@@ -1,0 +1,92 @@
+"""DownsizeNet: the bilinear/bicubic special case, convexity of the output, coefficients, parameters."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from taskresize import DownsizeNet, count_flops
+
+SIZES = [((37, 53), (17, 29)), ((37, 53), (23, 31)), ((41, 41), (60, 70)), ((20, 31), (7, 48)), ((9, 11), (4, 5))]
+
+
+@pytest.mark.parametrize(("neighbors", "mode"), [(2, "bilinear"), (4, "bicubic")])
+@pytest.mark.parametrize(("in_size", "out_size"), SIZES)
+def test_special_case_reproduces_interpolate(neighbors, mode, in_size, out_size):
+    torch.manual_seed(0)
+    net = DownsizeNet.as_interpolation(neighbors, output_size=out_size)
+    x = torch.randn(2, 3, *in_size)
+    expected = F.interpolate(x, size=out_size, mode=mode, align_corners=False)
+    torch.testing.assert_close(net(x), expected, atol=1e-5, rtol=0)
+
+
+def test_special_case_reproduces_interpolate_in_float64():
+    net = DownsizeNet.as_interpolation(4, output_size=(23, 31)).double()
+    x = torch.randn(1, 3, 37, 53, dtype=torch.float64)
+    expected = F.interpolate(x, size=(23, 31), mode="bicubic", align_corners=False)
+    torch.testing.assert_close(net(x), expected, atol=1e-12, rtol=0)
+
+
+def neighbourhoods(in_len: int, out_len: int, neighbors: int) -> list[list[int]]:
+    """Input indices around each output pixel's projected position (half-pixel centres), clamped."""
+    result = []
+    for i in range(out_len):
+        src = (i + 0.5) * in_len / out_len - 0.5
+        base = int(np.floor(max(src, 0.0) if neighbors == 2 else src))
+        offsets = (0, 1) if neighbors == 2 else (-1, 0, 1, 2)
+        result.append(sorted({min(max(base + o, 0), in_len - 1) for o in offsets}))
+    return result
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    in_hw=st.tuples(st.integers(4, 24), st.integers(4, 24)),
+    out_hw=st.tuples(st.integers(2, 30), st.integers(2, 30)),
+    neighbors=st.sampled_from([2, 4]),
+    normalize=st.sampled_from(["sigmoid", "softmax"]),
+)
+def test_output_lies_within_its_input_neighbourhood(seed, in_hw, out_hw, neighbors, normalize):
+    torch.manual_seed(seed)
+    net = DownsizeNet(out_hw, layers=2, channels=4, neighbors=neighbors, normalize=normalize, in_channels=2)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=2.0)
+    x = torch.randn(1, 2, *in_hw, dtype=torch.float64)
+    y = net.double()(x)[0].detach().numpy()
+    rows, cols = neighbourhoods(in_hw[0], out_hw[0], neighbors), neighbourhoods(in_hw[1], out_hw[1], neighbors)
+    xs = x[0].numpy()
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            patch = xs[:, r][:, :, c]
+            lo, hi = patch.min(axis=(1, 2)), patch.max(axis=(1, 2))
+            assert np.all(y[:, i, j] >= lo - 1e-9) and np.all(y[:, i, j] <= hi + 1e-9)
+
+
+def test_coefficients_sum_to_one_so_a_flat_image_stays_flat():
+    torch.manual_seed(1)
+    net = DownsizeNet((13, 17))
+    x = torch.full((2, 3, 40, 50), 0.37)
+    torch.testing.assert_close(net(x), torch.full((2, 3, 13, 17), 0.37))
+
+
+def test_random_network_is_not_bilinear():
+    torch.manual_seed(2)
+    x = torch.randn(1, 3, 40, 50)
+    assert not torch.allclose(DownsizeNet((13, 17))(x), F.interpolate(x, size=(13, 17), mode="bilinear"), atol=1e-3)
+
+
+def test_parameters_and_flops():
+    net = DownsizeNet(layers=3, channels=16, neighbors=2)
+    convs = (3 * 16 * 9 + 16) + 2 * (16 * 16 * 9 + 16)
+    assert sum(p.numel() for p in net.parameters()) == convs + (16 + 4) * 4 + 4
+    H, W, h, w = 64, 48, 32, 24
+    expected = 2 * (H * W * (3 * 16 * 9 + 2 * 16 * 16 * 9) + h * w * (16 + 4) * 4)
+    assert count_flops(net, (1, 3, H, W), size=(h, w)) == expected
+
+
+@pytest.mark.parametrize("kwargs", [{"neighbors": 3}, {"normalize": "relu"}, {"layers": 0}])
+def test_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        DownsizeNet(**kwargs)

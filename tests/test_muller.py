@@ -1,0 +1,52 @@
+"""MULLER: 2L scalars, exact base resize at zero init, the layer formula."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from taskresize import MullerResizer, resize
+from taskresize.resizers.muller import gaussian_kernel1d
+
+
+@pytest.mark.parametrize("layers", [1, 2, 4])
+def test_two_scalars_per_layer(layers):
+    assert sum(p.numel() for p in MullerResizer(layers=layers).parameters()) == 2 * layers
+
+
+def test_zero_init_is_exactly_the_base_resize():
+    x = torch.randn(2, 3, 97, 131)
+    for interpolation, antialias in [("bilinear", False), ("bicubic", True), ("lanczos", True)]:
+        m = MullerResizer((40, 57), interpolation=interpolation, antialias=antialias)
+        assert torch.equal(m(x), resize(x, (40, 57), interpolation, antialias))
+
+
+def test_layers_follow_the_formula():
+    torch.manual_seed(0)
+    m = MullerResizer((40, 57), layers=2)
+    with torch.no_grad():
+        m.weight.copy_(torch.tensor([1.5, -0.7]))
+        m.bias.copy_(torch.tensor([0.1, -0.2]))
+    x = torch.randn(1, 3, 97, 131, dtype=torch.float64)
+    kernel2d = torch.outer(gaussian_kernel1d(5, 1.0), gaussian_kernel1d(5, 1.0)).expand(3, 1, 5, 5)
+
+    def gauss(t):  # 5x5 kernel, replicate padding: the separable implementation must equal this
+        return F.conv2d(F.pad(t, (2, 2, 2, 2), mode="replicate"), kernel2d, groups=3)
+
+    expected, current = resize(x, (40, 57), "bilinear", False), x
+    for w, b in [(1.5, 0.1), (-0.7, -0.2)]:
+        blurred = gauss(current)
+        expected = expected + torch.tanh(w * resize(blurred - current, (40, 57), "bilinear", False) + b)
+        current = blurred
+    torch.testing.assert_close(m.double()(x), expected)
+
+
+def test_gaussian_taps():
+    taps = gaussian_kernel1d(5, 1.0)
+    raw = torch.exp(-torch.tensor([4.0, 1.0, 0.0, 1.0, 4.0], dtype=torch.float64) / 2)
+    torch.testing.assert_close(taps, raw / raw.sum())
+
+
+@pytest.mark.parametrize("kwargs", [{"kernel_size": 4}, {"sigma": 0}, {"layers": 0}, {"interpolation": "x"}])
+def test_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        MullerResizer(**kwargs)
