@@ -60,13 +60,13 @@ def run(batch: int, sizes: list[int], out: int, repeats: int) -> list[dict]:
         entries: list[tuple[str, Callable[[], object]]] = []
         for method, resample in PILLOW.items():
             entries.append((f"Pillow {method} (uint8, one image at a time)",
-                            lambda r=resample: [im.resize((out, out), r) for im in pil]))  # fmt: skip
+                            lambda r=resample, p=pil: [im.resize((out, out), r) for im in p]))  # fmt: skip
         for mode in ("bilinear", "bicubic"):
             entries.append((f"F.interpolate {mode} antialias",
-                            lambda m=mode: F.interpolate(x, size=(out, out), mode=m, antialias=True)))  # fmt: skip
+                            lambda m=mode, t=x: F.interpolate(t, size=(out, out), mode=m, antialias=True)))  # fmt: skip
         for name in list_resizers():
             module = create_resizer(name, output_size=out).eval()
-            entries.append((f"taskresize {name}", lambda m=module: m(x)))
+            entries.append((f"taskresize {name}", lambda m=module, t=x: m(t)))
         for label, fn in entries:
             with torch.inference_mode():
                 seconds = timed(fn, repeats)

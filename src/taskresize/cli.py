@@ -11,12 +11,31 @@ from . import __version__
 # Subcommand name -> module in taskresize.commands exposing ``add_arguments(parser)``, ``run(args) -> int``
 # and a docstring whose first line is the command's summary.
 COMMANDS = {
+    "train": "train",
+    "eval": "evaluate",
     "list": "list_resizers",
 }
 
 
 class UserError(Exception):
     """A mistake the user can fix: printed as one line, exit status 2, no traceback."""
+
+
+def guarded(fn, *args, **kwargs):
+    """Call ``fn``; the library's errors about the user's input become :class:`UserError` (one line, no traceback)."""
+    from .backbones import BackboneError
+    from .data.folder import DataError
+    from .data.images import ImageDecodeError
+    from .io import ResizerFileError
+    from .resizers.registry import ResizerArgumentError, UnknownResizerError
+    from .training.config import ConfigError
+    from .training.run import RunError
+
+    try:
+        return fn(*args, **kwargs)
+    except (BackboneError, ConfigError, DataError, ImageDecodeError, ResizerArgumentError, ResizerFileError,
+            RunError, UnknownResizerError) as error:  # fmt: skip
+        raise UserError(str(error)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as error:
         print(f"taskresize {args.command}: error: {error}", file=sys.stderr)
         status = 2
-    except KeyboardInterrupt:
-        print(f"taskresize {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        print(f"taskresize {args.command}: interrupted{f' ({interrupt})' if str(interrupt) else ''}", file=sys.stderr)
         status = 130
     sys.exit(status or 0)

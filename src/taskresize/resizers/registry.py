@@ -19,6 +19,10 @@ class UnknownResizerError(ValueError):
     """A resizer name that is not registered; the message lists the known names."""
 
 
+class ResizerArgumentError(TypeError):
+    """Keyword arguments a resizer does not take; the message lists those it takes."""
+
+
 def register_resizer(name: str) -> Callable[[F], F]:
     """Class or factory decorator: make ``create_resizer(name, **kwargs)`` build it.
 
@@ -63,7 +67,7 @@ def create_resizer(name: str, **kwargs: Any) -> Resizer:
 
     Raises:
         UnknownResizerError: ``name`` is not registered.
-        TypeError: ``kwargs`` holds an argument the resizer does not take; the message lists those it takes.
+        ResizerArgumentError: ``kwargs`` holds an argument the resizer does not take; the message lists those it takes.
     """
     factory = resizer_factory(name)
     try:
@@ -72,7 +76,7 @@ def create_resizer(name: str, **kwargs: Any) -> Resizer:
         accepted = accepted_arguments(factory)
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
-            raise TypeError(
+            raise ResizerArgumentError(
                 f"resizer {name!r} does not take {', '.join(unknown)}; it takes: {', '.join(accepted)}"
             ) from None
         raise

@@ -1,0 +1,29 @@
+"""Evaluate a finished (or interrupted) run on its validation split or on another folder.
+
+Prints the metrics and writes them to RUN/eval.json (or --output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .. import cli
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="run folder written by `taskresize train`")
+    parser.add_argument("--data", help="folder with the run's classes (its val/ sub-folder if any, else all images)")
+    parser.add_argument("--checkpoint", default="last.ckpt", help="checkpoint in the run folder (default last.ckpt)")
+    parser.add_argument("--output", help="where to write the metrics (default RUN/eval.json)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..fileio import atomic_write_json
+    from ..training.run import evaluate
+
+    metrics = cli.guarded(evaluate, args.run, data=args.data, checkpoint=args.checkpoint)
+    atomic_write_json(Path(args.output or Path(args.run) / "eval.json"), metrics)
+    print(json.dumps(metrics, indent=2))
+    return 0

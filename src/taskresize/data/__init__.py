@@ -1,0 +1,1 @@
+"""Datasets, image decoding and the uint8 pre-resizing path of the data loader."""

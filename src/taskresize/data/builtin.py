@@ -1,0 +1,124 @@
+"""The built-in offline dataset: synthetic, generated deterministically on first use.
+
+Eight classes: two coarse shapes (disc, square) times four fine textures (horizontal stripes, vertical stripes,
+checkerboard, dots) with a period of 6-10 pixels at 256 px. The shape survives any resize; the texture does not
+survive a plain 4x down-scaling to 32 px (its period falls below two output pixels), so a classifier that sees
+only bilinear 32 px images can tell the shapes apart but not the textures, while a resizer that looks at the
+full-resolution image can encode the texture into the small one. Contrast varies down to barely visible, with
+noise, clutter and random object colours, so that no resizer reaches a perfect score.
+
+It is a designed test of whether a resizer can carry fine detail through down-scaling, not evidence about
+natural images: the real-image benchmark is in docs/results.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+GENERATOR_VERSION = 1
+SHAPES = ("disc", "square")
+TEXTURES = ("hstripes", "vstripes", "checker", "dots")
+CLASSES = tuple(f"{shape}-{texture}" for shape in SHAPES for texture in TEXTURES)
+
+
+def cache_root() -> Path:
+    """``$TASKRESIZE_CACHE``, else ``$XDG_CACHE_HOME/taskresize``, else ``~/.cache/taskresize``."""
+    if "TASKRESIZE_CACHE" in os.environ:
+        return Path(os.environ["TASKRESIZE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "taskresize"
+
+
+def _smooth_field(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+    """A smooth random field in [0, 1], ``(size, size)``: bilinear interpolation of a coarse random grid."""
+    coarse = rng.random((cells + 1, cells + 1))
+    t = np.linspace(0, cells, size)
+    i = np.minimum(t.astype(int), cells - 1)
+    f = t - i
+    rows = coarse[i] * (1 - f)[:, None] + coarse[i + 1] * f[:, None]
+    return rows[:, i] * (1 - f)[None, :] + rows[:, i + 1] * f[None, :]
+
+
+def _texture(kind: str, y: np.ndarray, x: np.ndarray, period: float, phase: np.ndarray) -> np.ndarray:
+    """A zero-mean texture in [-1, 1]."""
+    w = 2 * np.pi / period
+    if kind == "hstripes":
+        return np.sign(np.sin(w * y + phase[0]))
+    if kind == "vstripes":
+        return np.sign(np.sin(w * x + phase[1]))
+    if kind == "checker":
+        return np.sign(np.sin(w * y + phase[0]) * np.sin(w * x + phase[1]))
+    # dots: a dot per cell covering about half of it, shifted to zero mean
+    cy = np.sin(w * y / 2 + phase[0]) ** 2
+    cx = np.sin(w * x / 2 + phase[1]) ** 2
+    dots = (cy * cx > 0.25).astype(np.float64)
+    return (dots - dots.mean()) / max(dots.std(), 1e-6)
+
+
+def render(label: int, seed: int, size: int = 256) -> np.ndarray:
+    """One image of class ``label``: uint8 ``(size, size, 3)``, a pure function of ``(label, seed, size)``."""
+    rng = np.random.default_rng([GENERATOR_VERSION, label, seed, size])
+    shape, texture = CLASSES[label].split("-")
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+
+    background = np.stack([_smooth_field(rng, size, 4) for _ in range(3)], axis=-1) * 0.6 + 0.2
+    # clutter: a few faint blobs, so that shape alone is not trivially the only large structure
+    for _ in range(rng.integers(1, 4)):
+        (cy, cx), r = rng.uniform(0, size, 2), rng.uniform(0.05, 0.15) * size
+        blob = ((y - cy) ** 2 + (x - cx) ** 2 < r**2)[..., None]
+        background = np.where(blob, background * 0.7 + rng.random(3) * 0.3, background)
+
+    half = rng.uniform(0.22, 0.36) * size
+    cy, cx = rng.uniform(half, size - half, 2)
+    if shape == "disc":
+        mask = (y - cy) ** 2 + (x - cx) ** 2 < half**2
+    else:
+        mask = (np.abs(y - cy) < half * 0.9) & (np.abs(x - cx) < half * 0.9)
+
+    period = rng.uniform(6.0, 10.0)
+    contrast = rng.uniform(0.04, 0.3)
+    pattern = _texture(texture, y, x, period, rng.uniform(0, 2 * np.pi, 2))
+    colour = rng.uniform(0.25, 0.75, 3)
+    fill = colour[None, None, :] + contrast * pattern[..., None]
+    image = np.where(mask[..., None], fill, background)
+    image += rng.normal(0, 0.03, image.shape)
+    return np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+
+
+def generate(root: str | os.PathLike, per_class: int, size: int = 256, seed: int = 0) -> Path:
+    """Write ``per_class`` images of every class to ``root/<class>/<index>.png`` (atomically: all or nothing)."""
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        for label, name in enumerate(CLASSES):
+            (staging / name).mkdir()
+            for i in range(per_class):
+                image = render(label, seed * 1_000_003 + i, size)
+                Image.fromarray(image).save(staging / name / f"{i:05d}.png", compress_level=1)
+        info = {"generator_version": GENERATOR_VERSION, "per_class": per_class, "size": size, "seed": seed}
+        (staging / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(staging, root)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return root
+
+
+def builtin_dataset(per_class: int = 250, size: int = 256, seed: int = 0) -> Path:
+    """The built-in dataset's folder in the cache, generated on first use (a few seconds)."""
+    root = cache_root() / f"builtin-v{GENERATOR_VERSION}-{per_class}x{size}-seed{seed}"
+    marker = root / "dataset.json"
+    if not marker.is_file():
+        print(f"Generating the built-in dataset ({per_class * len(CLASSES)} images) in {root} ...", flush=True)
+        generate(root, per_class, size, seed)
+    return root

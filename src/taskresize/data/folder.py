@@ -1,0 +1,125 @@
+"""Class-per-folder image collections: scanning, train/validation splits, the dataset."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, is_image_file, load_image
+
+
+class DataError(ValueError):
+    """A data folder that cannot be used as given; the message names the folder and what is expected."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str
+    label: int
+
+
+@dataclass
+class ClassFolders:
+    """The images of a class-per-folder tree: ``root/<class>/**/<image>``."""
+
+    root: Path
+    classes: list[str]
+    samples: list[Sample]
+
+
+def scan_class_folders(root: str | os.PathLike, classes: Sequence[str] | None = None) -> ClassFolders:
+    """Find the classes (sub-folders, sorted) and their image files (recursively, sorted).
+
+    Args:
+        root: the folder holding one sub-folder per class.
+        classes: the expected class names (e.g. a validation folder must have the training classes).
+
+    Raises:
+        DataError: the folder is missing, has no class folders, a class has no images, or the classes differ
+            from ``classes``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder: pass a folder with one sub-folder of images per class")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        raise DataError(f"{root} has no class folders: expected {root}/<class name>/<images>")
+    if classes is not None and list(classes) != found:
+        raise DataError(f"{root} has classes {found}, expected the training classes {list(classes)}")
+    samples = []
+    for label, name in enumerate(found):
+        files = sorted(
+            str(p) for p in (root / name).rglob("*") if p.is_file() and is_image_file(p) and not p.name.startswith(".")
+        )
+        if not files:
+            raise DataError(f"class folder {root / name} has no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        samples += [Sample(f, label) for f in files]
+    return ClassFolders(root, found, samples)
+
+
+def split_samples(samples: Sequence[Sample], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Split each class in the same proportion, with a seeded shuffle (the split depends only on the seed).
+
+    Every class keeps at least one training image; a class with at least two images gets at least one
+    validation image.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"--val-split {val_fraction} must be between 0 and 1 (exclusive)")
+    by_class: dict[int, list[Sample]] = {}
+    for s in samples:
+        by_class.setdefault(s.label, []).append(s)
+    train, val = [], []
+    rng = random.Random(seed)
+    for label in sorted(by_class):
+        items = sorted(by_class[label], key=lambda s: s.path)
+        rng.shuffle(items)
+        n_val = min(max(1, round(len(items) * val_fraction)), len(items) - 1) if len(items) > 1 else 0
+        val += items[:n_val]
+        train += items[n_val:]
+    return train, val
+
+
+def train_val_folders(
+    root: str | os.PathLike, val_fraction: float, seed: int
+) -> tuple[list[str], list[Sample], list[Sample]]:
+    """``root/train`` and ``root/val`` if both exist, else ``root`` split by ``val_fraction``.
+
+    Returns ``(classes, train_samples, val_samples)``.
+    """
+    root = Path(root)
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        train = scan_class_folders(root / "train")
+        val = scan_class_folders(root / "val", classes=train.classes)
+        return train.classes, train.samples, val.samples
+    folders = scan_class_folders(root)
+    train, val = split_samples(folders.samples, val_fraction, seed)
+    return folders.classes, train, val
+
+
+class ImageFolderDataset(Dataset):
+    """Decodes samples to uint8 ``(3, H, W)`` tensors and applies ``transform``; yields ``(image, label)``."""
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        transform: Callable[[str], torch.Tensor] | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        sample = self.samples[index]
+        if self.transform is None:
+            return load_image(sample.path, max_pixels=self.max_pixels), sample.label
+        return self.transform(sample.path), sample.label

@@ -1,0 +1,1 @@
+"""Tasks: a resizer in front of a backbone, one LightningModule per task."""

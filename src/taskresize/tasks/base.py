@@ -1,0 +1,88 @@
+"""What every task shares: a resizer in front of a backbone, the paper's optimiser, freezing, normalisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from ..backbones import create_backbone
+from ..resizers import create_resizer
+from ..resizers.classic import ClassicResizer
+from ..training.config import TrainConfig
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ResizerTask(L.LightningModule):
+    """``uint8 images (B, 3, H, W) -> normalise -> resizer -> backbone -> outputs``.
+
+    The data loader delivers uint8 batches at the resizer's input size; they become float only here, on the
+    model's device. The resizer maps them to ``out_size``; the backbone sees only that.
+
+    Args:
+        config: a :class:`TrainConfig` as a plain dict (stored in checkpoints as is).
+        num_outputs: the backbone's outputs (classes, or 10 score bins for IQA).
+    """
+
+    def __init__(self, config: dict[str, Any], num_outputs: int) -> None:
+        super().__init__()
+        self.save_hyperparameters({"config": config, "num_outputs": num_outputs})
+        self.cfg = TrainConfig.from_dict(config)
+        self.out_size = tuple(self.cfg.out_size)
+        self.resizer = create_resizer(self.cfg.resizer, output_size=self.out_size, **self.cfg.resizer_args)
+        self.backbone = create_backbone(self.cfg.backbone, num_outputs)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
+        self.to(memory_format=torch.channels_last)
+        for part, frozen in ((self.backbone, self.cfg.freeze_backbone), (self.resizer, self.cfg.freeze_resizer)):
+            part.requires_grad_(not frozen)
+
+    @property
+    def has_learned_resizer(self) -> bool:
+        return not isinstance(self.resizer, ClassicResizer)
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 ``(B, 3, H, W)`` -> float, ImageNet mean and std."""
+        return (images.float() - self.mean) / self.std
+
+    def resize(self, images: Tensor) -> Tensor:
+        """uint8 images at the resizer's input size -> normalised float images at ``out_size``."""
+        return self.resizer(self.normalize(images), self.out_size)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.backbone(self.resize(images))
+
+    def train(self, mode: bool = True) -> ResizerTask:
+        """Frozen parts stay in eval mode, so their BatchNorm statistics do not move either."""
+        super().train(mode)
+        if self.cfg.freeze_backbone:
+            self.backbone.eval()
+        if self.cfg.freeze_resizer:
+            self.resizer.eval()
+        return self
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning restores each module's own mode around validation rather than calling train() again
+        self.train()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """SGD with momentum, the learning rate decayed by ``lr_decay`` every ``lr_decay_epochs`` epochs."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("nothing to train: both the backbone and the resizer are frozen")
+        cfg = self.cfg
+        optimizer = torch.optim.SGD(params, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_epochs, gamma=cfg.lr_decay)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def trainable_batchnorms(self) -> list[nn.modules.batchnorm._BatchNorm]:
+        """BatchNorm layers whose statistics training moves (not those of frozen parts)."""
+        frozen = [
+            m for m, f in ((self.backbone, self.cfg.freeze_backbone), (self.resizer, self.cfg.freeze_resizer)) if f
+        ]
+        skip = {id(m) for part in frozen for m in part.modules()}
+        return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in skip]

@@ -1,0 +1,114 @@
+"""Image classification with a jointly trained resizer (Talebi & Milanfar §3.2.1, Table 4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..data.builtin import builtin_dataset
+from ..data.folder import ImageFolderDataset, Sample, train_val_folders
+from ..data.transforms import PreResize, collate_uint8
+from ..training.config import TrainConfig
+from .base import ResizerTask
+
+SPLIT_SEED = 0  # the train/validation split never depends on the run's seed, so seeds share a validation set
+
+
+class ClassificationTask(ResizerTask):
+    """Cross-entropy with label smoothing; top-1 and top-5 error on the validation set."""
+
+    def __init__(self, config: dict[str, Any], num_outputs: int, class_names: list[str] | None = None) -> None:
+        super().__init__(config, num_outputs)
+        self.class_names = class_names or [str(i) for i in range(num_outputs)]
+        self.save_hyperparameters({"class_names": self.class_names})
+        self.top1 = MulticlassAccuracy(num_outputs, top_k=1, average="micro")
+        self.top5 = MulticlassAccuracy(num_outputs, top_k=min(5, num_outputs), average="micro")
+        self.val_loss = MeanMetric()
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        loss = F.cross_entropy(self(images), labels, label_smoothing=self.cfg.label_smoothing)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        logits = self(images)
+        self.val_loss.update(F.cross_entropy(logits, labels, reduction="none"))
+        self.top1.update(logits, labels)
+        self.top5.update(logits, labels)
+
+    def on_validation_epoch_end(self) -> None:
+        # torchmetrics reduces the counts across processes, so these are exact for the whole validation set
+        metrics = {
+            "val/top1_error": 1 - self.top1.compute(),
+            "val/top5_error": 1 - self.top5.compute(),
+            "val/loss": self.val_loss.compute(),
+        }
+        for metric in (self.top1, self.top5, self.val_loss):
+            metric.reset()
+        self.log_dict(metrics, prog_bar=True)
+
+
+class FolderData(L.LightningDataModule):
+    """Class-per-folder data (or the built-in set), pre-resized to the resizer's input size in the loader.
+
+    Samplers are built here, after the processes exist: training shuffles with ``(seed, epoch)`` and shards
+    across processes; validation is split across processes without padding, so every image counts once.
+    """
+
+    def __init__(self, cfg: TrainConfig, root: str | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        root = root or (str(builtin_dataset()) if cfg.data == "builtin" else cfg.data)
+        self.root = root
+        self.classes, self.train_samples, self.val_samples = train_val_folders(root, cfg.val_split, SPLIT_SEED)
+        common = {"size": cfg.input_size, "method": cfg.pre_resize, "antialias": cfg.pre_resize_antialias,
+                  "max_pixels": cfg.max_pixels}  # fmt: skip
+        self.train_transform = PreResize(**common, augment=cfg.augment, scale=tuple(cfg.crop_scale))
+        self.eval_transform = PreResize(**common, augment=False)
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _loader(self, dataset, **kwargs) -> DataLoader:
+        workers = self.cfg.workers
+        return DataLoader(
+            dataset, batch_size=self.cfg.batch_size, collate_fn=collate_uint8, num_workers=workers,
+            persistent_workers=workers > 0, **kwargs,
+        )  # fmt: skip
+
+    def train_dataset(self) -> ImageFolderDataset:
+        return ImageFolderDataset(self.train_samples, self.train_transform, self.cfg.max_pixels)
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = self._rank_world()
+        dataset = self.train_dataset()
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.cfg.seed)
+        drop_last = len(sampler) > self.cfg.batch_size  # a last batch of one image breaks BatchNorm
+        return self._loader(dataset, sampler=sampler, drop_last=drop_last)
+
+    def eval_dataset(self, samples: list[Sample] | None = None) -> ImageFolderDataset:
+        rank, world = self._rank_world()
+        samples = self.val_samples if samples is None else samples
+        return ImageFolderDataset(samples[rank::world], self.eval_transform, self.cfg.max_pixels)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.eval_dataset())
+
+    def precise_bn_loader(self, batches: int, epoch: int) -> DataLoader:
+        """A few random training batches (augmented, as in training) for recomputing BatchNorm statistics."""
+        rank, _ = self._rank_world()
+        dataset = self.train_dataset()
+        generator = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch * 1_009 + rank)
+        count = min(len(dataset), batches * self.cfg.batch_size)
+        indices = torch.randperm(len(dataset), generator=generator)[:count].tolist()
+        return DataLoader(Subset(dataset, indices), batch_size=self.cfg.batch_size, collate_fn=collate_uint8)

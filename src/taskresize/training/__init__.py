@@ -1,0 +1,1 @@
+"""Joint training of resizers and backbones: configuration, callbacks, runs."""

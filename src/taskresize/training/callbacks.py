@@ -1,0 +1,126 @@
+"""Training callbacks: precise BatchNorm statistics, the per-epoch CSV and throughput."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.distributed as dist
+from lightning.pytorch.trainer.states import TrainerFn
+
+
+class PreciseBatchNorm(L.Callback):
+    """Recompute BatchNorm statistics for the current weights before each validation.
+
+    Running averages trail the weights they were gathered with; when the weights move fast (a learned resizer at
+    lr 0.05, few epochs, small data) the eval-mode statistics no longer match the training-mode behaviour and
+    validation accuracy drops or jumps from epoch to epoch — the failure reported for other ports of the
+    Talebi–Milanfar resizer. Here the statistics of every trainable BatchNorm layer are re-estimated
+    (equal-weight average) over a few training batches with the weights frozen, then averaged across processes
+    ("precise BN", Wu & Johnson 2021). Frozen parts keep their statistics.
+    """
+
+    def __init__(self, batches: int) -> None:
+        self.batches = batches
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.batches <= 0 or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        loader = trainer.datamodule.precise_bn_loader(self.batches, trainer.current_epoch)
+        recompute_batchnorm(pl_module, loader, pl_module.trainable_batchnorms())
+
+
+@torch.no_grad()
+def recompute_batchnorm(model: torch.nn.Module, loader, layers: list[torch.nn.modules.batchnorm._BatchNorm]) -> None:
+    """Set ``layers``' running statistics to their average over ``loader``'s batches under the current weights."""
+    if not layers:
+        return
+    saved = [(layer.momentum, layer.training) for layer in layers]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # cumulative average
+        layer.train()
+    device = next(model.parameters()).device
+    try:
+        for images, _ in loader:
+            model(images.to(device))
+    finally:
+        for layer, (momentum, training) in zip(layers, saved, strict=True):
+            layer.momentum = momentum
+            layer.train(training)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        world = dist.get_world_size()
+        for layer in layers:
+            for stat in (layer.running_mean, layer.running_var):
+                dist.all_reduce(stat)
+                stat /= world
+
+
+class EpochLog(L.Callback):
+    """Writes ``epochs.csv`` (one row per epoch) and measures training throughput (validation excluded).
+
+    Place it before :class:`PreciseBatchNorm` so that the training time stops before BatchNorm recomputation.
+    """
+
+    FIELDS = ("epoch", "lr", "train_loss", "val_loss", "top1_error", "top5_error", "train_seconds",
+              "train_images_per_s", "epoch_seconds")  # fmt: skip
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.images = 0
+        self.train_seconds = 0.0
+        self.rows: list[dict[str, object]] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.path.exists():  # resuming (the checkpoint is restored by now): keep the epochs it has finished
+            with self.path.open() as f:
+                self.rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < trainer.current_epoch]
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+        self._train_end = None
+        self._images = 0
+        self._lr = trainer.optimizers[0].param_groups[0]["lr"]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._images += len(batch[1]) * trainer.world_size
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and self._train_end is None:
+            self._train_end = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        now = time.perf_counter()
+        train_seconds = (self._train_end or now) - self._epoch_start
+        self.images += self._images
+        self.train_seconds += train_seconds
+        metrics = trainer.callback_metrics
+
+        def value(key: str) -> float | str:
+            return round(float(metrics[key]), 6) if key in metrics else ""
+
+        row = {
+            "epoch": trainer.current_epoch,
+            "lr": self._lr,
+            "train_loss": value("train/loss_epoch"),
+            "val_loss": value("val/loss"),
+            "top1_error": value("val/top1_error"),
+            "top5_error": value("val/top5_error"),
+            "train_seconds": round(train_seconds, 3),
+            "train_images_per_s": round(self._images / max(train_seconds, 1e-9), 2),
+            "epoch_seconds": round(now - self._epoch_start, 3),
+        }
+        self.rows.append(row)
+        if trainer.is_global_zero:
+            from ..fileio import atomic_write_text
+
+            lines = [",".join(self.FIELDS)] + [",".join(str(r.get(k, "")) for k in self.FIELDS) for r in self.rows]
+            atomic_write_text(self.path, "\n".join(lines) + "\n")
+
+    @property
+    def images_per_second(self) -> float:
+        """Training images per second over the epochs of this process's run (validation excluded)."""
+        return self.images / self.train_seconds if self.train_seconds else 0.0

@@ -1,0 +1,167 @@
+"""Run configuration: defaults, then a YAML file, then command-line flags (flags win). Saved as config.yaml."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..data.images import DEFAULT_MAX_PIXELS
+from ..sizes import to_size
+
+TASKS = ("classification",)
+PRECISIONS = ("32-true", "bf16-mixed")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the key, the value and what is accepted."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. Defaults are the paper's recipe where the paper has one."""
+
+    task: str = "classification"
+    data: str = "builtin"  # a class-per-folder directory, or "builtin" (the synthetic offline dataset)
+    val_split: float = 0.2  # used when the data folder has no train/ and val/ sub-folders
+    resizer: str = "bilinear"
+    resizer_args: dict[str, Any] = field(default_factory=dict)
+    backbone: str = "torchvision:resnet18"
+    pretrained: str | None = None  # a local weights file for the backbone
+    in_size: list[int] | None = None  # the resizer's input (the data loader pre-resizes to it); default out_size
+    out_size: list[int] = field(default_factory=lambda: [224, 224])  # the model's input
+    pre_resize: str = "bilinear"  # classic method of the data loader's pre-resize
+    pre_resize_antialias: bool = True
+    augment: bool = True  # random resized crop + horizontal flip before the pre-resize
+    crop_scale: list[float] = field(default_factory=lambda: [0.25, 1.0])
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float | None = None  # default 0.05 from scratch, 0.005 when initialised from a run (the paper's)
+    momentum: float = 0.9
+    weight_decay: float = 1e-4  # not given by the paper
+    lr_decay: float = 0.94  # multiply the learning rate by this ...
+    lr_decay_epochs: int = 2  # ... every this many epochs
+    label_smoothing: float = 0.1
+    seed: int = 0
+    init: str | None = None  # a run folder: its backbone (and resizer, if the same kind) initialise this run
+    init_resizer: str | None = None  # a resizer file or run folder: its resizer initialises this one
+    freeze_backbone: bool = False
+    freeze_resizer: bool = False
+    precise_bn: int = 10  # batches used to recompute BatchNorm statistics before each validation (0: off)
+    workers: int = 1
+    devices: int = 1
+    precision: str = "32-true"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    output: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def fail(key: str, message: str) -> None:
+            raise ConfigError(f"{key} = {getattr(self, key)!r}: {message}")
+
+        if self.task not in TASKS:
+            fail("task", f"must be one of {', '.join(TASKS)}")
+        try:
+            self.out_size = list(to_size(self.out_size, what="out_size"))
+            self.in_size = list(to_size(self.in_size, what="in_size")) if self.in_size is not None else None
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        if not isinstance(self.resizer_args, dict):
+            fail("resizer_args", 'must be a mapping, e.g. {"n": 32, "r": 2}')
+        for key in ("epochs", "batch_size", "lr_decay_epochs", "devices"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                fail(key, "must be a positive integer")
+        for key in ("workers", "precise_bn", "seed"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 0:
+                fail(key, "must be a non-negative integer")
+        if not 0.0 < self.val_split < 1.0:
+            fail("val_split", "must be between 0 and 1")
+        if self.lr is not None and not self.lr > 0:
+            fail("lr", "must be positive")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            fail("label_smoothing", "must be in [0, 1)")
+        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            fail("crop_scale", "must be [min, max] with 0 < min <= max <= 1")
+        if self.precision not in PRECISIONS:
+            fail("precision", f"must be one of {', '.join(PRECISIONS)}")
+        if self.max_pixels < 1:
+            fail("max_pixels", "must be positive")
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The resizer's input size (``in_size``, defaulting to ``out_size``)."""
+        return tuple(self.in_size or self.out_size)  # type: ignore[return-value]
+
+    @property
+    def fine_tuning(self) -> bool:
+        return self.init is not None or self.init_resizer is not None or self.pretrained is not None
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (0.005 if self.fine_tuning else 0.05)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, resolved values (``lr`` and ``in_size`` filled in), as written to config.yaml."""
+        values = dataclasses.asdict(self)
+        values["lr"] = self.learning_rate
+        values["in_size"] = list(self.input_size)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k.replace("-", "_"): v for k, v in values.items()}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            hints = [f"{u} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(u, known, n=1)) else u
+                     for u in unknown]  # fmt: skip
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(hints)}; known keys: {', '.join(sorted(known))}")
+        try:
+            return cls(**values)
+        except TypeError as error:
+            raise ConfigError(f"{source}: {error}") from None
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, got {type(values).__name__}")
+    return values
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults <- YAML file <- overrides (the command-line flags that were given)."""
+    values = read_yaml(path) if path is not None else {}
+    values = {k.replace("-", "_"): v for k, v in values.items()}
+    values.update(overrides or {})
+    return TrainConfig.from_dict(values, source=str(path) if path else "config")
+
+
+def write_yaml(path: str | os.PathLike, values: dict[str, Any]) -> None:
+    from ..fileio import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
+
+
+def parse_json_mapping(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f'{what} {text!r} is not JSON ({error.msg}); e.g. \'{{"n": 32, "r": 2}}\'') from None
+    if not isinstance(value, dict):
+        raise ConfigError(f'{what} {text!r} must be a JSON object, e.g. \'{{"n": 32, "r": 2}}\'')
+    return value

@@ -1,0 +1,275 @@
+"""Training and evaluation runs: the run folder, initialisation from earlier runs, Lightning's Trainer.
+
+A run folder holds ``config.yaml`` (resolved), ``epochs.csv``, ``tb/`` (TensorBoard), ``last.ckpt``,
+``best.ckpt``, ``metrics.json`` when finished, and ``resizer.safetensors`` when the resizer is learned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import signal
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from ..backbones import load_weights
+from ..fileio import atomic_write_json
+from ..flops import count_flops, count_parameters
+from ..io import load_resizer, read_resizer_header, save_resizer
+from ..sizes import format_size
+from ..tasks.classification import ClassificationTask, FolderData
+from .callbacks import EpochLog, PreciseBatchNorm
+from .config import TrainConfig, load_config, read_yaml, write_yaml
+
+CONFIG_FILE, METRICS_FILE, EPOCHS_FILE = "config.yaml", "metrics.json", "epochs.csv"
+LAST, BEST = "last.ckpt", "best.ckpt"
+MONITOR = "val/top1_error"
+
+
+@contextlib.contextmanager
+def quiet_lightning():
+    """Silence Lightning's hints that do not apply here (CPU-only banners, the run folder existing, worker counts
+    the user chose); real warnings still show."""
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=PossibleUserWarning)
+        warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+        # Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates
+        warnings.filterwarnings(
+            "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+        )
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used as asked; the message says what to do instead."""
+
+
+def default_output(cfg: TrainConfig) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{cfg.resizer}-{format_size(cfg.input_size)}to{format_size(tuple(cfg.out_size))}"
+
+
+def is_finished(run_dir: str | os.PathLike) -> bool:
+    return (Path(run_dir) / METRICS_FILE).is_file()
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A Lightning checkpoint, read with ``weights_only=True`` (a crafted file cannot run code)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RunError(f"{path} does not exist") from None
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RunError(f"{path} is not a checkpoint this program can load safely ({first})") from None
+
+
+def build_task(cfg: TrainConfig, classes: list[str]) -> ClassificationTask:
+    return ClassificationTask(cfg.to_dict(), len(classes), classes)
+
+
+def _initialise(task: ClassificationTask, cfg: TrainConfig) -> list[str]:
+    """Apply ``pretrained``, ``init`` and ``init_resizer``; returns what was loaded, for the log."""
+    loaded = []
+    if cfg.pretrained:
+        skipped = load_weights(task.backbone, cfg.pretrained, what=cfg.backbone)
+        loaded.append(f"backbone <- {cfg.pretrained}" + (f" (new {', '.join(skipped)})" if skipped else ""))
+    if cfg.init:
+        run = Path(cfg.init)
+        if not (run / CONFIG_FILE).is_file():
+            raise RunError(f"--init {run}: not a run folder (no {CONFIG_FILE})")
+        earlier = TrainConfig.from_dict(read_yaml(run / CONFIG_FILE), source=str(run / CONFIG_FILE))
+        if earlier.backbone != cfg.backbone:
+            raise RunError(
+                f"--init {run} trained backbone {earlier.backbone}, this run uses {cfg.backbone}; to carry over only "
+                f"the resizer, use --init-resizer {run}"
+            )
+        state = load_checkpoint(run / LAST)["state_dict"]
+        backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+        skipped = _load_partial(task.backbone, backbone, f"{run / LAST} (backbone)")
+        loaded.append(f"backbone <- {run}" + (f" (new {', '.join(skipped)})" if skipped else ""))
+        if (run / "resizer.safetensors").is_file() and earlier.resizer == cfg.resizer and cfg.init_resizer is None:
+            _load_resizer_weights(task, run)
+            loaded.append(f"resizer <- {run}")
+    if cfg.init_resizer:
+        _load_resizer_weights(task, cfg.init_resizer)
+        loaded.append(f"resizer <- {cfg.init_resizer}")
+    return loaded
+
+
+def _load_partial(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> list[str]:
+    own = module.state_dict()
+    mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
+    missing, unexpected = set(own) - set(state), set(state) - set(own)
+    if missing or unexpected or len(mismatched) > 2:
+        raise RunError(
+            f"{what} does not fit this model (missing {sorted(missing)[:4]}, unknown {sorted(unexpected)[:4]})"
+        )
+    module.load_state_dict({k: v for k, v in state.items() if k not in mismatched}, strict=False)
+    return mismatched
+
+
+def _load_resizer_weights(task: ClassificationTask, source: str | os.PathLike) -> None:
+    header = read_resizer_header(source)
+    if header["name"] != task.resizer.resizer_name:
+        raise RunError(f"{source} holds a {header['name']!r} resizer; this run trains {task.resizer.resizer_name!r}")
+    donor = load_resizer(source)
+    ours = {k: v for k, v in task.resizer.config().items() if k != "output_size"}
+    theirs = {k: v for k, v in donor.config().items() if k != "output_size"}
+    if ours != theirs:
+        raise RunError(f"{source}: resizer config {theirs} differs from this run's {ours}")
+    task.resizer.load_state_dict(donor.state_dict())
+
+
+def _trainer(cfg: TrainConfig, out: Path, callbacks: list[L.Callback], **kwargs: Any) -> L.Trainer:
+    devices, num_nodes = cfg.devices, 1
+    if "LOCAL_WORLD_SIZE" in os.environ:  # launched by torchrun: one process per device
+        devices = int(os.environ["LOCAL_WORLD_SIZE"])
+        num_nodes = int(os.environ.get("WORLD_SIZE", devices)) // devices
+    distributed = devices * num_nodes > 1
+    return L.Trainer(
+        accelerator="cpu", devices=devices, num_nodes=num_nodes, strategy="ddp" if distributed else "auto",
+        precision=cfg.precision, max_epochs=cfg.epochs, default_root_dir=str(out), callbacks=callbacks,
+        num_sanity_val_steps=0, use_distributed_sampler=False, enable_model_summary=False,
+        log_every_n_steps=10, **kwargs,
+    )  # fmt: skip
+
+
+def train(cfg: TrainConfig, resume: bool = False, callbacks: list[L.Callback] | None = None) -> Path:
+    """Train a resizer and a backbone jointly; returns the run folder.
+
+    With ``resume``, an unfinished run in ``cfg.output`` continues from its last finished epoch, and a finished
+    one is left as it is. ``callbacks`` are added to Lightning's (e.g. to stop a run early).
+    """
+    out = Path(cfg.output) if cfg.output else default_output(cfg)
+    cfg.output = str(out)
+    ckpt_path = None
+    if resume and (out / CONFIG_FILE).exists():
+        if is_finished(out):
+            print(f"{out} is finished ({METRICS_FILE} exists); nothing to do")
+            return out
+        cfg = load_config(out / CONFIG_FILE)
+        ckpt_path = str(out / LAST) if (out / LAST).exists() else None
+    elif (out / CONFIG_FILE).exists() and rank_zero_only.rank == 0:  # other processes may see rank 0's new file
+        raise RunError(f"{out} already holds a run: pass --resume to continue it, or choose another --output")
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = FolderData(cfg)
+    task = build_task(cfg, data.classes)
+    loaded = _initialise(task, cfg) if ckpt_path is None else []
+
+    epoch_log = EpochLog(out / EPOCHS_FILE)
+    # Two callbacks: Lightning 2.6 writes save_last's file only in epochs that improve the monitored metric.
+    best = ModelCheckpoint(dirpath=str(out), filename="best", monitor=MONITOR, mode="min", enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=str(out), filename="last", enable_version_counter=False)
+    callbacks = [epoch_log, PreciseBatchNorm(cfg.precise_bn), best, last, TQDMProgressBar(refresh_rate=5),
+                 *(callbacks or [])]  # fmt: skip
+    logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
+    with quiet_lightning():
+        trainer = _trainer(cfg, out, callbacks, logger=logger)
+
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        write_yaml(out / CONFIG_FILE, cfg.to_dict())
+        for line in loaded:
+            print(f"initialised {line}")
+    started = time.perf_counter()
+    try:
+        with quiet_lightning():
+            trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    except SystemExit:  # Lightning exits after a graceful shutdown on Ctrl-C
+        if not trainer.interrupted:
+            raise
+    if trainer.interrupted:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores further Ctrl-C
+        raise KeyboardInterrupt(f"stopped; the last finished epoch is saved: taskresize train --output {out} --resume")
+    if trainer.is_global_zero:
+        metrics = run_metrics(cfg, task, trainer.callback_metrics, data)
+        metrics["epochs"] = trainer.current_epoch
+        metrics["seed"] = cfg.seed
+        metrics["train_images_per_s"] = round(epoch_log.images_per_second, 2)
+        metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
+        if task.has_learned_resizer:
+            provenance = {k: metrics[k] for k in ("top1_error", "top5_error", "flops_resizer", "flops_total")}
+            provenance |= {
+                "backbone": cfg.backbone,
+                "data": data.root,
+                "in_size": list(cfg.input_size),
+                "out_size": cfg.out_size,
+                "run": str(out),
+                "date": dt.datetime.now().isoformat(timespec="seconds"),
+            }
+            save_resizer(task.resizer, out / "resizer.safetensors", provenance=provenance)
+        atomic_write_json(out / METRICS_FILE, metrics)
+    return out
+
+
+def run_metrics(cfg: TrainConfig, task: ClassificationTask, callback_metrics: dict, data: FolderData) -> dict[str, Any]:
+    """The metrics.json of a run: the final validation metrics, FLOPs per image, parameters."""
+    h, w = cfg.input_size
+    flops_resizer = count_flops(task.resizer, (1, 3, h, w), size=tuple(cfg.out_size))
+    flops_backbone = count_flops(task.backbone, (1, 3, *cfg.out_size))
+    return {
+        "top1_error": round(float(callback_metrics[MONITOR]), 6),
+        "top5_error": round(float(callback_metrics["val/top5_error"]), 6),
+        "val_loss": round(float(callback_metrics["val/loss"]), 6),
+        "flops_total": flops_resizer + flops_backbone,
+        "flops_resizer": flops_resizer,
+        "flops_backbone": flops_backbone,
+        "params_resizer": count_parameters(task.resizer),
+        "params_backbone": count_parameters(task.backbone),
+        "val_images": len(data.val_samples),
+        "train_images": len(data.train_samples),
+    }
+
+
+def evaluate(run_dir: str | os.PathLike, data: str | None = None, checkpoint: str = LAST) -> dict[str, Any]:
+    """Evaluate a run's checkpoint on its validation split, or on ``data`` (a folder with the same classes:
+    its ``val/`` sub-folder if it has one, else every image in it)."""
+    run = Path(run_dir)
+    if not (run / CONFIG_FILE).is_file():
+        raise RunError(f"{run} is not a run folder (no {CONFIG_FILE})")
+    cfg = load_config(run / CONFIG_FILE)
+    ckpt = load_checkpoint(run / checkpoint)
+    hparams = ckpt.get("hyper_parameters", {})
+    if hparams.get("config", {}).get("task") != cfg.task:
+        raise RunError(f"{run / checkpoint} was not written by this run's task ({cfg.task})")
+    datamodule = FolderData(cfg)
+    classes = hparams.get("class_names", datamodule.classes)
+    if data is not None:
+        from ..data.folder import scan_class_folders
+
+        root = Path(data) / "val" if (Path(data) / "val").is_dir() else Path(data)
+        datamodule.val_samples = scan_class_folders(root, classes=classes).samples
+    task = build_task(cfg, classes)
+    task.load_state_dict(ckpt["state_dict"])
+    with quiet_lightning():
+        trainer = _trainer(cfg, run, [], logger=False, enable_progress_bar=False)
+        trainer.validate(task, datamodule=datamodule, verbose=False)
+    metrics = trainer.callback_metrics
+    return {
+        "top1_error": round(float(metrics[MONITOR]), 6),
+        "top5_error": round(float(metrics["val/top5_error"]), 6),
+        "val_loss": round(float(metrics["val/loss"]), 6),
+        "checkpoint": str(run / checkpoint),
+        "data": str(data or datamodule.root),
+        "val_images": len(datamodule.val_samples),
+    }

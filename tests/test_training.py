@@ -1,0 +1,126 @@
+"""End-to-end training runs on tiny generated data (CPU, a few seconds each)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+import torch
+
+from taskresize.cli import main
+from taskresize.training.config import load_config
+from taskresize.training.run import evaluate, load_checkpoint, train
+
+from helpers import colour_folders, train_args
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return colour_folders(tmp_path_factory.mktemp("colours"), per_class=12)
+
+
+def cli(*args):
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    return info.value.code
+
+
+def metrics(run):
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_a_short_run_learns_and_fills_the_run_folder(data, tmp_path):
+    run = tmp_path / "run"
+    assert cli("train", *train_args(data, run, **{"--epochs": 4, "--resizer": "learnable", "--in-size": 48})) == 0
+    m = metrics(run)
+    assert m["top1_error"] < 0.4  # chance is 0.67
+    for key in ("top5_error", "val_loss", "flops_total", "flops_resizer", "params_resizer", "epochs", "seed",
+                "train_images_per_s"):  # fmt: skip
+        assert key in m
+    assert m["epochs"] == 4 and m["flops_resizer"] > 0 and m["flops_total"] > m["flops_resizer"]
+    for name in ("config.yaml", "epochs.csv", "last.ckpt", "best.ckpt", "resizer.safetensors"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").rglob("events.out.tfevents.*"))
+    assert len((run / "epochs.csv").read_text().strip().splitlines()) == 1 + 4
+    assert load_config(run / "config.yaml").in_size == [48, 48]
+
+
+def test_same_seed_same_metrics_and_eval_reproduces_them(data, tmp_path):
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run in runs:
+        assert cli("train", *train_args(data, run, **{"--resizer": "muller", "--in-size": 40})) == 0
+    first, second = (metrics(r) for r in runs)
+    for key in ("top1_error", "top5_error", "val_loss"):
+        assert first[key] == second[key]
+    a, b = (load_checkpoint(r / "last.ckpt")["state_dict"] for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    evaluated = evaluate(runs[0])
+    for key in ("top1_error", "top5_error"):
+        assert evaluated[key] == first[key]
+    assert evaluated["val_loss"] == pytest.approx(first["val_loss"], abs=1e-5)
+
+
+class StopAtEpoch(L.Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_from_its_last_epoch(data, tmp_path):
+    run = tmp_path / "run"
+    cfg = load_config(None, {"data": str(data), "output": str(run), "in_size": 32, "out_size": 32, "epochs": 3,
+                             "batch_size": 8, "workers": 0, "lr": 0.01})  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[StopAtEpoch(2)])
+    assert not (run / "metrics.json").exists()
+    assert load_checkpoint(run / "last.ckpt")["epoch"] == 1
+    assert cli("train", "--output", str(run)) == 2  # refuses to overwrite without --resume
+    assert cli("train", "--output", str(run), "--resume") == 0
+    rows = (run / "epochs.csv").read_text().strip().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["0", "1", "2"]
+    assert metrics(run)["epochs"] == 3
+    assert cli("train", "--output", str(run), "--resume") == 0  # finished: nothing to do
+
+
+def test_init_loads_the_earlier_backbone(data, tmp_path):
+    base, joint = tmp_path / "base", tmp_path / "joint"
+    assert cli("train", *train_args(data, base, **{"--epochs": 1})) == 0
+    args = train_args(data, joint, **{"--epochs": 1, "--resizer": "learnable", "--in-size": 48, "--lr": None})
+    assert cli("train", *args, "--init", str(base), "--freeze-backbone") == 0
+    assert load_config(joint / "config.yaml").lr == 0.005  # fine-tuning learning rate by default
+    before = load_checkpoint(base / "last.ckpt")["state_dict"]
+    after = load_checkpoint(joint / "last.ckpt")["state_dict"]
+    backbone = [k for k in before if k.startswith("backbone.")]
+    assert backbone and all(torch.equal(before[k], after[k]) for k in backbone)
+    assert any(k.startswith("resizer.") for k in after)
+
+
+def test_user_mistakes_end_with_one_line_and_status_2(data, tmp_path, capsys):
+    assert cli("train", "--data", str(tmp_path / "nowhere"), "--output", str(tmp_path / "r")) == 2
+    assert cli("train", *train_args(data, tmp_path / "r2", **{"--resizer": "learnabel"})) == 2
+    assert (
+        cli("train", *train_args(data, tmp_path / "r3", **{"--resizer-args": '{"depth": 2}', "--resizer": "learnable"}))
+        == 2
+    )
+    assert cli("train", *train_args(data, tmp_path / "r4", **{"--backbone": "resnet19"})) == 2
+    err = capsys.readouterr().err
+    assert "nowhere is not a folder" in err and "Did you mean 'learnable'" in err and "does not take depth" in err
+    assert "Did you mean torchvision:resnet18" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo on CPU")
+def test_torchrun_two_processes(data, tmp_path):
+    run = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "taskresize", "train",
+               *train_args(data, run, **{"--devices": 2})]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = metrics(run)
+    assert m["val_images"] == 6 and m["epochs"] == 2
+    assert 0 <= m["top1_error"] <= 1
