@@ -20,6 +20,9 @@ lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
+demo: install
+	$(VENV)/bin/taskresize demo
+
 bench: install
 	$(PY) benchmarks/resize_speed.py
 

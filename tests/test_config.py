@@ -9,8 +9,9 @@ from taskresize.training.config import ConfigError, TrainConfig, load_config
 def test_defaults_are_the_papers_recipe():
     cfg = TrainConfig()
     assert (cfg.momentum, cfg.lr_decay, cfg.lr_decay_epochs, cfg.label_smoothing) == (0.9, 0.94, 2, 0.1)
-    assert cfg.learning_rate == 0.05
-    assert TrainConfig(init="runs/x").learning_rate == 0.005
+    assert TrainConfig(batch_size=128).learning_rate == 0.05  # the paper's, at its batch size
+    assert TrainConfig(batch_size=128, init="runs/x").learning_rate == 0.005
+    assert cfg.batch_size == 32 and cfg.learning_rate == 0.0125  # linearly scaled
     assert TrainConfig(init="runs/x", lr=0.1).learning_rate == 0.1
     assert TrainConfig(out_size=64).input_size == (64, 64)
     assert TrainConfig(out_size=64, in_size="128x96").to_dict()["in_size"] == [128, 96]

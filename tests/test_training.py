@@ -92,7 +92,7 @@ def test_init_loads_the_earlier_backbone(data, tmp_path):
     assert cli("train", *train_args(data, base, **{"--epochs": 1})) == 0
     args = train_args(data, joint, **{"--epochs": 1, "--resizer": "learnable", "--in-size": 48, "--lr": None})
     assert cli("train", *args, "--init", str(base), "--freeze-backbone") == 0
-    assert load_config(joint / "config.yaml").lr == 0.005  # fine-tuning learning rate by default
+    assert load_config(joint / "config.yaml").lr == 0.005 * 8 / 128  # fine-tuning learning rate by default
     before = load_checkpoint(base / "last.ckpt")["state_dict"]
     after = load_checkpoint(joint / "last.ckpt")["state_dict"]
     backbone = [k for k in before if k.startswith("backbone.")]

@@ -11,6 +11,7 @@ from . import __version__
 # Subcommand name -> module in taskresize.commands exposing ``add_arguments(parser)``, ``run(args) -> int``
 # and a docstring whose first line is the command's summary.
 COMMANDS = {
+    "demo": "demo",
     "train": "train",
     "eval": "evaluate",
     "list": "list_resizers",

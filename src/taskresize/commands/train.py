@@ -29,7 +29,7 @@ FLAGS: list[tuple[str, str, object, str]] = [
     ("--pre-resize", "pre_resize", str, "classic method of the loader's pre-resize (default bilinear, antialiased)"),
     ("--epochs", "epochs", int, "training epochs (default 10)"),
     ("--batch-size", "batch_size", int, "batch size (default 32)"),
-    ("--lr", "lr", float, "learning rate (default 0.05, or 0.005 when initialised from a run or weights)"),
+    ("--lr", "lr", float, "learning rate (default 0.05 x batch/128, or 0.005 x batch/128 when initialised)"),
     ("--weight-decay", "weight_decay", float, "weight decay (default 1e-4)"),
     ("--seed", "seed", int, "random seed (default 0)"),
     ("--init", "init", str, "run folder to initialise the backbone (and a resizer of the same kind) from"),

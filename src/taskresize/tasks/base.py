@@ -45,6 +45,10 @@ class ResizerTask(L.LightningModule):
     def has_learned_resizer(self) -> bool:
         return not isinstance(self.resizer, ClassicResizer)
 
+    def normalization(self) -> dict[str, list[float]]:
+        """The resizer's input convention, 0-255 units: it sees ``(pixels - mean) / std``."""
+        return {"mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 ``(B, 3, H, W)`` -> float, ImageNet mean and std."""
         return (images.float() - self.mean) / self.std

@@ -68,8 +68,9 @@ class EpochLog(L.Callback):
     FIELDS = ("epoch", "lr", "train_loss", "val_loss", "top1_error", "top5_error", "train_seconds",
               "train_images_per_s", "epoch_seconds")  # fmt: skip
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, echo: bool = False) -> None:
         self.path = Path(path)
+        self.echo = echo  # print a line per epoch (for logs, where a progress bar would print every refresh)
         self.images = 0
         self.train_seconds = 0.0
         self.rows: list[dict[str, object]] = []
@@ -114,6 +115,15 @@ class EpochLog(L.Callback):
             "epoch_seconds": round(now - self._epoch_start, 3),
         }
         self.rows.append(row)
+        if self.echo and trainer.is_global_zero:
+            remaining = (trainer.max_epochs - trainer.current_epoch - 1) * (now - self._epoch_start)
+            print(
+                f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: train loss {row['train_loss']}, "
+                + ", ".join(f"{k} {row[k]}" for k in ("val_loss", "top1_error", "top5_error") if row[k] != "")
+                + f" ({row['epoch_seconds']:.0f} s, {row['train_images_per_s']:.0f} images/s, "
+                f"about {remaining / 60:.1f} min left)",
+                flush=True,
+            )
         if trainer.is_global_zero:
             from ..fileio import atomic_write_text
 

@@ -16,6 +16,7 @@ from ..data.images import DEFAULT_MAX_PIXELS
 from ..sizes import to_size
 
 TASKS = ("classification",)
+PAPER_BATCH_SIZE = 128  # Talebi & Milanfar's batch size at 224 px, where their learning rates apply
 PRECISIONS = ("32-true", "bf16-mixed")
 
 
@@ -42,7 +43,7 @@ class TrainConfig:
     crop_scale: list[float] = field(default_factory=lambda: [0.25, 1.0])
     epochs: int = 10
     batch_size: int = 32
-    lr: float | None = None  # default 0.05 from scratch, 0.005 when initialised from a run (the paper's)
+    lr: float | None = None  # default: the paper's 0.05 / 0.005 (fine-tuning) at batch 128, scaled to batch_size
     momentum: float = 0.9
     weight_decay: float = 1e-4  # not given by the paper
     lr_decay: float = 0.94  # multiply the learning rate by this ...
@@ -106,7 +107,11 @@ class TrainConfig:
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (0.005 if self.fine_tuning else 0.05)
+        """``lr``, or the paper's 0.05 (from scratch) / 0.005 (fine-tuning) at its batch size of 128, scaled
+        linearly to ``batch_size`` (0.0125 / 0.00125 at 32): unscaled, 0.05 diverges at small batches."""
+        if self.lr is not None:
+            return self.lr
+        return (0.005 if self.fine_tuning else 0.05) * self.batch_size / PAPER_BATCH_SIZE
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, resolved values (``lr`` and ``in_size`` filled in), as written to config.yaml."""

@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import os
 import signal
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -176,15 +177,17 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list[L.Callback] | 
     task = build_task(cfg, data.classes)
     loaded = _initialise(task, cfg) if ckpt_path is None else []
 
-    epoch_log = EpochLog(out / EPOCHS_FILE)
+    interactive = sys.stderr.isatty()
+    epoch_log = EpochLog(out / EPOCHS_FILE, echo=not interactive)
     # Two callbacks: Lightning 2.6 writes save_last's file only in epochs that improve the monitored metric.
     best = ModelCheckpoint(dirpath=str(out), filename="best", monitor=MONITOR, mode="min", enable_version_counter=False)
     last = ModelCheckpoint(dirpath=str(out), filename="last", enable_version_counter=False)
-    callbacks = [epoch_log, PreciseBatchNorm(cfg.precise_bn), best, last, TQDMProgressBar(refresh_rate=5),
-                 *(callbacks or [])]  # fmt: skip
+    callbacks = [epoch_log, PreciseBatchNorm(cfg.precise_bn), best, last, *(callbacks or [])]
+    if interactive:
+        callbacks.append(TQDMProgressBar(refresh_rate=5))
     logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
     with quiet_lightning():
-        trainer = _trainer(cfg, out, callbacks, logger=logger)
+        trainer = _trainer(cfg, out, callbacks, logger=logger, enable_progress_bar=interactive)
 
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
@@ -216,6 +219,7 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list[L.Callback] | 
                 "out_size": cfg.out_size,
                 "run": str(out),
                 "date": dt.datetime.now().isoformat(timespec="seconds"),
+                "normalization": task.normalization(),
             }
             save_resizer(task.resizer, out / "resizer.safetensors", provenance=provenance)
         atomic_write_json(out / METRICS_FILE, metrics)

@@ -1,0 +1,87 @@
+"""Figures of what resizers do: inputs, classic and learned outputs, and their amplified difference
+(like Talebi & Milanfar, Figs. 2 and 4-6)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .resizers.classic import resize
+
+# A column maps a uint8 batch (B, 3, H, W) at the input size to a uint8 batch at the output size.
+Column = Callable[[Tensor], Tensor]
+
+
+def normalized_column(
+    resizer: torch.nn.Module, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]
+) -> Column:
+    """Wrap a resizer that works on normalised images (``(x - mean) / std``, 0-255 units) as a uint8 column."""
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    @torch.no_grad()
+    def column(images: Tensor) -> Tensor:
+        out = resizer((images.float() - m) / s, size) * s + m
+        return out.round().clamp(0, 255).to(torch.uint8)
+
+    return column
+
+
+def comparison_figure(
+    images: Tensor,
+    columns: dict[str, Column],
+    path: str | os.PathLike,
+    reference: str | None = None,
+    amplify: float = 4.0,
+    title: str | None = None,
+) -> Path:
+    """Save a grid: one row per image; the input, then each column's output (shown at the input's size with
+    nearest-neighbour pixels, so that each output pixel stays visible), then ``|column - reference| x amplify``
+    for every column other than ``reference``.
+
+    Args:
+        images: uint8 ``(B, 3, H, W)`` inputs.
+        columns: name -> function from the inputs to resized uint8 images.
+        path: the PNG to write.
+        reference: the column the others are compared with (e.g. ``"bicubic"``).
+        amplify: factor applied to the absolute difference.
+        title: figure title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    outputs = {name: fn(images) for name, fn in columns.items()}
+    panels: list[tuple[str, Tensor]] = [("input", images)]
+    panels += [(f"{name} {tuple(out.shape[-2:])}", out) for name, out in outputs.items()]
+    if reference is not None:
+        base = outputs[reference].float()
+        for name, out in outputs.items():
+            if name != reference:
+                diff = ((out.float() - base).abs() * amplify).clamp(0, 255).to(torch.uint8)
+                panels.append((f"|{name} - {reference}| x{amplify:g}", diff))
+    h, w = images.shape[-2:]
+    rows, cols = images.shape[0], len(panels)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.2 * rows), squeeze=False)
+    for c, (label, batch) in enumerate(panels):
+        shown = resize(batch, (h, w), "nearest") if tuple(batch.shape[-2:]) != (h, w) else batch
+        for r in range(rows):
+            ax = axes[r][c]
+            ax.imshow(shown[r].permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(label, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
