@@ -1,1 +1,70 @@
-"""Tasks: a resizer in front of a backbone, one LightningModule per task."""
+"""Tasks: a resizer in front of a backbone, one LightningModule and one data module per task.
+
+A task registers a :class:`TaskSpec`; the training runs, ``eval`` and ``sweep`` know tasks only through it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How the generic run machinery drives a task.
+
+    Attributes:
+        name: the value of ``--task``.
+        module: a :class:`~taskresize.tasks.base.ResizerTask` subclass, built as
+            ``module(config_dict, **data.module_kwargs())``.
+        data: a LightningDataModule class built as ``data(cfg)`` (or ``data(cfg, eval_root=DIR)`` for ``eval
+            --data DIR``); it provides ``module_kwargs()``, ``root``, ``train_size``, ``val_size`` and
+            ``precise_bn_loader(batches, epoch)``.
+        metrics: ``metrics.json`` key -> logged validation metric, the first one is monitored for ``best.ckpt``.
+        mode: ``"min"`` if smaller is better for the monitored metric, else ``"max"``.
+    """
+
+    name: str
+    module: type
+    data: type
+    metrics: dict[str, str]
+    mode: str = "min"
+
+    @property
+    def monitor(self) -> str:
+        return next(iter(self.metrics.values()))
+
+
+_TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    if spec.name in _TASKS:
+        raise ValueError(f"a task named {spec.name!r} is already registered")
+    _TASKS[spec.name] = spec
+    return spec
+
+
+def _load_builtin_tasks() -> None:
+    from . import classification  # noqa: F401 - registers itself
+
+
+def task_names() -> list[str]:
+    _load_builtin_tasks()
+    return sorted(_TASKS)
+
+
+def get_task(name: str) -> TaskSpec:
+    _load_builtin_tasks()
+    try:
+        return _TASKS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _TASKS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown task {name!r}.{hint} Known tasks: {', '.join(sorted(_TASKS))}") from None
+
+
+def metrics_from(spec: TaskSpec, logged: dict[str, Any]) -> dict[str, float]:
+    """The ``metrics.json`` values of ``spec`` from Lightning's logged metrics."""
+    return {key: round(float(logged[name]), 6) for key, name in spec.metrics.items() if name in logged}

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..backbones import create_backbone
+from ..flops import count_flops
 from ..resizers import create_resizer
 from ..resizers.classic import ClassicResizer
 from ..training.config import TrainConfig
@@ -82,6 +83,14 @@ class ResizerTask(L.LightningModule):
         optimizer = torch.optim.SGD(params, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_epochs, gamma=cfg.lr_decay)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def flops(self) -> dict[str, int]:
+        """FLOPs per image of the resizer (input size -> output size) and of the backbone (at the output size)."""
+        h, w = self.cfg.input_size
+        return {
+            "resizer": count_flops(self.resizer, (1, 3, h, w), size=self.out_size),
+            "backbone": count_flops(self.backbone, (1, 3, *self.out_size)),
+        }
 
     def trainable_batchnorms(self) -> list[nn.modules.batchnorm._BatchNorm]:
         """BatchNorm layers whose statistics training moves (not those of frozen parts)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -13,9 +14,10 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..data.builtin import builtin_dataset
-from ..data.folder import ImageFolderDataset, Sample, train_val_folders
+from ..data.folder import ImageFolderDataset, Sample, scan_class_folders, train_val_folders
 from ..data.transforms import PreResize, collate_uint8
 from ..training.config import TrainConfig
+from . import TaskSpec, register_task
 from .base import ResizerTask
 
 SPLIT_SEED = 0  # the train/validation split never depends on the run's seed, so seeds share a validation set
@@ -64,16 +66,30 @@ class FolderData(L.LightningDataModule):
     across processes; validation is split across processes without padding, so every image counts once.
     """
 
-    def __init__(self, cfg: TrainConfig, root: str | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, eval_root: str | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        root = root or (str(builtin_dataset()) if cfg.data == "builtin" else cfg.data)
-        self.root = root
-        self.classes, self.train_samples, self.val_samples = train_val_folders(root, cfg.val_split, SPLIT_SEED)
+        self.root = str(builtin_dataset()) if cfg.data == "builtin" else cfg.data
+        self.classes, self.train_samples, self.val_samples = train_val_folders(self.root, cfg.val_split, SPLIT_SEED)
+        if eval_root is not None:  # evaluate on another folder with the same classes: its val/ if any, else all
+            root = Path(eval_root) / "val" if (Path(eval_root) / "val").is_dir() else Path(eval_root)
+            self.val_samples = scan_class_folders(root, classes=self.classes).samples
+            self.root = str(eval_root)
         common = {"size": cfg.input_size, "method": cfg.pre_resize, "antialias": cfg.pre_resize_antialias,
                   "max_pixels": cfg.max_pixels}  # fmt: skip
         self.train_transform = PreResize(**common, augment=cfg.augment, scale=tuple(cfg.crop_scale))
         self.eval_transform = PreResize(**common, augment=False)
+
+    def module_kwargs(self) -> dict[str, Any]:
+        return {"num_outputs": len(self.classes), "class_names": self.classes}
+
+    @property
+    def train_size(self) -> int:
+        return len(self.train_samples)
+
+    @property
+    def val_size(self) -> int:
+        return len(self.val_samples)
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -112,3 +128,14 @@ class FolderData(L.LightningDataModule):
         count = min(len(dataset), batches * self.cfg.batch_size)
         indices = torch.randperm(len(dataset), generator=generator)[:count].tolist()
         return DataLoader(Subset(dataset, indices), batch_size=self.cfg.batch_size, collate_fn=collate_uint8)
+
+
+CLASSIFICATION = register_task(
+    TaskSpec(
+        name="classification",
+        module=ClassificationTask,
+        data=FolderData,
+        metrics={"top1_error": "val/top1_error", "top5_error": "val/top5_error", "val_loss": "val/loss"},
+        mode="min",
+    )
+)

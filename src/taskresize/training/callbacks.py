@@ -65,11 +65,10 @@ class EpochLog(L.Callback):
     Place it before :class:`PreciseBatchNorm` so that the training time stops before BatchNorm recomputation.
     """
 
-    FIELDS = ("epoch", "lr", "train_loss", "val_loss", "top1_error", "top5_error", "train_seconds",
-              "train_images_per_s", "epoch_seconds")  # fmt: skip
-
-    def __init__(self, path: str | Path, echo: bool = False) -> None:
+    def __init__(self, path: str | Path, metrics: dict[str, str], echo: bool = False) -> None:
         self.path = Path(path)
+        self.metrics = metrics  # column -> logged validation metric
+        self.fields = ["epoch", "lr", "train_loss", *metrics, "train_seconds", "train_images_per_s", "epoch_seconds"]
         self.echo = echo  # print a line per epoch (for logs, where a progress bar would print every refresh)
         self.images = 0
         self.train_seconds = 0.0
@@ -107,9 +106,7 @@ class EpochLog(L.Callback):
             "epoch": trainer.current_epoch,
             "lr": self._lr,
             "train_loss": value("train/loss_epoch"),
-            "val_loss": value("val/loss"),
-            "top1_error": value("val/top1_error"),
-            "top5_error": value("val/top5_error"),
+            **{column: value(name) for column, name in self.metrics.items()},
             "train_seconds": round(train_seconds, 3),
             "train_images_per_s": round(self._images / max(train_seconds, 1e-9), 2),
             "epoch_seconds": round(now - self._epoch_start, 3),
@@ -119,7 +116,7 @@ class EpochLog(L.Callback):
             remaining = (trainer.max_epochs - trainer.current_epoch - 1) * (now - self._epoch_start)
             print(
                 f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: train loss {row['train_loss']}, "
-                + ", ".join(f"{k} {row[k]}" for k in ("val_loss", "top1_error", "top5_error") if row[k] != "")
+                + ", ".join(f"{k} {row[k]}" for k in self.metrics if row[k] != "")
                 + f" ({row['epoch_seconds']:.0f} s, {row['train_images_per_s']:.0f} images/s, "
                 f"about {remaining / 60:.1f} min left)",
                 flush=True,
@@ -127,7 +124,7 @@ class EpochLog(L.Callback):
         if trainer.is_global_zero:
             from ..fileio import atomic_write_text
 
-            lines = [",".join(self.FIELDS)] + [",".join(str(r.get(k, "")) for k in self.FIELDS) for r in self.rows]
+            lines = [",".join(self.fields)] + [",".join(str(r.get(k, "")) for k in self.fields) for r in self.rows]
             atomic_write_text(self.path, "\n".join(lines) + "\n")
 
     @property

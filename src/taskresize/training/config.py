@@ -15,7 +15,6 @@ import yaml
 from ..data.images import DEFAULT_MAX_PIXELS
 from ..sizes import to_size
 
-TASKS = ("classification",)
 PAPER_BATCH_SIZE = 128  # Talebi & Milanfar's batch size at 224 px, where their learning rates apply
 PRECISIONS = ("32-true", "bf16-mixed")
 
@@ -29,7 +28,8 @@ class TrainConfig:
     """Everything a training run depends on. Defaults are the paper's recipe where the paper has one."""
 
     task: str = "classification"
-    data: str = "builtin"  # a class-per-folder directory, or "builtin" (the synthetic offline dataset)
+    data: str = "builtin"  # the task's data: a folder or table file, or "builtin" (the synthetic offline set)
+    images: str | None = None  # folder the data table's image paths are relative to (tasks with a table file)
     val_split: float = 0.2  # used when the data folder has no train/ and val/ sub-folders
     resizer: str = "bilinear"
     resizer_args: dict[str, Any] = field(default_factory=dict)
@@ -68,8 +68,12 @@ class TrainConfig:
         def fail(key: str, message: str) -> None:
             raise ConfigError(f"{key} = {getattr(self, key)!r}: {message}")
 
-        if self.task not in TASKS:
-            fail("task", f"must be one of {', '.join(TASKS)}")
+        from ..tasks import get_task  # tasks import this module
+
+        try:
+            get_task(self.task)
+        except ValueError as error:
+            raise ConfigError(f"task: {error}") from None
         try:
             self.out_size = list(to_size(self.out_size, what="out_size"))
             self.in_size = list(to_size(self.in_size, what="in_size")) if self.in_size is not None else None

@@ -25,16 +25,16 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from ..backbones import load_weights
 from ..fileio import atomic_write_json
-from ..flops import count_flops, count_parameters
+from ..flops import count_parameters
 from ..io import load_resizer, read_resizer_header, save_resizer
 from ..sizes import format_size
-from ..tasks.classification import ClassificationTask, FolderData
+from ..tasks import TaskSpec, get_task, metrics_from
+from ..tasks.base import ResizerTask
 from .callbacks import EpochLog, PreciseBatchNorm
 from .config import TrainConfig, load_config, read_yaml, write_yaml
 
 CONFIG_FILE, METRICS_FILE, EPOCHS_FILE = "config.yaml", "metrics.json", "epochs.csv"
 LAST, BEST = "last.ckpt", "best.ckpt"
-MONITOR = "val/top1_error"
 
 
 @contextlib.contextmanager
@@ -83,11 +83,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise RunError(f"{path} is not a checkpoint this program can load safely ({first})") from None
 
 
-def build_task(cfg: TrainConfig, classes: list[str]) -> ClassificationTask:
-    return ClassificationTask(cfg.to_dict(), len(classes), classes)
+def build(cfg: TrainConfig, eval_root: str | None = None) -> tuple[TaskSpec, Any, ResizerTask]:
+    """The task's spec, its data module and a freshly initialised module for ``cfg``."""
+    spec = get_task(cfg.task)
+    data = spec.data(cfg, eval_root=eval_root)
+    return spec, data, spec.module(cfg.to_dict(), **data.module_kwargs())
 
 
-def _initialise(task: ClassificationTask, cfg: TrainConfig) -> list[str]:
+def _initialise(task: ResizerTask, cfg: TrainConfig) -> list[str]:
     """Apply ``pretrained``, ``init`` and ``init_resizer``; returns what was loaded, for the log."""
     loaded = []
     if cfg.pretrained:
@@ -98,6 +101,8 @@ def _initialise(task: ClassificationTask, cfg: TrainConfig) -> list[str]:
         if not (run / CONFIG_FILE).is_file():
             raise RunError(f"--init {run}: not a run folder (no {CONFIG_FILE})")
         earlier = TrainConfig.from_dict(read_yaml(run / CONFIG_FILE), source=str(run / CONFIG_FILE))
+        if earlier.task != cfg.task:
+            raise RunError(f"--init {run} is a {earlier.task} run; this run is {cfg.task}: use --init-resizer {run}")
         if earlier.backbone != cfg.backbone:
             raise RunError(
                 f"--init {run} trained backbone {earlier.backbone}, this run uses {cfg.backbone}; to carry over only "
@@ -128,7 +133,7 @@ def _load_partial(module: torch.nn.Module, state: dict[str, torch.Tensor], what:
     return mismatched
 
 
-def _load_resizer_weights(task: ClassificationTask, source: str | os.PathLike) -> None:
+def _load_resizer_weights(task: ResizerTask, source: str | os.PathLike) -> None:
     header = read_resizer_header(source)
     if header["name"] != task.resizer.resizer_name:
         raise RunError(f"{source} holds a {header['name']!r} resizer; this run trains {task.resizer.resizer_name!r}")
@@ -173,14 +178,15 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list[L.Callback] | 
         raise RunError(f"{out} already holds a run: pass --resume to continue it, or choose another --output")
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = FolderData(cfg)
-    task = build_task(cfg, data.classes)
+    spec, data, task = build(cfg)
     loaded = _initialise(task, cfg) if ckpt_path is None else []
 
     interactive = sys.stderr.isatty()
-    epoch_log = EpochLog(out / EPOCHS_FILE, echo=not interactive)
+    epoch_log = EpochLog(out / EPOCHS_FILE, spec.metrics, echo=not interactive)
     # Two callbacks: Lightning 2.6 writes save_last's file only in epochs that improve the monitored metric.
-    best = ModelCheckpoint(dirpath=str(out), filename="best", monitor=MONITOR, mode="min", enable_version_counter=False)
+    best = ModelCheckpoint(
+        dirpath=str(out), filename="best", monitor=spec.monitor, mode=spec.mode, enable_version_counter=False
+    )
     last = ModelCheckpoint(dirpath=str(out), filename="last", enable_version_counter=False)
     callbacks = [epoch_log, PreciseBatchNorm(cfg.precise_bn), best, last, *(callbacks or [])]
     if interactive:
@@ -205,14 +211,15 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list[L.Callback] | 
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores further Ctrl-C
         raise KeyboardInterrupt(f"stopped; the last finished epoch is saved: taskresize train --output {out} --resume")
     if trainer.is_global_zero:
-        metrics = run_metrics(cfg, task, trainer.callback_metrics, data)
+        metrics = run_metrics(spec, task, trainer.callback_metrics, data)
         metrics["epochs"] = trainer.current_epoch
         metrics["seed"] = cfg.seed
         metrics["train_images_per_s"] = round(epoch_log.images_per_second, 2)
         metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
         if task.has_learned_resizer:
-            provenance = {k: metrics[k] for k in ("top1_error", "top5_error", "flops_resizer", "flops_total")}
+            provenance = {k: metrics[k] for k in (*spec.metrics, "flops_resizer", "flops_total") if k in metrics}
             provenance |= {
+                "task": cfg.task,
                 "backbone": cfg.backbone,
                 "data": data.root,
                 "in_size": list(cfg.input_size),
@@ -226,54 +233,43 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list[L.Callback] | 
     return out
 
 
-def run_metrics(cfg: TrainConfig, task: ClassificationTask, callback_metrics: dict, data: FolderData) -> dict[str, Any]:
-    """The metrics.json of a run: the final validation metrics, FLOPs per image, parameters."""
-    h, w = cfg.input_size
-    flops_resizer = count_flops(task.resizer, (1, 3, h, w), size=tuple(cfg.out_size))
-    flops_backbone = count_flops(task.backbone, (1, 3, *cfg.out_size))
+def run_metrics(spec: TaskSpec, task: ResizerTask, logged: dict, data: Any) -> dict[str, Any]:
+    """The metrics.json of a run: the final validation metrics, FLOPs per image, parameters, data sizes."""
+    flops = task.flops()
     return {
-        "top1_error": round(float(callback_metrics[MONITOR]), 6),
-        "top5_error": round(float(callback_metrics["val/top5_error"]), 6),
-        "val_loss": round(float(callback_metrics["val/loss"]), 6),
-        "flops_total": flops_resizer + flops_backbone,
-        "flops_resizer": flops_resizer,
-        "flops_backbone": flops_backbone,
+        **metrics_from(spec, logged),
+        "flops_total": flops["resizer"] + flops["backbone"],
+        "flops_resizer": flops["resizer"],
+        "flops_backbone": flops["backbone"],
         "params_resizer": count_parameters(task.resizer),
         "params_backbone": count_parameters(task.backbone),
-        "val_images": len(data.val_samples),
-        "train_images": len(data.train_samples),
+        "val_images": data.val_size,
+        "train_images": data.train_size,
     }
 
 
 def evaluate(run_dir: str | os.PathLike, data: str | None = None, checkpoint: str = LAST) -> dict[str, Any]:
-    """Evaluate a run's checkpoint on its validation split, or on ``data`` (a folder with the same classes:
-    its ``val/`` sub-folder if it has one, else every image in it)."""
+    """Evaluate a run's checkpoint on its validation split, or on ``data`` (for classification, a folder with the
+    same classes: its ``val/`` sub-folder if it has one, else every image in it)."""
     run = Path(run_dir)
     if not (run / CONFIG_FILE).is_file():
         raise RunError(f"{run} is not a run folder (no {CONFIG_FILE})")
     cfg = load_config(run / CONFIG_FILE)
     ckpt = load_checkpoint(run / checkpoint)
-    hparams = ckpt.get("hyper_parameters", {})
-    if hparams.get("config", {}).get("task") != cfg.task:
-        raise RunError(f"{run / checkpoint} was not written by this run's task ({cfg.task})")
-    datamodule = FolderData(cfg)
-    classes = hparams.get("class_names", datamodule.classes)
-    if data is not None:
-        from ..data.folder import scan_class_folders
-
-        root = Path(data) / "val" if (Path(data) / "val").is_dir() else Path(data)
-        datamodule.val_samples = scan_class_folders(root, classes=classes).samples
-    task = build_task(cfg, classes)
+    saved = ckpt.get("hyper_parameters", {}).get("config", {})
+    if saved.get("task") != cfg.task or saved.get("backbone") != cfg.backbone:
+        raise RunError(
+            f"{run / checkpoint} was written by a {saved.get('task')} run with backbone {saved.get('backbone')}, "
+            f"not by this {cfg.task} run with {cfg.backbone}"
+        )
+    spec, datamodule, task = build(cfg, eval_root=data)
     task.load_state_dict(ckpt["state_dict"])
     with quiet_lightning():
         trainer = _trainer(cfg, run, [], logger=False, enable_progress_bar=False)
         trainer.validate(task, datamodule=datamodule, verbose=False)
-    metrics = trainer.callback_metrics
     return {
-        "top1_error": round(float(metrics[MONITOR]), 6),
-        "top5_error": round(float(metrics["val/top5_error"]), 6),
-        "val_loss": round(float(metrics["val/loss"]), 6),
+        **metrics_from(spec, trainer.callback_metrics),
         "checkpoint": str(run / checkpoint),
-        "data": str(data or datamodule.root),
-        "val_images": len(datamodule.val_samples),
+        "data": str(datamodule.root),
+        "val_images": datamodule.val_size,
     }
