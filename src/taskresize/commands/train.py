@@ -1,4 +1,4 @@
-"""Train a resizer jointly with a vision model (classification).
+"""Train a resizer jointly with a vision model.
 
 Settings come from defaults (the paper's recipe), then --config FILE (YAML, keys as the long flags with
 underscores), then the flags given here. The resolved configuration is written to OUTPUT/config.yaml.
@@ -18,7 +18,9 @@ from ..training.config import ConfigError, load_config, parse_json_mapping
 
 # flag -> (config key, type, help); a flag left out keeps the config file's value or the default.
 FLAGS: list[tuple[str, str, object, str]] = [
-    ("--data", "data", str, "class-per-folder directory (with train/ and val/, or split by --val-split) or 'builtin'"),
+    ("--task", "task", str, "classification (default); see the README for the other tasks"),
+    ("--data", "data", str, "the task's data (classification: class-per-folder directory, or 'builtin')"),
+    ("--images", "images", str, "folder holding the images named in a --data table file (tasks with tables)"),
     ("--val-split", "val_split", float, "fraction of each class held out for validation (default 0.2)"),
     ("--resizer", "resizer", str, "resizer name: bilinear, learnable, downsizenet, muller, ... (taskresize list)"),
     ("--resizer-args", "resizer_args", str, 'JSON arguments of the resizer, e.g. \'{"n": 32, "r": 2}\''),

@@ -6,7 +6,7 @@ A task registers a :class:`TaskSpec`; the training runs, ``eval`` and ``sweep`` 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -23,6 +23,8 @@ class TaskSpec:
             ``precise_bn_loader(batches, epoch)``.
         metrics: ``metrics.json`` key -> logged validation metric, the first one is monitored for ``best.ckpt``.
         mode: ``"min"`` if smaller is better for the monitored metric, else ``"max"``.
+        defaults: config values of this task that differ from :class:`TrainConfig`'s defaults (e.g. the paper's
+            bicubic baseline for IQA); a value given in a config file or flag still wins.
     """
 
     name: str
@@ -30,6 +32,7 @@ class TaskSpec:
     data: type
     metrics: dict[str, str]
     mode: str = "min"
+    defaults: dict[str, Any] = field(default_factory=dict)
 
     @property
     def monitor(self) -> str:

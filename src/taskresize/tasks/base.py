@@ -35,12 +35,16 @@ class ResizerTask(L.LightningModule):
         self.cfg = TrainConfig.from_dict(config)
         self.out_size = tuple(self.cfg.out_size)
         self.resizer = create_resizer(self.cfg.resizer, output_size=self.out_size, **self.cfg.resizer_args)
-        self.backbone = create_backbone(self.cfg.backbone, num_outputs)
+        self.backbone = self.build_backbone(num_outputs)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
         self.to(memory_format=torch.channels_last)
         for part, frozen in ((self.backbone, self.cfg.freeze_backbone), (self.resizer, self.cfg.freeze_resizer)):
             part.requires_grad_(not frozen)
+
+    def build_backbone(self, num_outputs: int) -> nn.Module:
+        """The model behind the resizer; tasks whose models are not classifiers override this."""
+        return create_backbone(self.cfg.backbone, num_outputs)
 
     @property
     def has_learned_resizer(self) -> bool:

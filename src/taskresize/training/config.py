@@ -157,7 +157,18 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
     values = read_yaml(path) if path is not None else {}
     values = {k.replace("-", "_"): v for k, v in values.items()}
     values.update(overrides or {})
-    return TrainConfig.from_dict(values, source=str(path) if path else "config")
+    return TrainConfig.from_dict(with_task_defaults(values), source=str(path) if path else "config")
+
+
+def with_task_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` completed with the defaults of its task (see ``TaskSpec.defaults``); given values win."""
+    from ..tasks import get_task
+
+    try:
+        spec = get_task(values.get("task", TrainConfig.task))
+    except ValueError as error:
+        raise ConfigError(f"task: {error}") from None
+    return {**spec.defaults, **values}
 
 
 def write_yaml(path: str | os.PathLike, values: dict[str, Any]) -> None:
