@@ -126,8 +126,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build from plain values (keys may use dashes), completed with the task's defaults."""
         known = {f.name for f in dataclasses.fields(cls)}
-        values = {k.replace("-", "_"): v for k, v in values.items()}
+        values = with_task_defaults({k.replace("-", "_"): v for k, v in values.items()})
         unknown = sorted(set(values) - known)
         if unknown:
             hints = [f"{u} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(u, known, n=1)) else u
@@ -157,7 +158,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
     values = read_yaml(path) if path is not None else {}
     values = {k.replace("-", "_"): v for k, v in values.items()}
     values.update(overrides or {})
-    return TrainConfig.from_dict(with_task_defaults(values), source=str(path) if path else "config")
+    return TrainConfig.from_dict(values, source=str(path) if path else "config")
 
 
 def with_task_defaults(values: dict[str, Any]) -> dict[str, Any]:
