@@ -131,3 +131,22 @@ class EpochLog(L.Callback):
     def images_per_second(self) -> float:
         """Training images per second over the epochs of this process's run (validation excluded)."""
         return self.images / self.train_seconds if self.train_seconds else 0.0
+
+
+class NonFiniteLoss(L.Callback):
+    """Stop at the first NaN or infinite training loss; the checkpoints of finished epochs stay as they were."""
+
+    def __init__(self, error: type[Exception], run_dir: str | Path) -> None:
+        self.error = error
+        self.run_dir = Path(run_dir)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not torch.isfinite(loss).all():
+            last = self.run_dir / "last.ckpt"
+            kept = f"the last good checkpoint is {last}" if last.exists() else "no epoch had finished"
+            lr = trainer.optimizers[0].param_groups[0]["lr"]
+            raise self.error(
+                f"training diverged: the loss is {float(loss)} at epoch {trainer.current_epoch}, step "
+                f"{trainer.global_step}; {kept}. Try a lower --lr (now {lr:g})"
+            )

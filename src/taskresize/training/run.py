@@ -30,7 +30,7 @@ from ..io import load_resizer, read_resizer_header, save_resizer
 from ..sizes import format_size
 from ..tasks import TaskSpec, get_task, metrics_from
 from ..tasks.base import ResizerTask
-from .callbacks import EpochLog, PreciseBatchNorm
+from .callbacks import EpochLog, NonFiniteLoss, PreciseBatchNorm
 from .config import TrainConfig, load_config, read_yaml, write_yaml
 
 CONFIG_FILE, METRICS_FILE, EPOCHS_FILE = "config.yaml", "metrics.json", "epochs.csv"
@@ -61,6 +61,10 @@ def quiet_lightning():
 
 class RunError(ValueError):
     """A run folder that cannot be used as asked; the message says what to do instead."""
+
+
+class TrainingDiverged(RunError):
+    """The training loss became NaN or infinite."""
 
 
 def default_output(cfg: TrainConfig) -> Path:
@@ -188,7 +192,8 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list[L.Callback] | 
         dirpath=str(out), filename="best", monitor=spec.monitor, mode=spec.mode, enable_version_counter=False
     )
     last = ModelCheckpoint(dirpath=str(out), filename="last", enable_version_counter=False)
-    callbacks = [epoch_log, PreciseBatchNorm(cfg.precise_bn), best, last, *(callbacks or [])]
+    diverged = NonFiniteLoss(TrainingDiverged, out)
+    callbacks = [epoch_log, diverged, PreciseBatchNorm(cfg.precise_bn), best, last, *(callbacks or [])]
     if interactive:
         callbacks.append(TQDMProgressBar(refresh_rate=5))
     logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
