@@ -47,6 +47,7 @@ SWITCHES = [
     ("--augment", "augment", "random resized crop + flip before the pre-resize (default on)"),
     ("--freeze-backbone", "freeze_backbone", "train only the resizer"),
     ("--freeze-resizer", "freeze_resizer", "keep the resizer fixed"),
+    ("--strict", "strict", "stop on unreadable or too-small images instead of skipping and reporting them"),
 ]
 
 

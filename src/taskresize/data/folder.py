@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
-from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, is_image_file, load_image
+from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, is_image_file, load_image, probe_image
 
 
 class DataError(ValueError):
@@ -102,24 +103,106 @@ def train_val_folders(
     return folders.classes, train, val
 
 
+@dataclass
+class ScreenReport:
+    """What :func:`screen_samples` found: files skipped by reason, and images smaller than needed."""
+
+    checked: int = 0
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+    small: list[str] = field(default_factory=list)
+    min_size: tuple[int, int] | None = None
+
+    def lines(self) -> list[str]:
+        def some(paths: list[str]) -> str:
+            return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+        out = [f"skipped {len(paths)} file(s) ({reason}): {some(paths)}" for reason, paths in self.skipped.items()]
+        if self.small:
+            h, w = self.min_size or (0, 0)
+            out.append(f"{len(self.small)} image(s) smaller than {h}x{w} will be up-scaled: {some(self.small)}")
+        return out
+
+
+def screen_samples(
+    samples: Sequence[Sample],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_size: tuple[int, int] | None = None,
+    strict: bool = False,
+) -> tuple[list[Sample], ScreenReport]:
+    """Read every file's header: keep the readable images, skip the others, note images below ``min_size``.
+
+    Truncated files can only be found by decoding them; :class:`ImageFolderDataset` skips those when it meets them.
+
+    Raises:
+        DataError: with ``strict``, if any file was skipped or is smaller than ``min_size``.
+    """
+    report = ScreenReport(checked=len(samples), min_size=min_size)
+    kept = []
+    for sample in samples:
+        try:
+            height, width = probe_image(sample.path, max_pixels)
+        except ImageDecodeError as error:
+            report.skipped.setdefault(error.reason, []).append(sample.path)
+            continue
+        if min_size is not None and (height < min_size[0] or width < min_size[1]):
+            report.small.append(sample.path)
+        kept.append(sample)
+    if strict and (report.skipped or report.small):
+        raise DataError("--strict: " + "; ".join(report.lines()))
+    return kept, report
+
+
+def screen_splits(
+    train: Sequence[Sample], val: Sequence[Sample], max_pixels: int, min_size: tuple[int, int], strict: bool
+) -> tuple[list[Sample], list[Sample]]:
+    """:func:`screen_samples` on both splits; what was skipped is reported on stderr (by the first process)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    train, train_report = screen_samples(train, max_pixels, min_size, strict)
+    val, val_report = screen_samples(val, max_pixels, min_size, strict)
+    if rank_zero_only.rank == 0:
+        for split, report in (("training", train_report), ("validation", val_report)):
+            for line in report.lines():
+                print(f"{split} data: {line}", file=sys.stderr, flush=True)
+    if not train or not val:
+        raise DataError(f"no readable images left: {len(train)} for training, {len(val)} for validation")
+    return train, val
+
+
 class ImageFolderDataset(Dataset):
-    """Decodes samples to uint8 ``(3, H, W)`` tensors and applies ``transform``; yields ``(image, label)``."""
+    """Decodes samples to uint8 ``(3, H, W)`` tensors and applies ``transform``; yields ``(image, label)``.
+
+    A file that fails to decode (truncated, corrupt) is reported on stderr once and replaced by the next sample,
+    unless ``strict``, when the error stops the run.
+    """
 
     def __init__(
         self,
         samples: Sequence[Sample],
         transform: Callable[[str], torch.Tensor] | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        strict: bool = False,
     ) -> None:
         self.samples = list(samples)
         self.transform = transform
         self.max_pixels = max_pixels
+        self.strict = strict
+        self.failed: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        sample = self.samples[index]
-        if self.transform is None:
-            return load_image(sample.path, max_pixels=self.max_pixels), sample.label
-        return self.transform(sample.path), sample.label
+        for offset in range(len(self.samples)):
+            sample = self.samples[(index + offset) % len(self.samples)]
+            try:
+                if self.transform is None:
+                    return load_image(sample.path, max_pixels=self.max_pixels), sample.label
+                return self.transform(sample.path), sample.label
+            except ImageDecodeError as error:
+                if self.strict:
+                    raise
+                if sample.path not in self.failed:
+                    self.failed.add(sample.path)
+                    print(f"warning: skipping {error}", file=sys.stderr, flush=True)
+        raise DataError("no image of this dataset could be decoded")

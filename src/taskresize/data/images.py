@@ -24,7 +24,14 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
 class ImageDecodeError(ValueError):
-    """An image file that cannot be used; the message names the file and the reason."""
+    """An image file that cannot be used; the message names the file and the reason.
+
+    ``reason`` is one of ``missing``, ``empty``, ``not an image``, ``corrupt``, ``too large``.
+    """
+
+    def __init__(self, message: str, reason: str = "corrupt") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -67,28 +74,62 @@ def _decode(
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels is enforced here
             with Image.open(path) as image:
                 width, height = image.size
-                if width * height > max_pixels:
-                    raise ImageDecodeError(
-                        f"{path}: {width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,} "
-                        "(a possible decompression bomb); raise --max-pixels to accept it"
-                    )
+                _check_pixels(path, width, height, max_pixels)
                 if draft_size is not None and image.format == "JPEG":
                     image.draft("RGB", (draft_size[1], draft_size[0]))
                 image.load()
                 return convert(to_rgb(ImageOps.exif_transpose(image)))
     except ImageDecodeError:
         raise
-    except FileNotFoundError:
-        raise ImageDecodeError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageDecodeError(f"{path}: a folder, not an image file") from None
-    except Image.DecompressionBombError as error:
-        raise ImageDecodeError(f"{path}: refused as a decompression bomb ({error})") from None
-    except UnidentifiedImageError:
-        reason = "empty file" if path.exists() and path.stat().st_size == 0 else "not an image Pillow can read"
-        raise ImageDecodeError(f"{path}: {reason}") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
-        raise ImageDecodeError(f"{path}: corrupt or truncated image ({error})") from None
+    except Exception as error:  # every decoder failure on a bad file becomes one error type
+        raise _decode_error(path, error) from None
+
+
+def _check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageDecodeError(
+            f"{path}: {width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,} "
+            "(a possible decompression bomb); raise --max-pixels to accept it",
+            reason="too large",
+        )
+
+
+def _decode_error(path: Path, error: Exception) -> ImageDecodeError:
+    """Translate whatever Pillow raised for ``path`` into an :class:`ImageDecodeError` with a reason."""
+    if isinstance(error, FileNotFoundError):
+        return ImageDecodeError(f"{path}: no such file", reason="missing")
+    if isinstance(error, IsADirectoryError):
+        return ImageDecodeError(f"{path}: a folder, not an image file", reason="not an image")
+    if isinstance(error, Image.DecompressionBombError):
+        return ImageDecodeError(f"{path}: refused as a decompression bomb ({error})", reason="too large")
+    if isinstance(error, UnidentifiedImageError):
+        if path.exists() and path.stat().st_size == 0:
+            return ImageDecodeError(f"{path}: empty file", reason="empty")
+        return ImageDecodeError(f"{path}: not an image Pillow can read", reason="not an image")
+    if isinstance(error, (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError)):
+        return ImageDecodeError(f"{path}: corrupt or truncated image ({error})", reason="corrupt")
+    return ImageDecodeError(f"{path}: cannot be decoded ({type(error).__name__}: {error})", reason="corrupt")
+
+
+def probe_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """``(height, width)`` from the file's header, without decoding the pixels (after EXIF orientation).
+
+    Raises:
+        ImageDecodeError: the file is missing, empty, not an image, or over ``max_pixels``.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                _check_pixels(path, width, height, max_pixels)
+                orientation = image.getexif().get(0x0112, 1)
+    except ImageDecodeError:
+        raise
+    except Exception as error:  # as above
+        raise _decode_error(path, error) from None
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
 def open_image(

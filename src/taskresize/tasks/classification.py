@@ -14,7 +14,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..data.builtin import builtin_dataset
-from ..data.folder import ImageFolderDataset, Sample, scan_class_folders, train_val_folders
+from ..data.folder import ImageFolderDataset, Sample, scan_class_folders, screen_splits, train_val_folders
 from ..data.transforms import PreResize, collate_uint8
 from ..training.config import TrainConfig
 from . import TaskSpec, register_task
@@ -79,6 +79,9 @@ class FolderData(L.LightningDataModule):
                   "max_pixels": cfg.max_pixels}  # fmt: skip
         self.train_transform = PreResize(**common, augment=cfg.augment, scale=tuple(cfg.crop_scale))
         self.eval_transform = PreResize(**common, augment=False)
+        self.train_samples, self.val_samples = screen_splits(
+            self.train_samples, self.val_samples, cfg.max_pixels, cfg.input_size, cfg.strict
+        )
 
     def module_kwargs(self) -> dict[str, Any]:
         return {"num_outputs": len(self.classes), "class_names": self.classes}
@@ -103,7 +106,7 @@ class FolderData(L.LightningDataModule):
         )  # fmt: skip
 
     def train_dataset(self) -> ImageFolderDataset:
-        return ImageFolderDataset(self.train_samples, self.train_transform, self.cfg.max_pixels)
+        return ImageFolderDataset(self.train_samples, self.train_transform, self.cfg.max_pixels, self.cfg.strict)
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank_world()
@@ -115,7 +118,7 @@ class FolderData(L.LightningDataModule):
     def eval_dataset(self, samples: list[Sample] | None = None) -> ImageFolderDataset:
         rank, world = self._rank_world()
         samples = self.val_samples if samples is None else samples
-        return ImageFolderDataset(samples[rank::world], self.eval_transform, self.cfg.max_pixels)
+        return ImageFolderDataset(samples[rank::world], self.eval_transform, self.cfg.max_pixels, self.cfg.strict)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.eval_dataset())

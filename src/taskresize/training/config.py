@@ -59,6 +59,7 @@ class TrainConfig:
     devices: int = 1
     precision: str = "32-true"
     max_pixels: int = DEFAULT_MAX_PIXELS
+    strict: bool = False  # unreadable or too-small images stop the run instead of being skipped and reported
     output: str | None = None
 
     def __post_init__(self) -> None:
