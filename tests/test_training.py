@@ -56,6 +56,8 @@ def test_same_seed_same_metrics_and_eval_reproduces_them(data, tmp_path):
         assert first[key] == second[key]
     a, b = (load_checkpoint(r / "last.ckpt")["state_dict"] for r in runs)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert cli("eval", "--run", str(runs[0])) == 0
+    assert json.loads((runs[0] / "eval.json").read_text())["top1_error"] == first["top1_error"]
     evaluated = evaluate(runs[0])
     for key in ("top1_error", "top5_error"):
         assert evaluated[key] == first[key]

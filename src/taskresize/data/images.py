@@ -124,7 +124,8 @@ def probe_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -
             with Image.open(path) as image:
                 width, height = image.size
                 _check_pixels(path, width, height, max_pixels)
-                orientation = image.getexif().get(0x0112, 1)
+                # PNG keeps EXIF after the pixels, where reading it would decode them: the size is only a hint
+                orientation = 1 if image.format == "PNG" else image.getexif().get(0x0112, 1)
     except ImageDecodeError:
         raise
     except Exception as error:  # as above

@@ -75,6 +75,9 @@ class EpochLog(L.Callback):
         self.rows: list[dict[str, object]] = []
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A run resumed from a checkpoint written at the end of an epoch's validation re-enters that epoch after
+        # its start, so the epoch's bookkeeping must exist before on_train_epoch_start.
+        self.on_train_epoch_start(trainer, pl_module)
         if self.path.exists():  # resuming (the checkpoint is restored by now): keep the epochs it has finished
             with self.path.open() as f:
                 self.rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < trainer.current_epoch]

@@ -188,10 +188,10 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list[L.Callback] | 
     interactive = sys.stderr.isatty()
     epoch_log = EpochLog(out / EPOCHS_FILE, spec.metrics, echo=not interactive)
     # Two callbacks: Lightning 2.6 writes save_last's file only in epochs that improve the monitored metric.
-    best = ModelCheckpoint(
-        dirpath=str(out), filename="best", monitor=spec.monitor, mode=spec.mode, enable_version_counter=False
-    )
-    last = ModelCheckpoint(dirpath=str(out), filename="last", enable_version_counter=False)
+    # Both save when validation ends, before epochs.csv gets the epoch's row: a row means its epoch is saved.
+    common = {"dirpath": str(out), "enable_version_counter": False, "save_on_train_epoch_end": False}
+    best = ModelCheckpoint(filename="best", monitor=spec.monitor, mode=spec.mode, **common)
+    last = ModelCheckpoint(filename="last", **common)
     diverged = NonFiniteLoss(TrainingDiverged, out)
     callbacks = [epoch_log, diverged, PreciseBatchNorm(cfg.precise_bn), best, last, *(callbacks or [])]
     if interactive:
