@@ -54,18 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )  # fmt: skip
         module.add_arguments(command)
-        command.set_defaults(run=module.run)
+        command.set_defaults(command_function=module.run)  # not `run`: eval has a --run option
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "run", None):
+    if not getattr(args, "command_function", None):
         parser.print_help()
         sys.exit(2)
     try:
-        status = args.run(args)
+        status = args.command_function(args)
     except UserError as error:
         print(f"taskresize {args.command}: error: {error}", file=sys.stderr)
         status = 2
