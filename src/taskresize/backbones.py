@@ -14,6 +14,8 @@ import torch
 import torchvision
 from torch import nn
 
+from .fileio import UnsafeFileError, torch_load_weights_only
+
 
 class BackboneError(ValueError):
     """An unknown backbone or weights that do not fit it; the message says what would be accepted."""
@@ -93,12 +95,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         state = load_file(str(path))
     else:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise BackboneError(
-                f"{path}: cannot be read as a weights file with weights_only=True ({type(error).__name__}: "
-                f"{str(error).splitlines()[0] if str(error) else ''}); only plain state dicts are accepted"
-            ) from None
+            state = torch_load_weights_only(path)
+        except UnsafeFileError as error:
+            raise BackboneError(str(error)) from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

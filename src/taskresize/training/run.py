@@ -24,7 +24,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from ..backbones import load_weights
-from ..fileio import atomic_write_json
+from ..fileio import UnsafeFileError, atomic_write_json, torch_load_weights_only
 from ..flops import count_parameters
 from ..io import load_resizer, read_resizer_header, save_resizer
 from ..sizes import format_size
@@ -79,12 +79,14 @@ def is_finished(run_dir: str | os.PathLike) -> bool:
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """A Lightning checkpoint, read with ``weights_only=True`` (a crafted file cannot run code)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch_load_weights_only(path)
     except FileNotFoundError:
         raise RunError(f"{path} does not exist") from None
-    except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise RunError(f"{path} is not a checkpoint this program can load safely ({first})") from None
+    except UnsafeFileError as error:
+        raise RunError(f"not a checkpoint this program can load safely: {error}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise RunError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    return checkpoint
 
 
 def build(cfg: TrainConfig, eval_root: str | None = None) -> tuple[TaskSpec, Any, ResizerTask]:
