@@ -4,6 +4,7 @@ from .base import Resizer
 from .classic import METHODS, ClassicResizer, resize
 from .downsizenet import DownsizeNet
 from .learnable import LearnableResizer
+from .learnable_strided import StridedLearnableResizer
 from .muller import MullerResizer
 from .registry import UnknownResizerError, create_resizer, list_resizers, register_resizer
 
@@ -14,6 +15,7 @@ __all__ = [
     "LearnableResizer",
     "MullerResizer",
     "Resizer",
+    "StridedLearnableResizer",
     "UnknownResizerError",
     "create_resizer",
     "list_resizers",
