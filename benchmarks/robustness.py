@@ -25,11 +25,20 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from helpers import colour_folders, train_args  # noqa: E402
-
-from results_file import add_section  # noqa: E402
+from helpers import colour_folders, train_args
+from results_file import add_section
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+MISTAKES = "test_training::test_user_mistakes_end_with_one_line_and_status_2"
+FOLDERS = "test_data::test_folder_errors_name_the_folder"
+SKIPS = "test_reliability::test_training_skips_bad_files_or_stops_with_strict"
+SIZES = "test_sizes_flops::test_bad_sizes"
+JSON = "test_config::test_resizer_args_flag_must_be_a_json_object"
+CRAFTED = "test_reliability::test_crafted_checkpoints_are_refused_and_do_not_run"
+PICKLE = "test_backbones::test_pickle_payload_is_refused_without_running"
+DIVERGED = "test_reliability::test_a_diverging_run_stops_clearly_and_keeps_the_last_good_epoch"
+KILLED = "test_reliability::test_kill_9_during_training_loses_no_finished_epoch"
+INIT = "test_training::test_init_loads_the_earlier_backbone"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -60,18 +69,24 @@ def cases(root: Path):
         status, message = taskresize(*args)
         return status, message, ""
 
-    yield "data folder missing", "test_training::test_user_mistakes_end_with_one_line_and_status_2", lambda: run(
-        "train", *train_args(root / "missing", root / "r1", **quick)
+    yield (
+        "data folder missing",
+        MISTAKES,
+        lambda: run("train", *train_args(root / "missing", root / "r1", **quick)),
     )
     (root / "empty").mkdir()
-    yield "data folder empty", "test_data::test_folder_errors_name_the_folder", lambda: run(
-        "train", *train_args(root / "empty", root / "r2", **quick)
+    yield (
+        "data folder empty",
+        FOLDERS,
+        lambda: run("train", *train_args(root / "empty", root / "r2", **quick)),
     )
     colour_folders(root / "noimg", per_class=2)
     (root / "noimg" / "cats").mkdir()
     (root / "noimg" / "cats" / "readme.txt").write_text("no images")
-    yield "a class folder without images", "test_data::test_folder_errors_name_the_folder", lambda: run(
-        "train", *train_args(root / "noimg", root / "r3", **quick)
+    yield (
+        "a class folder without images",
+        FOLDERS,
+        lambda: run("train", *train_args(root / "noimg", root / "r3", **quick)),
     )
     bad = colour_folders(root / "bad", per_class=8)
     (bad / "red" / "zero.jpg").write_bytes(b"")
@@ -83,34 +98,46 @@ def cases(root: Path):
     Image.new("RGB", (8, 8)).save(bad / "blue" / "tiny.png")
     limit = {"--max-pixels": 1_000_000}
     yield ("empty, text-as-.jpg, truncated, decompression-bomb and too-small images",
-           "test_reliability::test_training_skips_bad_files_or_stops_with_strict",
+           SKIPS,
            lambda: run("train", *train_args(bad, root / "r4", **quick, **limit)))  # fmt: skip
-    yield "the same with --strict", "test_reliability::test_training_skips_bad_files_or_stops_with_strict", lambda: run(
-        "train", *train_args(bad, root / "r5", **quick, **limit), "--strict"
+    yield (
+        "the same with --strict",
+        SKIPS,
+        lambda: run("train", *train_args(bad, root / "r5", **quick, **limit), "--strict"),
     )
     for size in ("224x", "0", "-5"):
-        yield f"--out-size {size}", "test_sizes_flops::test_bad_sizes", lambda s=size: run(
-            "train", *train_args(data, root / "r6", **{"--out-size": s})
+        yield (
+            f"--out-size {size}",
+            SIZES,
+            lambda s=size: run("train", *train_args(data, root / "r6", **{"--out-size": s})),
         )
-    yield "unknown resizer name", "test_training::test_user_mistakes_end_with_one_line_and_status_2", lambda: run(
-        "train", *train_args(data, root / "r7", **{"--resizer": "learnabel"})
+    yield (
+        "unknown resizer name",
+        MISTAKES,
+        lambda: run("train", *train_args(data, root / "r7", **{"--resizer": "learnabel"})),
     )
-    yield "unknown backbone name", "test_training::test_user_mistakes_end_with_one_line_and_status_2", lambda: run(
-        "train", *train_args(data, root / "r8", **{"--backbone": "resnet19"})
+    yield (
+        "unknown backbone name",
+        MISTAKES,
+        lambda: run("train", *train_args(data, root / "r8", **{"--backbone": "resnet19"})),
     )
-    yield ("--resizer-args with an unknown key", "test_training::test_user_mistakes_end_with_one_line_and_status_2",
+    yield ("--resizer-args with an unknown key", MISTAKES,
            lambda: run("train", *train_args(data, root / "r9", **{"--resizer": "learnable",
                                                                   "--resizer-args": '{"depth": 2}'})))  # fmt: skip
-    yield "--resizer-args not JSON", "test_config::test_resizer_args_flag_must_be_a_json_object", lambda: run(
-        "train", *train_args(data, root / "r10", **{"--resizer-args": "{n: 8}"})
+    yield (
+        "--resizer-args not JSON",
+        JSON,
+        lambda: run("train", *train_args(data, root / "r10", **{"--resizer-args": "{n: 8}"})),
     )
     base = root / "base"
     taskresize("train", *train_args(data, base, **quick))
-    yield ("--init from a run with another backbone", "training/run.py _initialise (no dedicated test)",
+    yield ("--init from a run with another backbone", INIT,
            lambda: run("train", *train_args(data, root / "r11", **quick, **{"--backbone": "timm:resnet10t"}),
                        "--init", base))  # fmt: skip
-    yield "eval of a folder that is not a run", "test_reliability::test_crafted_checkpoints_are_refused_and_do_not_run", (
-        lambda: run("eval", "--run", data)
+    yield (
+        "eval of a folder that is not a run",
+        CRAFTED,
+        (lambda: run("eval", "--run", data)),
     )
     crafted = root / "crafted"
     taskresize("train", *train_args(data, crafted, **quick))
@@ -123,7 +150,7 @@ def cases(root: Path):
         status, message = taskresize("eval", "--run", crafted)
         return status, message, "payload ran!" if marker.exists() else "payload did not run"
 
-    yield ("a checkpoint crafted to run code when unpickled", "test_reliability::test_crafted_checkpoints_are_refused_and_do_not_run",
+    yield ("a checkpoint crafted to run code when unpickled", CRAFTED,
            crafted_checkpoint)  # fmt: skip
 
     def weights_pickle():
@@ -132,11 +159,15 @@ def cases(root: Path):
         status, message = taskresize("train", *train_args(data, root / "r12", **{"--pretrained": root / "evil.pth"}))
         return status, message, "payload ran!" if marker.exists() else "payload did not run"
 
-    yield "--pretrained weights crafted to run code", "test_backbones::test_pickle_payload_is_refused_without_running", (
-        weights_pickle
+    yield (
+        "--pretrained weights crafted to run code",
+        PICKLE,
+        (weights_pickle),
     )
-    yield "a learning rate that makes the loss infinite", "test_reliability::test_a_diverging_run_stops_clearly_and_keeps_the_last_good_epoch", (
-        lambda: run("train", *train_args(data, root / "r13", **{"--lr": 1e30, "--precise-bn": 0}))
+    yield (
+        "a learning rate that makes the loss infinite",
+        DIVERGED,
+        (lambda: run("train", *train_args(data, root / "r13", **{"--lr": 1e30, "--precise-bn": 0}))),
     )
 
     def kill_and_resume():
@@ -154,8 +185,10 @@ def cases(root: Path):
         rows = len(csv.read_text().strip().splitlines()) - 1
         return status, message, f"killed after {finished} finished epoch(s); resumed to {rows} of 4 epochs"
 
-    yield "kill -9 during training, then --resume", "test_reliability::test_kill_9_during_training_loses_no_finished_epoch", (
-        kill_and_resume
+    yield (
+        "kill -9 during training, then --resume",
+        KILLED,
+        (kill_and_resume),
     )
 
 
@@ -173,8 +206,8 @@ def main() -> None:
     text = (
         f"### Bad input, {dt.date.today().isoformat()}\n\n`python benchmarks/robustness.py` — each input tried on the "
         "command line in a subprocess; exit status 2 means a user error reported in one line without a traceback "
-        "(a traceback would show as TRACEBACK).\n\n| bad input | exit | what the user sees | test |\n|---|---:|---|---|\n"
-        + "\n".join(rows)
+        "(a traceback would show as TRACEBACK).\n\n| bad input | exit | what the user sees | test |\n"
+        "|---|---:|---|---|\n" + "\n".join(rows)
     )
     print("\n" + text)
     if args.append:
