@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .deploy import resize_image
 from .flops import count_conv_weights, count_flops, count_parameters
 from .io import load_resizer, save_resizer
 from .resizers import (
@@ -40,5 +41,6 @@ __all__ = [
     "load_resizer",
     "register_resizer",
     "resize",
+    "resize_image",
     "save_resizer",
 ]

@@ -15,6 +15,10 @@ COMMANDS = {
     "train": "train",
     "eval": "evaluate",
     "list": "list_resizers",
+    "resize": "resize",
+    "export": "export",
+    "show": "show",
+    "info": "info",
 }
 
 

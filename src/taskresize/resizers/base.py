@@ -36,3 +36,16 @@ class Resizer(nn.Module):
 
     def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
         raise NotImplementedError
+
+    def fuse(self) -> Resizer:
+        """An equivalent copy for inference: eval mode, no gradients, every BatchNorm folded into the convolution
+        before it (or into a per-channel affine map where no convolution precedes it).
+
+        The copy computes what the eval-mode original computes, up to float rounding; ``self`` is unchanged. Its
+        ``config()`` is the original's but its ``state_dict`` is not: save the original, fuse after loading.
+        Resizers whose structure the generic folding (:func:`taskresize.resizers.fuse.fold_batchnorms`, which
+        looks inside ``nn.Sequential`` containers) does not fit override this.
+        """
+        from .fuse import fused_copy
+
+        return fused_copy(self)

@@ -1,0 +1,101 @@
+"""Export a resizer (BatchNorm folded) to ONNX, TorchScript or a torch.export program, and check it.
+
+The exported model takes float32 pixels in [0, 255], shape (B, 3, H, W), and returns float32 pixels clipped to
+[0, 255] at the output size (round them to uint8 yourself); the normalisation the resizer was trained with is
+inside. --normalized exports the bare resizer instead, on (pixels - mean) / std as a model trained here expects.
+The batch size is free; the input size is fixed at --input-size (default: the resizer's training input) unless
+--dynamic, which leaves height and width free. The output size is always fixed (--size).
+
+The file is run on random inputs (onnxruntime for ONNX; with --dynamic at two input sizes) and compared with the
+eager PyTorch model; the largest absolute difference is printed, and a file that differs by more than
+--tolerance is not written.
+
+Formats: onnx (opset 20, torch's dynamo exporter); pt2 (torch.export.save; in Python:
+torch.export.load(FILE).module()); torchscript (torch.jit.trace, deprecated in torch 2.14 and warning on load;
+for LibTorch/C++ users). Base resizers lanczos and antialiased area export only at a fixed input size, to onnx
+or pt2.
+
+Examples:
+  taskresize export --resizer runs/learnable --format onnx --dynamic
+  taskresize export --resizer resizer.safetensors --format pt2 --input-size 96 --output r.pt2
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import cli
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--resizer", required=True, help="resizer file, run folder, or classic method name")
+    parser.add_argument("--format", choices=["onnx", "torchscript", "pt2"], default="onnx", help="(onnx)")
+    parser.add_argument("--dynamic", action="store_true", help="input height and width free (else fixed)")
+    parser.add_argument("--output", help="file to write (default: beside the resizer file, or ./METHOD.onnx)")
+    parser.add_argument("--size", help="output size N or HxW (default: the resizer's output size)")
+    parser.add_argument("--input-size", help="example input size N or HxW (default: the resizer's training input)")
+    parser.add_argument("--normalized", action="store_true", help="export the bare resizer on normalised images")
+    parser.add_argument("--tolerance", type=float, default=0.05, help="largest accepted difference (0.05)")
+
+
+def default_output(resizer: str, fmt: str) -> Path:
+    from ..export import FORMATS
+
+    path = Path(resizer)
+    if path.is_dir():
+        return path / f"resizer{FORMATS[fmt]}"
+    if path.is_file():
+        return path.with_suffix(FORMATS[fmt])
+    return Path(f"{resizer}{FORMATS[fmt]}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import __version__
+    from ..deploy import load_image_resizer
+    from ..export import ExportError, export_resizer
+    from ..sizes import format_size, to_size
+
+    try:
+        size = to_size(args.size, what="--size") if args.size else None
+        input_size = to_size(args.input_size, what="--input-size") if args.input_size else None
+        resizer = cli.guarded(load_image_resizer, args.resizer)
+    except ValueError as error:
+        raise cli.UserError(str(error)) from None
+    input_size = input_size or resizer.in_size
+    if input_size is None:
+        raise cli.UserError(
+            f"{args.resizer} records no training input size: give the example input size, e.g. --input-size 448"
+        )
+    if size is None and resizer.classic:
+        raise cli.UserError(f"--size is needed with the classic method {args.resizer!r}, e.g. --size 224")
+    output = Path(args.output) if args.output else default_output(args.resizer, args.format)
+    header = resizer.header or {"name": args.resizer, "config": resizer.pixels.resizer.config()}
+    metadata = {
+        "taskresize_version": __version__,
+        "resizer": header["name"],
+        "config": header["config"],
+        "input": "normalized: (pixels - mean) / std" if args.normalized else "float32 pixels in [0, 255]",
+        "normalization": {"mean": resizer.pixels.mean.flatten().tolist(), "std": resizer.pixels.std.flatten().tolist()},
+        "output_size": list(size or resizer.output_size),
+        "dynamic": args.dynamic,
+        "provenance": header.get("provenance", {}),
+    }
+    try:
+        report = export_resizer(
+            resizer.pixels, output, args.format, input_size, size, dynamic=args.dynamic, normalized=args.normalized,
+            tolerance=args.tolerance, metadata=metadata,
+        )  # fmt: skip
+    except ExportError as error:
+        raise cli.UserError(str(error)) from None
+    inputs = "any HxW" if report.dynamic else format_size(report.input_size)
+    runtime = "onnxruntime" if args.format == "onnx" else "the loaded file"
+    print(
+        f"wrote {report.path} ({args.format}: input (B, 3, H, W) at {inputs}, output {format_size(report.output_size)},"
+        f" {'normalised images' if args.normalized else 'float pixels 0-255'}) in {report.seconds:.1f} s"
+    )
+    for shape, difference in report.checks:
+        print(f"  {runtime} vs eager PyTorch on input {shape}: largest absolute difference {difference:.3g}")
+    if args.format == "torchscript":
+        print("  note: TorchScript is deprecated in torch 2.14; in Python prefer --format pt2")
+    return 0

@@ -1,0 +1,88 @@
+"""Describe a resizer file or a run folder: type, config, parameters, FLOPs and the provenance saved with it.
+
+FLOPs are counted at the resizer's training sizes (provenance in_size -> out_size) by torch's FlopCounterMode:
+a multiply-add counts 2, convolutions and matrix products only. For a run folder, its metrics.json follows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .. import cli
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="PATH", help="resizer .safetensors file or run folder")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def describe(path: str) -> dict:
+    """Everything ``info`` prints, as a plain dict."""
+    import torch
+
+    from ..flops import count_conv_weights, count_flops, count_parameters
+    from ..io import load_resizer, read_resizer_header, resolve_resizer_path
+    from ..sizes import to_size
+
+    file = resolve_resizer_path(path)
+    header = read_resizer_header(file)
+    module = load_resizer(file)
+    provenance = header.get("provenance") or {}
+    out_size = to_size(provenance.get("out_size") or module.output_size)
+    in_size = to_size(provenance["in_size"]) if provenance.get("in_size") else None
+    measured_at = in_size or out_size
+    info = {
+        "file": str(file),
+        "resizer": header["name"],
+        "class": type(module).__name__,
+        "config": header["config"],
+        "parameters": count_parameters(module),
+        "conv_weights": count_conv_weights(module),
+        "batchnorm_layers": sum(isinstance(m, torch.nn.BatchNorm2d) for m in module.modules()),
+        "flops": count_flops(module, (1, 3, *measured_at), size=out_size),
+        "flops_at": {"in_size": list(measured_at), "out_size": list(out_size), "from_provenance": in_size is not None},
+        "taskresize_version": header.get("taskresize_version"),
+        "provenance": provenance,
+    }
+    metrics = Path(path) / "metrics.json"
+    if Path(path).is_dir() and metrics.is_file():
+        info["metrics"] = json.loads(metrics.read_text())
+    return info
+
+
+def _value(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..sizes import format_size
+
+    info = cli.guarded(describe, args.path)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    at = info["flops_at"]
+    where = f"{format_size(tuple(at['in_size']))} -> {format_size(tuple(at['out_size']))}"
+    if not at["from_provenance"]:
+        where += " (no training input size recorded: input = output size)"
+    lines = [
+        f"file:        {info['file']}",
+        f"resizer:     {info['resizer']} ({info['class']})",
+        f"config:      {_value(info['config'])}",
+        f"parameters:  {info['parameters']:,} ({info['conv_weights']:,} convolution weights, "
+        f"{info['batchnorm_layers']} BatchNorm layers, folded for inference by resize and export)",
+        f"FLOPs:       {info['flops'] / 1e6:,.2f} M per image at {where}; multiply-add = 2 FLOPs",
+        f"saved by:    taskresize {info['taskresize_version']}",
+    ]
+    if info["provenance"]:
+        lines.append("provenance:")
+        lines += [f"  {key}: {_value(value)}" for key, value in info["provenance"].items()]
+    else:
+        lines.append("provenance:  none recorded")
+    if "metrics" in info:
+        lines.append("metrics.json:")
+        lines += [f"  {key}: {_value(value)}" for key, value in info["metrics"].items()]
+    print("\n".join(lines))
+    return 0

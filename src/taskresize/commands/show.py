@@ -1,0 +1,60 @@
+"""Show what a learned resizer does: each image, bicubic, the learned resizer, and their amplified difference.
+
+Each image is first pre-resized to the resizer's input size as in training (--in-size to change it), then resized
+to the output size (--size) by Pillow's antialiased bicubic and by the learned resizer; the last column is
+|learned - bicubic| x --amplify (as Talebi & Milanfar, Figs. 2 and 4-6). Outputs are drawn at the input's size with
+nearest-neighbour pixels.
+
+Example:
+  taskresize show --resizer runs/learnable photo1.jpg photo2.png --out resized.png
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import cli
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--resizer", required=True, help="resizer file or run folder")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument("--out", required=True, help="figure to write (PNG)")
+    parser.add_argument("--size", help="output size N or HxW (default: the resizer's output size)")
+    parser.add_argument("--in-size", help="input size N or HxW (default: the resizer's training input size)")
+    parser.add_argument("--amplify", type=float, default=4.0, help="factor on the difference column (4)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data.images import load_image
+    from ..deploy import load_image_resizer
+    from ..figures import comparison_figure, normalized_column
+    from ..resizers import resize
+    from ..sizes import format_size, to_size
+
+    try:
+        size = to_size(args.size, what="--size") if args.size else None
+        in_size = to_size(args.in_size, what="--in-size") if args.in_size else "auto"
+        resizer = cli.guarded(load_image_resizer, args.resizer, in_size=in_size)
+    except ValueError as error:
+        raise cli.UserError(str(error)) from None
+    if resizer.classic:
+        raise cli.UserError(f"{args.resizer} is a classic method: show compares a learned resizer with bicubic")
+    if resizer.in_size is None:
+        raise cli.UserError(f"{args.resizer} records no training input size: give one, e.g. --in-size 448")
+    out = size or resizer.output_size
+    images = torch.stack(
+        [resize(cli.guarded(load_image, p), resizer.in_size, *resizer.pre_resize) for p in args.images]
+    )
+    pixels = resizer.pixels
+    name = pixels.resizer.resizer_name
+    columns = {
+        "bicubic": lambda x: resize(x, out, "bicubic", antialias=True),
+        name: normalized_column(pixels.resizer, out, pixels.mean.flatten().tolist(), pixels.std.flatten().tolist()),
+    }
+    title = f"{args.resizer}: {format_size(resizer.in_size)} -> {format_size(out)}"
+    path = comparison_figure(images, columns, args.out, reference="bicubic", amplify=args.amplify, title=title)
+    print(f"wrote {path}")
+    return 0
