@@ -71,3 +71,8 @@ def test_missing_and_foreign_files_get_clear_errors(tmp_path):
     save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
     with pytest.raises(ResizerFileError, match="without a taskresize header"):
         load_resizer(tmp_path / "plain.safetensors")
+
+
+def test_a_fused_copy_cannot_be_saved(tmp_path):
+    with pytest.raises(ValueError, match="fuse"):
+        save_resizer(trained_like("learnable").fuse(), tmp_path / "fused.safetensors")

@@ -44,6 +44,12 @@ def save_resizer(module: Resizer, path: str | os.PathLike, provenance: dict[str,
         "provenance": provenance or {},
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    expected = set(create_resizer(module.resizer_name, **module.config()).state_dict())
+    if set(tensors) != expected:
+        raise ValueError(
+            f"{module.resizer_name} has parameters its config does not rebuild (a fused copy?): save the resizer "
+            "before fuse(), and fuse after loading"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:

@@ -230,6 +230,8 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list[L.Callback] | 
                 "backbone": cfg.backbone,
                 "data": data.root,
                 "in_size": list(cfg.input_size),
+                "pre_resize": cfg.pre_resize,
+                "pre_resize_antialias": cfg.pre_resize_antialias,
                 "out_size": cfg.out_size,
                 "run": str(out),
                 "date": dt.datetime.now().isoformat(timespec="seconds"),
