@@ -1,0 +1,192 @@
+"""Image quality assessment with a jointly trained resizer (Talebi & Milanfar §3.2.2, Table 5).
+
+The backbone's head gives 10 logits; their softmax is the predicted distribution of ratings over the scores 1..10.
+Training minimises the Earth Mover's Distance to the rating histogram (NIMA, Talebi & Milanfar 2018) with r = 2;
+validation reports the Pearson (PLCC) and Spearman (SRCC) correlations between the predicted mean score
+``sum_k k p_k`` and the true one over the whole validation set, and the mean EMD.
+
+Augmentation (``augment``, on by default) is a horizontal flip only: cropping changes composition and the visible
+damage, i.e. the label, and the paper does not crop AVA. ``crop_scale`` and ``label_smoothing`` do not apply.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torchmetrics import MeanMetric, Metric
+from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
+
+from ..data.builtin_iqa import NAMES as BUILTIN_NAMES
+from ..data.builtin_iqa import builtin_iqa_table
+from ..data.iqa import SCORES, ScoreDataset, ScoreTable, collate_histograms, read_score_table, split_table
+from ..data.transforms import PreResize
+from ..training.config import TrainConfig
+from . import TaskSpec, register_task
+from .base import ResizerTask
+from .classification import SPLIT_SEED
+
+
+def emd(p: Tensor, q: Tensor, r: float = 2.0) -> Tensor:
+    """Earth Mover's Distance between distributions over ordered bins, one value per sample.
+
+    ``( mean_k |CDF_p(k) - CDF_q(k)|^r )^(1/r)``, the NIMA / Talebi-Milanfar loss (they use r = 2).
+    Where ``p`` and ``q`` are equal the value is 0 and its gradient is taken as 0 (not the root's infinite one).
+
+    Args:
+        p: ``(B, K)`` predicted distributions (rows sum to 1).
+        q: ``(B, K)`` target distributions.
+        r: the norm's exponent.
+
+    Returns:
+        ``(B,)``.
+    """
+    powered = (p.cumsum(-1) - q.cumsum(-1)).abs().pow(r).mean(-1)
+    positive = powered > 0
+    safe = torch.where(positive, powered, torch.ones_like(powered))
+    return torch.where(positive, safe.pow(1 / r), torch.zeros_like(powered))
+
+
+def mean_score(p: Tensor) -> Tensor:
+    """Mean score ``sum_k k p_k`` over the scores 1..K of distributions ``(B, K)``; returns ``(B,)``."""
+    return p @ torch.arange(1, p.shape[-1] + 1, dtype=p.dtype, device=p.device)
+
+
+def correlation(metric: Metric) -> Tensor:
+    """``metric.compute()``, with 0 where the correlation is undefined (predictions or targets all equal): a
+    constant predictor ranks nothing."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The variance of predictions or target is close to zero")
+        value = metric.compute()
+    return torch.nan_to_num(value, nan=0.0)
+
+
+class IQATask(ResizerTask):
+    """EMD loss (r = 2) on 10 softmax outputs; PLCC, SRCC and EMD on the validation set."""
+
+    def __init__(self, config: dict[str, Any], num_outputs: int = SCORES) -> None:
+        super().__init__(config, num_outputs)
+        self.plcc = PearsonCorrCoef()
+        with warnings.catch_warnings():  # it keeps every prediction: a float per image, small even for AVA
+            warnings.filterwarnings("ignore", message="Metric `SpearmanCorrcoef` will save all targets")
+            self.srcc = SpearmanCorrCoef()
+        self.val_emd = MeanMetric()
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, histograms = batch
+        loss = emd(self(images).float().softmax(-1), histograms).mean()
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(histograms))
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        images, histograms = batch
+        p = self(images).float().softmax(-1)
+        predicted, true = mean_score(p), mean_score(histograms)
+        self.plcc.update(predicted, true)
+        self.srcc.update(predicted, true)
+        self.val_emd.update(emd(p, histograms))
+
+    def on_validation_epoch_end(self) -> None:
+        # torchmetrics gathers the states of all processes, so these are exact for the whole validation set
+        metrics = {
+            "val/srcc": correlation(self.srcc),
+            "val/plcc": correlation(self.plcc),
+            "val/emd": self.val_emd.compute(),
+        }
+        for metric in (self.plcc, self.srcc, self.val_emd):
+            metric.reset()
+        self.log_dict(metrics, prog_bar=True)
+
+
+def table_path(data: str) -> str:
+    """``--data``: a table file, or ``builtin-iqa`` (also ``builtin``) for the generated set."""
+    return str(builtin_iqa_table()) if data in BUILTIN_NAMES else data
+
+
+class ScoreTableData(L.LightningDataModule):
+    """A score table (AVA.txt or CSV, see :mod:`taskresize.data.iqa`), pre-resized to the resizer's input size in
+    the loader with the configured classic method (bicubic by default for IQA, as in the paper).
+
+    Split by the table's ``split`` column, else ``val_split`` with a fixed seed. Training shuffles with
+    ``(seed, epoch)`` and shards across processes; validation is split across processes without padding.
+    With ``eval_root`` (``eval --data TABLE``) the validation set is that table's ``val`` rows, or all its rows.
+    """
+
+    def __init__(self, cfg: TrainConfig, eval_root: str | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.root = table_path(cfg.data)
+        self.train_table, self.val_table = split_table(
+            read_score_table(self.root, cfg.images), cfg.val_split, SPLIT_SEED
+        )
+        if eval_root is not None:
+            self.root = table_path(eval_root)
+            other = read_score_table(self.root, cfg.images)
+            val = [i for i, split in enumerate(other.splits or []) if split == "val"]
+            self.val_table = other.subset(val) if val else other
+        self.transform = PreResize(cfg.input_size, cfg.pre_resize, cfg.pre_resize_antialias, max_pixels=cfg.max_pixels)
+
+    def module_kwargs(self) -> dict[str, Any]:
+        return {"num_outputs": SCORES}
+
+    @property
+    def train_size(self) -> int:
+        return len(self.train_table)
+
+    @property
+    def val_size(self) -> int:
+        return len(self.val_table)
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _loader(self, dataset, **kwargs) -> DataLoader:
+        workers = self.cfg.workers
+        return DataLoader(
+            dataset, batch_size=self.cfg.batch_size, collate_fn=collate_histograms, num_workers=workers,
+            persistent_workers=workers > 0, **kwargs,
+        )  # fmt: skip
+
+    def train_dataset(self) -> ScoreDataset:
+        return ScoreDataset(self.train_table, self.transform, flip=self.cfg.augment)
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = self._rank_world()
+        dataset = self.train_dataset()
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.cfg.seed)
+        drop_last = len(sampler) > self.cfg.batch_size  # a last batch of one image breaks BatchNorm
+        return self._loader(dataset, sampler=sampler, drop_last=drop_last)
+
+    def eval_dataset(self, table: ScoreTable | None = None) -> ScoreDataset:
+        rank, world = self._rank_world()
+        table = self.val_table if table is None else table
+        return ScoreDataset(table.subset(range(rank, len(table), world)), self.transform)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.eval_dataset())
+
+    def precise_bn_loader(self, batches: int, epoch: int) -> DataLoader:
+        """A few random training batches (augmented, as in training) for recomputing BatchNorm statistics."""
+        rank, _ = self._rank_world()
+        dataset = self.train_dataset()
+        generator = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch * 1_009 + rank)
+        count = min(len(dataset), batches * self.cfg.batch_size)
+        indices = torch.randperm(len(dataset), generator=generator)[:count].tolist()
+        return DataLoader(Subset(dataset, indices), batch_size=self.cfg.batch_size, collate_fn=collate_histograms)
+
+
+IQA = register_task(
+    TaskSpec(
+        name="iqa",
+        module=IQATask,
+        data=ScoreTableData,
+        metrics={"srcc": "val/srcc", "plcc": "val/plcc", "emd": "val/emd"},
+        mode="max",
+        defaults={"data": "builtin-iqa", "pre_resize": "bicubic", "resizer": "bicubic"},
+    )
+)
