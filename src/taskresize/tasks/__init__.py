@@ -50,7 +50,12 @@ def register_task(spec: TaskSpec) -> TaskSpec:
 
 
 def _load_builtin_tasks() -> None:
-    from . import classification  # noqa: F401 - registers itself
+    from . import (  # noqa: F401 - register themselves
+        classification,
+        detection,
+        iqa,
+        segmentation,
+    )
 
 
 def task_names() -> list[str]:

@@ -1,0 +1,223 @@
+"""Object detection with a learned resizer in front of a torchvision detector (Ma et al. §5.1, §5.3, Tables 1, 6).
+
+``uint8 letterboxed image (in_size) -> normalise -> resizer -> out_size -> detector``. torchvision's detectors
+carry a ``GeneralizedRCNNTransform`` that normalises and resizes every image; here it is replaced by
+:class:`PassThroughTransform`, which does neither, so the detector's body sees exactly the resizer's output
+(padded at the bottom and right to the detector's ``size_divisible``, 32 for the FPN models, when ``out_size``
+is not a multiple of it). Boxes go into the detector scaled by ``out / in`` and its predictions come back scaled
+by ``in / out``, so mAP is computed in the resizer-input frame; IoU is invariant to scaling each axis, so this is
+the mAP in the original images' coordinates. Difficult (VOC) and crowd (COCO) objects are not trained on and are
+ignored by the metric (COCO's ``iscrowd`` rule).
+
+Anchors: torchvision's anchor sizes (32-512 px) are made for images of about 800 px (320 px for the ``_320``
+model); for Faster R-CNN they are scaled by ``min(out_size) / 800`` (or ``/ 320``) so that they cover the same
+fraction of the image. The detectors' score threshold is lowered to 0.001 so that mAP sees the whole ranking.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torchmetrics.detection import MeanAveragePrecision
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+from ..backbones import BackboneError
+from ..data.builtin_shapes import DET_NAME, builtin_detection
+from ..data.detection import DetectionDataset, LetterboxResize, collate_detection, scan_detection
+from ..data.folder import DataError
+from ..flops import count_flops
+from ..training.config import TrainConfig
+from . import TaskSpec, register_task
+from .base import ResizerTask
+from .segmentation import SPLIT_SEED, TaskData, torchvision_model_name
+
+DETECTOR_FAMILIES = ("fasterrcnn_", "fcos_", "retinanet_", "ssd")
+EVAL_SCORE_THRESHOLD = 0.001
+
+
+class PassThroughTransform(GeneralizedRCNNTransform):
+    """torchvision's detector transform without its normalisation and resizing: it only batches (and pads)."""
+
+    def normalize(self, image: Tensor) -> Tensor:
+        return image
+
+    def resize(self, image: Tensor, target: dict[str, Tensor] | None = None) -> tuple[Tensor, Any]:
+        return image, target
+
+
+def detection_model(name: str, num_classes: int, out_size: tuple[int, int]) -> nn.Module:
+    """A randomly initialised torchvision detector for ``num_classes`` (background included) that takes images of
+    ``out_size`` as they are (see the module docstring)."""
+    model_name = torchvision_model_name(name, torchvision.models.detection, "detection")
+    if not model_name.startswith(DETECTOR_FAMILIES):
+        raise BackboneError(
+            f"backbone {name!r} needs masks or keypoints to train; use a box detector "
+            "(fasterrcnn_*, fcos_*, retinanet_*, ssd*), e.g. torchvision:fasterrcnn_mobilenet_v3_large_fpn"
+        )
+    kwargs: dict[str, Any] = {}
+    if model_name.startswith("fasterrcnn_"):
+        reference = 320 if "_320_" in model_name else 800
+        area = out_size[0] * out_size[1] / reference**2
+
+        def scaled(count: int, least: int) -> int:
+            return max(least, min(count, round(count * area)))
+
+        kwargs = {
+            "rpn_post_nms_top_n_train": scaled(2000, 100),
+            "rpn_post_nms_top_n_test": scaled(1000, 50),
+            "box_batch_size_per_image": scaled(512, 64),
+        }
+    model = torchvision.models.get_model(
+        model_name, weights=None, weights_backbone=None, num_classes=num_classes, **kwargs
+    )
+    if model_name.startswith("fasterrcnn_"):
+        factor = min(out_size) / reference
+        anchors = model.rpn.anchor_generator
+        sizes = tuple(tuple(size * factor for size in level) for level in anchors.sizes)
+        model.rpn.anchor_generator = AnchorGenerator(sizes, anchors.aspect_ratios)
+    old = model.transform
+    model.transform = PassThroughTransform(
+        min(out_size), max(out_size), [0.0, 0.0, 0.0], [1.0, 1.0, 1.0], size_divisible=old.size_divisible
+    )
+    if hasattr(model, "roi_heads"):
+        model.roi_heads.score_thresh = EVAL_SCORE_THRESHOLD
+    else:
+        model.score_thresh = EVAL_SCORE_THRESHOLD
+    return model
+
+
+class _ListInput(nn.Module):
+    """Calls a detector with a batch as the list of images it expects (for FLOP counting)."""
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, images: Tensor) -> Any:
+        return self.detector(list(images))
+
+
+class DetectionTask(ResizerTask):
+    """The detector's own losses; mAP@0.5 and mAP@[.5:.95] (COCO's definition, pycocotools) on validation."""
+
+    def __init__(self, config: dict[str, Any], num_outputs: int, class_names: list[str] | None = None) -> None:
+        super().__init__(config, num_outputs)
+        self.class_names = class_names or [str(i) for i in range(1, num_outputs)]
+        self.save_hyperparameters({"class_names": self.class_names})
+        self.map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
+        in_h, in_w = self.cfg.input_size
+        out_h, out_w = self.out_size
+        self.register_buffer("to_out", torch.tensor([out_w / in_w, out_h / in_h] * 2), persistent=False)
+
+    def build_backbone(self, num_outputs: int) -> nn.Module:
+        return detection_model(self.cfg.backbone, num_outputs, self.out_size)
+
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None) -> Any:
+        """uint8 images ``(B, 3, H, W)`` at the resizer's input size; ``targets`` with boxes at ``out_size``.
+
+        Returns the detector's losses (training, with targets) or its detections at ``out_size`` (eval).
+        """
+        return self.backbone(list(self.resize(images)), targets)
+
+    def detector_targets(self, targets: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
+        """Targets in the detector's frame: boxes scaled from the input to the output size; difficult, crowd and
+        degenerate boxes left out."""
+        result = []
+        for target in targets:
+            boxes = target["boxes"] * self.to_out
+            keep = (target["iscrowd"] == 0) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            result.append({"boxes": boxes[keep], "labels": target["labels"][keep]})
+        return result
+
+    def training_step(self, batch: tuple[Tensor, list[dict[str, Tensor]]], batch_idx: int) -> Tensor:
+        images, targets = batch
+        losses = self(images, self.detector_targets(targets))
+        loss = sum(losses.values())
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets))
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, list[dict[str, Tensor]]], batch_idx: int) -> None:
+        images, targets = batch
+        detections = self(images)
+        predictions = [
+            {"boxes": d["boxes"] / self.to_out, "scores": d["scores"], "labels": d["labels"]} for d in detections
+        ]
+        truth = [{"boxes": t["boxes"], "labels": t["labels"], "iscrowd": t["iscrowd"]} for t in targets]
+        self.map.update(predictions, truth)
+
+    def on_validation_epoch_end(self) -> None:
+        result = self.map.compute()
+        self.map.reset()
+        # COCO reports -1 when there is nothing to evaluate (no ground truth); count that as 0
+        metrics = {"val/map50": result["map_50"].clamp(min=0), "val/map": result["map"].clamp(min=0)}
+        self.log_dict(metrics, prog_bar=True)
+
+    def train(self, mode: bool = True) -> DetectionTask:
+        """A frozen detector still runs in training mode (it computes its losses only then, and the resizer learns
+        from them), with its BatchNorm statistics fixed."""
+        super().train(mode)
+        if mode and self.cfg.freeze_backbone:
+            self.backbone.train()
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
+    def flops(self) -> dict[str, int]:
+        """FLOPs per image of the resizer and of the detector (eval mode, a blank image at ``out_size``; a two-stage
+        detector's second stage depends on how many proposals survive, so this is indicative)."""
+        h, w = self.cfg.input_size
+        return {
+            "resizer": count_flops(self.resizer, (1, 3, h, w), size=self.out_size),
+            "backbone": count_flops(_ListInput(self.backbone), (1, 3, *self.out_size)),
+        }
+
+
+class DetectionData(TaskData):
+    """A VOC-layout folder, a COCO instances JSON (with ``--images``), or ``builtin-det``; every image is
+    letterboxed to the resizer's input size in the loader. Augmentation: horizontal flip."""
+
+    collate = staticmethod(collate_detection)
+
+    def __init__(self, cfg: TrainConfig, eval_root: str | None = None) -> None:
+        super().__init__()
+        self.refuse_unsupported(cfg, "detection")
+        self.cfg = cfg
+        data = builtin_detection() if cfg.data in ("builtin", DET_NAME) else Path(cfg.data)
+        splits = scan_detection(data, cfg.images, cfg.val_split, SPLIT_SEED)
+        self.root, self.classes = str(splits.root), splits.classes
+        self.train_samples, self.val_samples = splits.train, splits.val
+        if eval_root is not None:  # another data set with the same classes: its VOC val split, or a whole JSON
+            other = Path(eval_root)
+            found = scan_detection(other, cfg.images, 0.5, SPLIT_SEED)
+            self.val_samples = found.val if other.is_dir() else found.train + found.val
+            if found.classes != self.classes:
+                raise DataError(f"{other} has classes {found.classes}; the run was trained on {self.classes}")
+            self.root = str(other)
+        common = {"size": cfg.input_size, "method": cfg.pre_resize, "antialias": cfg.pre_resize_antialias,
+                  "max_pixels": cfg.max_pixels}  # fmt: skip
+        self.train_transform = LetterboxResize(**common, augment=cfg.augment)
+        self.eval_transform = LetterboxResize(**common, augment=False)
+
+    def module_kwargs(self) -> dict[str, Any]:
+        return {"num_outputs": len(self.classes) + 1, "class_names": self.classes}
+
+    def dataset(self, samples: list, train: bool) -> DetectionDataset:
+        return DetectionDataset(samples, self.train_transform if train else self.eval_transform)
+
+
+DETECTION = register_task(
+    TaskSpec(
+        name="detection",
+        module=DetectionTask,
+        data=DetectionData,
+        metrics={"map50": "val/map50", "map": "val/map"},
+        mode="max",
+        defaults={"data": DET_NAME, "backbone": "torchvision:ssdlite320_mobilenet_v3_large"},
+    )
+)

@@ -1,0 +1,219 @@
+"""Semantic segmentation with a learned resizer in front of a torchvision model (Ma et al. §5.2, Tables 2 and 6).
+
+``uint8 image (in_size) -> normalise -> resizer -> out_size -> segmentation model -> logits (out_size)``; the
+logits are up-sampled (bilinear) to the label resolution, which is the resizer's *input* size: the data loader
+brings every label map to ``in_size`` with nearest-neighbour, together with its image. The loss (cross-entropy,
+255 ignored) and the metric (mIoU over the classes present in the labels or the predictions, from the confusion
+matrix of the whole validation set, as VOC's) are computed there, so a resizer is judged by how well the model
+recovers full-resolution labels from its small image, as in the paper, which evaluates at the label resolution.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+
+from ..backbones import BackboneError
+from ..data.builtin_shapes import SEG_NAME, builtin_segmentation
+from ..data.folder import DataError
+from ..data.segmentation import (
+    IGNORE_INDEX,
+    PairResize,
+    SegmentationDataset,
+    collate_segmentation,
+    is_voc_segmentation,
+    scan_segmentation,
+    scan_voc_segmentation,
+)
+from ..training.config import TrainConfig
+from . import TaskSpec, register_task
+from .base import ResizerTask
+
+SPLIT_SEED = 0  # random splits never depend on the run's seed, so seeds share a validation set
+
+
+def torchvision_model_name(name: str, module: Any, kind: str) -> str:
+    """The torchvision model of ``kind`` named ``name`` (``"torchvision:"`` prefix optional).
+
+    Raises:
+        BackboneError: ``name`` is not one of torchvision's ``kind`` models; the message lists close matches.
+    """
+    library, _, model = name.rpartition(":")
+    available = torchvision.models.list_models(module=module)
+    if library in ("", "torchvision") and model in available:
+        return model
+    close = difflib.get_close_matches(model, available, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(f'torchvision:{c}' for c in close)}?" if close else ""
+    raise BackboneError(f"backbone {name!r} is not a torchvision {kind} model.{hint} Known: {', '.join(available)}")
+
+
+def segmentation_model(name: str, num_classes: int) -> nn.Module:
+    """A randomly initialised torchvision segmentation model (no auxiliary head) with ``num_classes`` outputs."""
+    model = torchvision_model_name(name, torchvision.models.segmentation, "segmentation")
+    return torchvision.models.get_model(model, weights=None, weights_backbone=None, num_classes=num_classes)
+
+
+class SegmentationTask(ResizerTask):
+    """Pixel-wise cross-entropy (255 ignored); mIoU, pixel accuracy and loss at the label resolution."""
+
+    def __init__(self, config: dict[str, Any], num_outputs: int, class_names: list[str] | None = None) -> None:
+        super().__init__(config, num_outputs)
+        self.class_names = class_names or [str(i) for i in range(num_outputs)]
+        self.save_hyperparameters({"class_names": self.class_names})
+        self.miou = MulticlassJaccardIndex(num_outputs, ignore_index=IGNORE_INDEX, average="macro")
+        self.pixel_accuracy = MulticlassAccuracy(num_outputs, ignore_index=IGNORE_INDEX, average="micro")
+        self.val_loss = MeanMetric()
+
+    def build_backbone(self, num_outputs: int) -> nn.Module:
+        return segmentation_model(self.cfg.backbone, num_outputs)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """uint8 images ``(B, 3, H, W)`` at the resizer's input size -> logits ``(B, classes, H, W)``."""
+        logits = self.backbone(self.resize(images))["out"]
+        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        loss = F.cross_entropy(
+            self(images), labels, ignore_index=IGNORE_INDEX, label_smoothing=self.cfg.label_smoothing
+        )
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        logits = self(images)
+        valid = labels != IGNORE_INDEX
+        if valid.any():
+            self.val_loss.update(F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="none")[valid])
+        predictions = logits.argmax(dim=1)
+        self.miou.update(predictions, labels)
+        self.pixel_accuracy.update(predictions, labels)
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = {
+            "val/miou": self.miou.compute(),
+            "val/pixel_accuracy": self.pixel_accuracy.compute(),
+            "val/loss": self.val_loss.compute(),
+        }
+        for metric in (self.miou, self.pixel_accuracy, self.val_loss):
+            metric.reset()
+        self.log_dict(metrics, prog_bar=True)
+
+
+class TaskData(L.LightningDataModule):
+    """What the segmentation and detection data modules share: loaders, sharding, precise-BN batches.
+
+    Subclasses set ``self.cfg``, ``self.root``, ``self.classes``, ``self.train_samples``, ``self.val_samples``
+    and implement :meth:`dataset` and the class attribute ``collate``.
+    """
+
+    collate: Any = None
+
+    @staticmethod
+    def refuse_unsupported(cfg: TrainConfig, task: str) -> None:
+        """Settings of the classification path that these tasks do not implement stop the run, not pass silently."""
+        if getattr(cfg, "distortion", "none") != "none":
+            raise DataError(f"distortion = {cfg.distortion!r}: implemented for classification only, not for {task}")
+
+    def dataset(self, samples: list, train: bool):
+        raise NotImplementedError
+
+    @property
+    def train_size(self) -> int:
+        return len(self.train_samples)
+
+    @property
+    def val_size(self) -> int:
+        return len(self.val_samples)
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _loader(self, dataset, **kwargs) -> DataLoader:
+        workers = self.cfg.workers
+        return DataLoader(
+            dataset, batch_size=self.cfg.batch_size, collate_fn=type(self).collate, num_workers=workers,
+            persistent_workers=workers > 0, **kwargs,
+        )  # fmt: skip
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = self._rank_world()
+        dataset = self.dataset(self.train_samples, train=True)
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.cfg.seed)
+        drop_last = len(sampler) > self.cfg.batch_size  # a last batch of one image breaks BatchNorm
+        return self._loader(dataset, sampler=sampler, drop_last=drop_last)
+
+    def val_dataloader(self) -> DataLoader:
+        rank, world = self._rank_world()
+        return self._loader(self.dataset(self.val_samples[rank::world], train=False))
+
+    def precise_bn_loader(self, batches: int, epoch: int) -> DataLoader:
+        """A few random training batches (augmented, as in training) for recomputing BatchNorm statistics."""
+        rank, _ = self._rank_world()
+        dataset = self.dataset(self.train_samples, train=True)
+        generator = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch * 1_009 + rank)
+        count = min(len(dataset), batches * self.cfg.batch_size)
+        indices = torch.randperm(len(dataset), generator=generator)[:count].tolist()
+        return DataLoader(Subset(dataset, indices), batch_size=self.cfg.batch_size, collate_fn=type(self).collate)
+
+
+class SegmentationData(TaskData):
+    """A VOC-layout folder, an ``images/`` + ``masks/`` folder, or ``builtin-seg``; images and label maps go to
+    the resizer's input size in the loader (image: classic resize; labels: nearest)."""
+
+    collate = staticmethod(collate_segmentation)
+
+    def __init__(self, cfg: TrainConfig, eval_root: str | None = None) -> None:
+        super().__init__()
+        self.refuse_unsupported(cfg, "segmentation")
+        self.cfg = cfg
+        root = builtin_segmentation() if cfg.data in ("builtin", SEG_NAME) else Path(cfg.data)
+        splits = scan_segmentation(root, cfg.val_split, SPLIT_SEED)
+        self.root, self.classes = str(splits.root), splits.classes
+        self.train_samples, self.val_samples = splits.train, splits.val
+        if eval_root is not None:  # another data set with the same classes: its VOC val split, else every pair
+            other = Path(eval_root)
+            if is_voc_segmentation(other):
+                found = scan_voc_segmentation(other)
+                self.val_samples = found.val
+            else:
+                found = scan_segmentation(other, 0.5, SPLIT_SEED)
+                self.val_samples = sorted(found.train + found.val, key=lambda s: s.image)
+            if len(found.classes) != len(self.classes):
+                raise DataError(f"{other} has {len(found.classes)} classes; the run was trained on {len(self.classes)}")
+            self.root = str(other)
+        common = {"size": cfg.input_size, "method": cfg.pre_resize, "antialias": cfg.pre_resize_antialias,
+                  "max_pixels": cfg.max_pixels}  # fmt: skip
+        self.train_transform = PairResize(**common, augment=cfg.augment, scale=tuple(cfg.crop_scale))
+        self.eval_transform = PairResize(**common, augment=False)
+
+    def module_kwargs(self) -> dict[str, Any]:
+        return {"num_outputs": len(self.classes), "class_names": self.classes}
+
+    def dataset(self, samples: list, train: bool) -> SegmentationDataset:
+        transform = self.train_transform if train else self.eval_transform
+        return SegmentationDataset(samples, transform, len(self.classes))
+
+
+SEGMENTATION = register_task(
+    TaskSpec(
+        name="segmentation",
+        module=SegmentationTask,
+        data=SegmentationData,
+        metrics={"miou": "val/miou", "pixel_accuracy": "val/pixel_accuracy", "val_loss": "val/loss"},
+        mode="max",
+        defaults={"data": SEG_NAME, "backbone": "torchvision:lraspp_mobilenet_v3_large", "label_smoothing": 0.0},
+    )
+)

@@ -1,0 +1,206 @@
+"""Segmentation: label maps follow their images, mIoU by hand, readers, and a short run that learns."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from taskresize.cli import main
+from taskresize.data.builtin_shapes import (
+    SEG_CLASSES,
+    builtin_segmentation,
+    generate_segmentation,
+    render_segmentation,
+    voc_palette,
+)
+from taskresize.data.folder import DataError
+from taskresize.data.segmentation import (
+    PairResize,
+    SegmentationDataset,
+    SegSample,
+    read_mask,
+    scan_segmentation,
+)
+from taskresize.resizers.classic import resize
+from taskresize.tasks.segmentation import SegmentationTask, segmentation_model
+from taskresize.training.config import TrainConfig
+
+
+def cli(*args):
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in args])
+    return info.value.code
+
+
+class FixedLogits(nn.Module):
+    """A stand-in model with known outputs: returns the same logits ``(B, C, h, w)`` whatever the input."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.register_buffer("logits", logits)
+
+    def forward(self, x):
+        return {"out": self.logits[: len(x)]}
+
+
+def one_hot_logits(classes, num_classes):
+    return nn.functional.one_hot(torch.tensor(classes), num_classes).permute(0, 3, 1, 2).float() * 10
+
+
+def test_miou_is_computed_at_the_label_resolution_over_the_whole_set():
+    cfg = TrainConfig.from_dict({"task": "segmentation", "in_size": 4, "out_size": 2}).to_dict()
+    task = SegmentationTask(cfg, num_outputs=4).eval()
+    # predictions at the model's 2x2 output; up-sampled to the 4x4 labels each cell covers a 2x2 block
+    task.backbone = FixedLogits(one_hot_logits([[[0, 1], [2, 2]], [[3, 3], [3, 3]]], 4))
+    first = torch.tensor([[0, 0, 1, 1], [0, 1, 1, 255], [2, 2, 0, 0], [2, 2, 2, 255]])
+    second = torch.full((4, 4), 3)
+    images = torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(task(images).argmax(1)[0], torch.tensor([[0, 0, 1, 1]] * 2 + [[2, 2, 2, 2]] * 2))
+        task.validation_step((images, first[None]), 0)
+        task.backbone.logits = task.backbone.logits[1:]
+        task.validation_step((images, second[None]), 1)
+    # by hand, ignoring the two 255 pixels: class 0 TP 3 FP 1 FN 2; class 1 TP 3 FN 1; class 2 TP 5 FP 2; class 3 1
+    expected = (3 / 6 + 3 / 4 + 5 / 7 + 1.0) / 4
+    assert task.miou.compute().item() == pytest.approx(expected, abs=1e-6)
+    assert task.pixel_accuracy.compute().item() == pytest.approx((11 + 16) / (14 + 16), abs=1e-6)
+
+
+def test_a_class_absent_from_labels_and_predictions_does_not_count():
+    cfg = TrainConfig.from_dict({"task": "segmentation", "out_size": 2}).to_dict()
+    task = SegmentationTask(cfg, num_outputs=5).eval()
+    task.backbone = FixedLogits(one_hot_logits([[[0, 1], [1, 1]]], 5))
+    with torch.no_grad():
+        task.validation_step((torch.zeros(1, 3, 2, 2, dtype=torch.uint8), torch.tensor([[[0, 0], [1, 1]]])), 0)
+    assert task.miou.compute().item() == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
+def test_labels_follow_their_image_through_crop_flip_and_resize():
+    image, labels = render_segmentation(seed=3, size=64)
+    image = torch.from_numpy(image).permute(2, 0, 1).contiguous()
+    marker = torch.from_numpy((labels > 0).astype(np.uint8))
+    image[0] = marker * 255  # the red channel spells out the label map
+    for seed in range(8):  # random crops, half of them flipped
+        torch.manual_seed(seed)
+        out_image, out_labels = PairResize((24, 40), method="nearest", augment=True).apply(image, marker.clone())
+        assert out_image.shape == (3, 24, 40) and out_labels.shape == (24, 40)
+        assert torch.equal(out_image[0] == 255, out_labels == 1)
+    out_image, out_labels = PairResize((32, 32), method="bilinear").apply(image, torch.from_numpy(labels))
+    assert set(out_labels.unique().tolist()) <= set(range(len(SEG_CLASSES)))  # nearest: no blended labels
+
+
+def write_pair_set(root, count=4, size=16, top=6, rgb_mask=False):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        labels = rng.integers(0, top + 1, (size, size)).astype(np.uint8)
+        labels[0, 0] = 255
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / "images" / f"{i}.jpg")
+        mask = Image.fromarray(labels).convert("RGB") if rgb_mask else Image.fromarray(labels)
+        mask.save(root / "masks" / f"{i}.png")
+    return root
+
+
+def test_readers_voc_palette_masks_and_plain_pairs(tmp_path):
+    voc = generate_segmentation(tmp_path / "voc", count=10, size=32)
+    splits = scan_segmentation(voc, 0.2, seed=0)
+    assert splits.classes == list(SEG_CLASSES) and len(splits.train) == 8 and len(splits.val) == 2
+    with Image.open(splits.train[0].mask) as mask:
+        assert mask.mode == "P" and mask.getpalette()[:12] == voc_palette()[:12]
+    _, truth = render_segmentation(seed=2, size=32)  # image 00002 is the third: a train image
+    assert np.array_equal(read_mask(voc / "SegmentationClass" / "00002.png"), truth)
+
+    pairs = scan_segmentation(write_pair_set(tmp_path / "pairs"), 0.25, seed=0)
+    assert pairs.classes == [str(i) for i in range(7)]  # max label + 1, 255 ignored
+    assert len(pairs.train) == 3 and len(pairs.val) == 1
+    (tmp_path / "pairs" / "classes.txt").write_text("\n".join(f"c{i}" for i in range(9)) + "\n")
+    assert len(scan_segmentation(tmp_path / "pairs", 0.25, seed=0).classes) == 9
+
+
+def test_reader_errors_name_the_file(tmp_path):
+    with pytest.raises(DataError, match="neither the VOC layout"):
+        scan_segmentation(tmp_path, 0.2, 0)
+    write_pair_set(tmp_path / "rgb", rgb_mask=True)
+    with pytest.raises(DataError, match=r"0\.png is a RGB image"):
+        scan_segmentation(tmp_path / "rgb", 0.2, 0)
+    root = write_pair_set(tmp_path / "small", top=6)
+    dataset = SegmentationDataset(
+        [SegSample(str(root / "images/0.jpg"), str(root / "masks/0.png"))], PairResize((16, 16)), num_classes=3
+    )
+    with pytest.raises(DataError, match=r"0\.png has label 6 but the data set has 3 classes"):
+        dataset[0]
+    Image.new("L", (8, 8)).save(root / "masks" / "1.png")
+    with pytest.raises(DataError, match="must have its image's size"):
+        PairResize((16, 16))(SegSample(str(root / "images/1.jpg"), str(root / "masks/1.png")))
+
+
+def easy_pairs(root, count=40, size=48, seed=0):
+    """An easy plain images/ + masks/ set: bright discs (1) and dark squares (2) on noise."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] + 0.5
+    for i in range(count):
+        image = rng.normal(120, 25, (size, size, 3))
+        labels = np.zeros((size, size), np.uint8)
+        r, (cy, cx) = rng.uniform(5, 10), rng.uniform(10, size - 10, 2)
+        disc = (y - cy) ** 2 + (x - cx) ** 2 < r * r
+        h, (sy, sx) = rng.uniform(4, 8), rng.uniform(8, size - 8, 2)
+        square = (np.abs(y - sy) < h) & (np.abs(x - sx) < h)
+        image[disc], labels[disc] = (240, 220, 80), 1
+        image[square], labels[square] = (20, 30, 60), 2
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(root / "images" / f"{i:03d}.png")
+        Image.fromarray(labels).save(root / "masks" / f"{i:03d}.png")
+    return root
+
+
+def test_a_short_run_beats_predicting_the_majority_class(tmp_path, capsys):
+    data = easy_pairs(tmp_path / "easy")
+    run = tmp_path / "run"
+    weights = tmp_path / "lraspp.pth"  # local weights for the whole model (here random ones), as --pretrained takes
+    torch.save(segmentation_model("lraspp_mobilenet_v3_large", 3).state_dict(), weights)
+    args = ["train", "--task", "segmentation", "--data", data, "--in-size", 48, "--out-size", 32, "--epochs", 3]
+    args += ["--batch-size", 8, "--lr", 0.1, "--workers", 0, "--precise-bn", 2, "--resizer", "downsizenet"]
+    args += ["--pretrained", weights, "--output", run]
+    assert cli(*args) == 0
+    assert f"initialised backbone <- {weights}" in capsys.readouterr().out
+    metrics = json.loads((run / "metrics.json").read_text())
+    # the trivial predictor: background everywhere. Its IoU is the background's share of the pixels, the others 0.
+    val = scan_segmentation(data, 0.2, seed=0).val
+    labels = np.stack([read_mask(s.mask) for s in val])
+    trivial = np.mean(labels == 0) / 3
+    assert metrics["miou"] > trivial + 0.1, (metrics["miou"], trivial)
+    for key in ("pixel_accuracy", "val_loss", "flops_resizer", "flops_backbone", "params_resizer"):
+        assert key in metrics
+    assert metrics["flops_backbone"] > 0 and metrics["flops_resizer"] > 0 and metrics["val_images"] == len(val) == 8
+    assert (run / "resizer.safetensors").is_file()
+    assert cli("eval", "--run", run) == 0
+    assert json.loads((run / "eval.json").read_text())["miou"] == pytest.approx(metrics["miou"], abs=1e-6)
+
+
+def test_offline_sets_are_deterministic_cached_and_hold_thin_structures(tmp_path, monkeypatch):
+    monkeypatch.setenv("TASKRESIZE_CACHE", str(tmp_path / "cache"))
+    root = builtin_segmentation(count=5, size=48)
+    assert root.parent == tmp_path / "cache" and (root / "dataset.json").is_file()
+    stamp = (root / "dataset.json").stat().st_mtime_ns
+    assert builtin_segmentation(count=5, size=48) == root and (root / "dataset.json").stat().st_mtime_ns == stamp
+    assert not [p for p in root.parent.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+    image, labels = render_segmentation(seed=7, size=96)
+    again, same = render_segmentation(seed=7, size=96)
+    assert np.array_equal(image, again) and np.array_equal(labels, same)
+    thin = [(labels == c).sum(axis=0).max() for c in (2, 3)]  # rings and lines: a few pixels across
+    assert min(thin) > 0 and (labels == 2).sum() < 0.1 * labels.size
+
+
+def test_plain_bilinear_by_three_erases_a_one_pixel_line_that_area_keeps():
+    for column in (30, 31):  # between two samples, and on one
+        line = torch.zeros(1, 1, 96, 96)
+        line[..., column] = 1.0
+        plain = resize(line, 32, "bilinear", antialias=False)
+        area = resize(line, 32, "area", antialias=True)
+        assert area.max().item() == pytest.approx(1 / 3)
+        assert plain.max().item() == (0.0 if column % 3 != 1 else 1.0)
