@@ -24,7 +24,8 @@ demo: install
 	$(VENV)/bin/taskresize demo
 
 bench: install
-	$(PY) benchmarks/resize_speed.py
+	$(PY) benchmarks/perf.py --append
+	$(PY) benchmarks/resize_speed.py --append
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -19,6 +19,7 @@ COMMANDS = {
     "export": "export",
     "show": "show",
     "info": "info",
+    "sweep": "sweep",
 }
 
 

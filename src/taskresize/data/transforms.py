@@ -1,17 +1,81 @@
-"""The data-loader path: decode, augment and pre-resize to the resizer's input size, all in uint8."""
+"""The data-loader path: decode, augment, distort and pre-resize to the resizer's input size, all in uint8."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from PIL import Image
 from torchvision.transforms import RandomResizedCrop
 
 from ..resizers.classic import resize
 from ..sizes import Size
-from .images import DEFAULT_MAX_PIXELS, load_image
+from .images import DEFAULT_MAX_PIXELS, load_image, pil_to_tensor, tensor_to_pil
+
+# Talebi & Milanfar Table 9: x4 down-scaled inputs, Gaussian noise of sigma 0.1 (of the [0, 1] range), JPEG quality 10
+DISTORTIONS = ("none", "downscale4", "noise0.1", "jpeg10")
+NOISE_SIGMA = 0.1
+JPEG_QUALITY = 10
+DOWNSCALE = 4
+
+
+@dataclass(frozen=True)
+class Distortion:
+    """A distortion of the input images (Talebi & Milanfar Table 9), applied in the data loader.
+
+    The distortion fixes how much information reaches the model, relative to the model's input ``out_size``:
+    the (augmented) image is first resized to a *working size* — ``out_size / 4`` for ``downscale4``,
+    ``out_size`` for ``noise0.1`` and ``jpeg10`` — with the pre-resize's classic method, distorted there, and only
+    then pre-resized to the resizer's input size (nothing to do when that equals the working size). So
+    ``downscale4`` with ``in_size = out_size / 4`` is the paper's setting (the resizer up-scales by 4), and noise
+    and JPEG with ``in_size = out_size`` are its "resolution unchanged" setting. Applying them to the stored image
+    instead (256 px here) would let the pre-resize to 32-64 px average the noise and the JPEG blocks away.
+
+    Attributes:
+        name: one of :data:`DISTORTIONS`.
+        out_size: the model's input size ``(h, w)``.
+    """
+
+    name: str
+    out_size: Size
+
+    def __post_init__(self) -> None:
+        if self.name not in DISTORTIONS:
+            raise ValueError(f"distortion {self.name!r} is not one of {', '.join(DISTORTIONS)}")
+
+    @property
+    def working_size(self) -> Size | None:
+        """The size the distortion acts at; None for ``none``."""
+        if self.name == "none":
+            return None
+        if self.name == "downscale4":
+            return tuple(max(1, round(s / DOWNSCALE)) for s in self.out_size)  # type: ignore[return-value]
+        return tuple(self.out_size)  # type: ignore[return-value]
+
+    def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Distort a uint8 ``(3, H, W)`` image already at :attr:`working_size`; ``generator`` draws the noise
+        (None: the global random state)."""
+        if self.name == "noise0.1":
+            noise = torch.randn(image.shape, generator=generator) * (NOISE_SIGMA * 255)
+            return (image.float() + noise).round_().clamp_(0, 255).to(torch.uint8)
+        if self.name == "jpeg10":
+            buffer = io.BytesIO()
+            tensor_to_pil(image).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+            buffer.seek(0)
+            with Image.open(buffer) as decoded:
+                return pil_to_tensor(decoded.convert("RGB"))
+        return image  # none, downscale4: the resize to the working size is the distortion
+
+
+def sample_generator(path: str | os.PathLike) -> torch.Generator:
+    """A random generator seeded by a sample's file (its last two path parts), for repeatable validation."""
+    key = "/".join(Path(path).parts[-2:]).encode()
+    return torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(key).digest()[:7], "little"))
 
 
 @dataclass
@@ -22,7 +86,8 @@ class PreResize:
     algorithm on uint8, see :func:`taskresize.resize`); the learned resizer then maps that to the model's input.
     With ``augment``, a random resized crop (area ``scale``, aspect ``ratio``) and a horizontal flip come first;
     without, the whole image is resized (squashed to the target aspect ratio, as in the paper).
-    JPEGs larger than needed decode at a reduced scale.
+    JPEGs larger than needed decode at a reduced scale. A :class:`Distortion` comes after the augmentation:
+    random in training (``augment``), repeatable per file in validation.
     """
 
     size: Size
@@ -32,6 +97,7 @@ class PreResize:
     scale: tuple[float, float] = (0.25, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     max_pixels: int = DEFAULT_MAX_PIXELS
+    distortion: Distortion | None = None
 
     def draft_size(self) -> Size:
         """The smallest decode size that still leaves the smallest crop at full resolution."""
@@ -40,14 +106,21 @@ class PreResize:
 
     def __call__(self, path: str | os.PathLike) -> torch.Tensor:
         image = load_image(path, draft_size=self.draft_size(), max_pixels=self.max_pixels)
-        return self.apply(image)
+        random = self.distortion is not None and self.distortion.name == "noise0.1"
+        generator = sample_generator(path) if random and not self.augment else None
+        return self.apply(image, generator)
 
-    def apply(self, image: torch.Tensor) -> torch.Tensor:
-        """Augment and resize an already decoded uint8 ``(3, H, W)`` image."""
+    def apply(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Augment, distort and resize an already decoded uint8 ``(3, H, W)`` image (``generator``: the
+        distortion's random numbers; None for the global random state)."""
         if self.augment:
             top, left, h, w = RandomResizedCrop.get_params(image, list(self.scale), list(self.ratio))
             image = image[:, top : top + h, left : left + w]
-        image = resize(image, self.size, self.method, self.antialias)
+        working = self.distortion.working_size if self.distortion is not None else None
+        if working is not None:
+            image = self.distortion(resize(image, working, self.method, self.antialias), generator)
+        if working is None or tuple(image.shape[-2:]) != tuple(self.size):
+            image = resize(image, self.size, self.method, self.antialias)
         if self.augment and torch.rand(()) < 0.5:
             image = image.flip(-1)
         return image

@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from ..data.builtin import builtin_dataset
 from ..data.folder import ImageFolderDataset, Sample, scan_class_folders, screen_splits, train_val_folders
-from ..data.transforms import PreResize, collate_uint8
+from ..data.transforms import Distortion, PreResize, collate_uint8
 from ..training.config import TrainConfig
 from . import TaskSpec, register_task
 from .base import ResizerTask
@@ -76,7 +76,8 @@ class FolderData(L.LightningDataModule):
             self.val_samples = scan_class_folders(root, classes=self.classes).samples
             self.root = str(eval_root)
         common = {"size": cfg.input_size, "method": cfg.pre_resize, "antialias": cfg.pre_resize_antialias,
-                  "max_pixels": cfg.max_pixels}  # fmt: skip
+                  "max_pixels": cfg.max_pixels,
+                  "distortion": Distortion(cfg.distortion, tuple(cfg.out_size))}  # fmt: skip
         self.train_transform = PreResize(**common, augment=cfg.augment, scale=tuple(cfg.crop_scale))
         self.eval_transform = PreResize(**common, augment=False)
         self.train_samples, self.val_samples = screen_splits(

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from ..data.images import DEFAULT_MAX_PIXELS
+from ..data.transforms import DISTORTIONS
 from ..sizes import to_size
 
 PAPER_BATCH_SIZE = 128  # Talebi & Milanfar's batch size at 224 px, where their learning rates apply
@@ -61,6 +62,7 @@ class TrainConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     strict: bool = False  # unreadable or too-small images stop the run instead of being skipped and reported
     output: str | None = None
+    distortion: str = "none"  # Talebi Table 9: none, downscale4, noise0.1, jpeg10 (see data.transforms.Distortion)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -100,6 +102,8 @@ class TrainConfig:
             fail("precision", f"must be one of {', '.join(PRECISIONS)}")
         if self.max_pixels < 1:
             fail("max_pixels", "must be positive")
+        if self.distortion not in DISTORTIONS:
+            fail("distortion", f"must be one of {', '.join(DISTORTIONS)}")
 
     @property
     def input_size(self) -> tuple[int, int]:
