@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
+
+from taskresize.cli import main
 
 COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
 
@@ -28,3 +31,10 @@ def train_args(data: Path, output: Path, **overrides) -> list[str]:
               "--out-size": 32, "--epochs": 2, "--batch-size": 8, "--workers": 0, "--lr": 0.01,
               "--precise-bn": 2} | overrides  # fmt: skip
     return [str(x) for key, value in values.items() if value is not None for x in (key, value)]
+
+
+def cli(*args) -> int:
+    """Run ``taskresize ARGS`` in this process; its exit status."""
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in args])
+    return info.value.code

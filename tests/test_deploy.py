@@ -9,7 +9,6 @@ import torch
 from PIL import Image, ImageOps
 
 from taskresize import create_resizer, load_resizer, resize, resize_image, save_resizer
-from taskresize.cli import main
 from taskresize.data.images import load_image
 from taskresize.deploy import (
     IMAGENET_MEAN_255,
@@ -22,16 +21,10 @@ from taskresize.deploy import (
 from taskresize.training.config import load_config
 from taskresize.training.run import train
 
-from helpers import colour_folders
+from helpers import cli, colour_folders
 from imaging import synthetic_image
 
 NORMALIZATION = {"mean": [120.0, 110.0, 100.0], "std": [60.0, 50.0, 40.0]}
-
-
-def cli(*args):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    return info.value.code
 
 
 def trained_like(name="learnable", seed=0, **kwargs):

@@ -10,7 +10,6 @@ from safetensors.torch import load_file
 from torch import nn
 from torchmetrics.detection import MeanAveragePrecision
 
-from taskresize.cli import main
 from taskresize.data.builtin_shapes import DET_CLASSES, generate_detection, voc_annotation_xml
 from taskresize.data.detection import (
     PAD_COLOUR,
@@ -28,11 +27,7 @@ from taskresize.training.config import TrainConfig
 from taskresize.training.run import load_checkpoint
 from test_segmentation import easy_pairs
 
-
-def cli(*args):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    return info.value.code
+from helpers import cli
 
 
 def task_for(

@@ -11,20 +11,15 @@ import torch
 from torch import nn
 
 from taskresize import create_resizer, list_resizers, load_resizer, save_resizer
-from taskresize.cli import main
 from taskresize.deploy import PixelResizer
 from taskresize.export import ExportError, export_resizer
 from taskresize.resizers import ClassicResizer
 from taskresize.resizers.fuse import ChannelAffine, fold_batchnorms, fold_conv_bn
 
+from helpers import cli
+
 NORMALIZATION = {"mean": [120.0, 110.0, 100.0], "std": [60.0, 50.0, 40.0]}
 LEARNED = [name for name in list_resizers() if not isinstance(create_resizer(name), ClassicResizer)]
-
-
-def cli(*args):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    return info.value.code
 
 
 def count(module, kind):

@@ -14,7 +14,6 @@ from PIL import Image
 from scipy.stats import pearsonr, spearmanr
 from torchmetrics.regression import PearsonCorrCoef
 
-from taskresize.cli import main
 from taskresize.data import builtin_iqa
 from taskresize.data.iqa import DEFAULT_STD, ScoreDataset, TableError, gaussian_histogram, read_score_table, split_table
 from taskresize.tasks import get_task
@@ -22,13 +21,9 @@ from taskresize.tasks.iqa import IQATask, ScoreTableData, correlation, emd, mean
 from taskresize.training.config import load_config
 from taskresize.training.run import evaluate, load_checkpoint
 
+from helpers import cli
+
 SCORES = np.arange(1, 11)
-
-
-def cli(*args):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    return info.value.code
 
 
 # --- the loss and the metrics ---

@@ -17,20 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from taskresize.cli import main
 from taskresize.data.folder import DataError, ImageFolderDataset, Sample, screen_samples
 from taskresize.data.images import ImageDecodeError, load_image
 from taskresize.data.transforms import PreResize
 from taskresize.training.config import load_config
 from taskresize.training.run import TrainingDiverged, load_checkpoint, train
 
-from helpers import colour_folders, train_args
-
-
-def cli(*args):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    return info.value.code
+from helpers import cli, colour_folders, train_args
 
 
 def bad_files(folder):

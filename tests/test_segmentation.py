@@ -8,7 +8,6 @@ import torch
 from PIL import Image
 from torch import nn
 
-from taskresize.cli import main
 from taskresize.data.builtin_shapes import (
     SEG_CLASSES,
     builtin_segmentation,
@@ -28,11 +27,7 @@ from taskresize.resizers.classic import resize
 from taskresize.tasks.segmentation import SegmentationTask, segmentation_model
 from taskresize.training.config import TrainConfig
 
-
-def cli(*args):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    return info.value.code
+from helpers import cli
 
 
 class FixedLogits(nn.Module):

@@ -7,11 +7,10 @@ import lightning as L
 import pytest
 import yaml
 
-from taskresize.cli import main
 from taskresize.sweep import SweepError, configs, expand, load_sweep, run_sweep
 from taskresize.training.run import train
 
-from helpers import colour_folders
+from helpers import cli, colour_folders
 
 BASE = {"data": "builtin", "backbone": "timm:resnet10t", "out_size": 32, "epochs": 1}
 
@@ -127,12 +126,6 @@ def tiny_sweep(data, path):
     }  # fmt: skip
     path.write_text(yaml.safe_dump(spec))
     return path
-
-
-def cli(*args):
-    with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
-    return info.value.code
 
 
 def test_a_tiny_grid_runs_resumes_and_reports(data, tmp_path, capsys):

@@ -9,22 +9,15 @@ import lightning as L
 import pytest
 import torch
 
-from taskresize.cli import main
 from taskresize.training.config import load_config
 from taskresize.training.run import evaluate, load_checkpoint, train
 
-from helpers import colour_folders, train_args
+from helpers import cli, colour_folders, train_args
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return colour_folders(tmp_path_factory.mktemp("colours"), per_class=12)
-
-
-def cli(*args):
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    return info.value.code
 
 
 def metrics(run):
@@ -126,3 +119,13 @@ def test_torchrun_two_processes(data, tmp_path):
     m = metrics(run)
     assert m["val_images"] == 6 and m["epochs"] == 2
     assert 0 <= m["top1_error"] <= 1
+
+
+def test_output_piped_into_a_reader_that_stops_early_is_not_an_error():
+    reader_gone = subprocess.Popen(
+        [sys.executable, "-m", "taskresize", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    reader_gone.stdout.close()  # like `| head` exiting before the command writes
+    _, stderr = reader_gone.communicate(timeout=120)
+    assert reader_gone.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from . import __version__
@@ -77,4 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt as interrupt:
         print(f"taskresize {args.command}: interrupted{f' ({interrupt})' if str(interrupt) else ''}", file=sys.stderr)
         status = 130
+    except BrokenPipeError:  # output piped into a reader that stopped early (`| head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail again
+        status = 0
     sys.exit(status or 0)
