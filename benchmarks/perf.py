@@ -225,7 +225,8 @@ print(json.dumps({"peak_mib": high_water_mib(), "before_mib": before}))
 
 def bench_memory() -> str:
     rows = []
-    configs = [("bilinear", {}), *((n, {}) for n in LEARNED)]
+    checkpointed = [(n, {"checkpoint": True}) for n in ("learnable", "learnable-strided")]
+    configs = [("bilinear", {}), *((n, {}) for n in LEARNED), *checkpointed]
     for name, kwargs in configs:
         result = subprocess.run([sys.executable, "-c", MEMORY_CHILD, name, json.dumps(kwargs)], capture_output=True,
                                 text=True, check=True)  # fmt: skip

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from taskresize import LearnableResizer, count_conv_weights, count_flops, resize
+from taskresize import LearnableResizer, count_conv_weights, count_flops, create_resizer, resize
 
 # Table 2 of the paper, conv weights only.
 TABLE_2 = {
@@ -95,3 +95,35 @@ def test_flops_match_the_architecture():
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         LearnableResizer(**kwargs)
+
+
+@pytest.mark.parametrize("name", ["learnable", "learnable-strided"])
+def test_checkpointing_changes_memory_not_results(name):
+    torch.manual_seed(0)
+    plain = create_resizer(name, output_size=(20, 24), n=8).double()
+    recomputed = create_resizer(name, output_size=(20, 24), n=8, checkpoint=True).double()
+    recomputed.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 72, dtype=torch.float64)  # float64: the image-by-image sums round differently
+
+    def run(module):
+        saved = []
+
+        def pack(t):
+            saved.append(t.numel())
+            return t
+
+        inputs = x.clone().requires_grad_(True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = module(inputs)
+        out.square().sum().backward()
+        grads = [inputs.grad] + [p.grad for p in module.parameters()]
+        return out, grads, sum(saved), module.stem[4].running_mean.clone()
+
+    out_a, grads_a, saved_a, stats_a = run(plain)
+    out_b, grads_b, saved_b, stats_b = run(recomputed)
+    torch.testing.assert_close(out_b, out_a)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(b, a)
+    torch.testing.assert_close(stats_b, stats_a)  # BatchNorm statistics updated once, not twice
+    stem_map = 2 * 8 * 64 * 72 / plain.stem_stride((64, 72), (20, 24)) ** 2  # one stem feature map, batch 2
+    assert saved_a - saved_b >= 2 * stem_map  # the 7x7 and 1x1 outputs are no longer kept for the backward pass

@@ -18,7 +18,7 @@ def test_is_the_papers_resizer_when_downscaling_by_less_than_two():
     paper = LearnableResizer((60, 70), n=8, r=2).eval()
     paper.load_state_dict(strided.state_dict())
     x = torch.randn(2, 3, 97, 131)
-    assert strided.stride((97, 131), (60, 70)) == 1
+    assert strided.stem_stride((97, 131), (60, 70)) == 1
     torch.testing.assert_close(strided(x), paper(x))
     torch.testing.assert_close(strided(x, size=(150, 190)), paper(x, size=(150, 190)))  # up-scaling
 
@@ -26,7 +26,7 @@ def test_is_the_papers_resizer_when_downscaling_by_less_than_two():
 @pytest.mark.parametrize(("in_size", "out_size", "stride"), [(256, 64, 4), (256, 100, 2), (1024, 64, 4), (96, 32, 3)])
 def test_stride_is_the_whole_factor_capped(in_size, out_size, stride):
     m = StridedLearnableResizer(out_size)
-    assert m.stride((in_size, in_size), (out_size, out_size)) == stride
+    assert m.stem_stride((in_size, in_size), (out_size, out_size)) == stride
     assert m(torch.randn(1, 3, in_size, in_size)).shape == (1, 3, out_size, out_size)
 
 

@@ -15,9 +15,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch.nn.functional as F
-from torch import Tensor
-
 from .learnable import LearnableResizer
 from .registry import register_resizer
 
@@ -41,8 +38,9 @@ class StridedLearnableResizer(LearnableResizer):
         init: str = "paper",
         in_channels: int = 3,
         max_stride: int = 4,
+        checkpoint: bool = False,
     ) -> None:
-        super().__init__(output_size, n, r, interpolation, antialias, init, in_channels)
+        super().__init__(output_size, n, r, interpolation, antialias, init, in_channels, checkpoint)
         if max_stride < 1:
             raise ValueError(f"max_stride must be at least 1, got {max_stride}")
         self.max_stride = max_stride
@@ -50,17 +48,7 @@ class StridedLearnableResizer(LearnableResizer):
     def config(self) -> dict[str, Any]:
         return {**super().config(), "max_stride": self.max_stride}
 
-    def stride(self, in_size: tuple[int, int], out_size: tuple[int, int]) -> int:
+    def stem_stride(self, in_size: tuple[int, int], out_size: tuple[int, int]) -> int:
         """The stem's stride for this pair of sizes: the whole down-scaling factor, capped."""
         factor = min(in_size[0] / out_size[0], in_size[1] / out_size[1])
         return max(1, min(self.max_stride, math.floor(factor)))
-
-    def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
-        """Resize ``x`` ``(B, C, H, W)`` to ``(B, C, h, w)``, ``(h, w) = size`` or ``output_size``."""
-        size = self.target_size(size)
-        skip = self.base_resize(x, size)
-        first = self.stem[0]
-        features = F.conv2d(x, first.weight, first.bias, stride=self.stride(tuple(x.shape[-2:]), size), padding=3)
-        z = self.base_resize(self.stem[1:](features), size)
-        y = self.merge(self.blocks(z)) + z
-        return self.head(y) + skip
