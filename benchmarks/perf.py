@@ -202,6 +202,45 @@ def bench_training(repeats: int) -> str:
     )
 
 
+# -------------------------------------------------------------------------------------------------------- engines
+def bench_engines(repeats: int) -> str:
+    """Eager PyTorch against torch.compile and ONNX Runtime for the deployed resizer (``taskresize resize``)."""
+    from taskresize.deploy import PixelResizer
+    from taskresize.export import _run_onnx, export_resizer
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("learnable", "learnable-strided", "downsizenet"):
+            model = PixelResizer(create_resizer(name, output_size=224).eval())
+            started = time.perf_counter()
+            compiled = torch.compile(model)
+            path = Path(tmp) / f"{name}.onnx"
+            export_resizer(model, path, "onnx", (448, 448))
+            export_seconds = time.perf_counter() - started
+            session = _run_onnx(path)
+            for batch in (1, 8):
+                x = torch.rand(batch, 3, 448, 448) * 255
+                with torch.inference_mode():
+                    t_eager = timed(lambda t=x, m=model: m(t), repeats)
+                    started = time.perf_counter()
+                    compiled(x)  # compiles for this shape
+                    compile_seconds = time.perf_counter() - started
+                    t_compiled = timed(lambda t=x, c=compiled: c(t), repeats)
+                t_ort = timed(lambda t=x, run=session: run(t), repeats)
+                rows.append(
+                    f"| {name} | {batch} | {batch / t_eager:.1f} | {batch / t_compiled:.1f} "
+                    f"({t_eager / t_compiled:.2f}×; first call {compile_seconds:.0f} s) | {batch / t_ort:.1f} "
+                    f"({t_eager / t_ort:.2f}×; export {export_seconds:.0f} s) |"
+                )
+                print(rows[-1], flush=True)
+    return (
+        f"{torch.get_num_threads()} threads; the deployed resizer (`PixelResizer`: normalisation, fused resizer, "
+        "clipping) at 448→224, float32, images/s, median of the repeats; × is the speed-up over eager PyTorch.\n\n"
+        "| resizer | batch | eager | torch.compile (inductor) | ONNX Runtime (CPU) |\n|---|---:|---:|---:|---:|\n"
+        + "\n".join(rows)
+    )
+
+
 # --------------------------------------------------------------------------------------------------------- memory
 MEMORY_CHILD = """
 import json, sys, torch, torchvision, torch.nn.functional as F
@@ -261,10 +300,10 @@ def bench_roofline(repeats: int) -> str:
     )
 
 
-SECTIONS = {"input": bench_input, "inference": bench_inference, "training": bench_training, "memory": bench_memory,
-            "roofline": bench_roofline}  # fmt: skip
-TITLES = {"input": "Input path", "inference": "Resizer inference", "training": "Training step",
-          "memory": "Peak memory", "roofline": "Roofline"}  # fmt: skip
+SECTIONS = {"input": bench_input, "inference": bench_inference, "engines": bench_engines, "training": bench_training,
+            "memory": bench_memory, "roofline": bench_roofline}  # fmt: skip
+TITLES = {"input": "Input path", "inference": "Resizer inference", "engines": "Inference engines",
+          "training": "Training step", "memory": "Peak memory", "roofline": "Roofline"}  # fmt: skip
 
 
 def main() -> None:

@@ -183,6 +183,25 @@ def test_round_trip_trained_run_cli_equals_in_process(run, tmp_path):
     assert digest(data) == before
 
 
+@pytest.mark.parametrize("engine", ["onnxruntime", "compile"])
+def test_other_engines_give_the_same_images_within_one_grey_level(engine, run, tmp_path):
+    run_dir, data = run
+    outputs = {}
+    for kind in ("torch", engine):
+        outputs[kind] = tmp_path / kind
+        assert cli("resize", "--resizer", run_dir, data, "--out", outputs[kind], "--batch-size", 4,
+                   "--engine", kind) == 0  # fmt: skip
+    written = sorted(outputs["torch"].rglob("*.png"))
+    assert written and len(written) == len(list(outputs[engine].rglob("*.png")))
+    for path in written:
+        assert (read(path).int() - read(outputs[engine] / path.relative_to(outputs["torch"])).int()).abs().max() <= 1
+
+
+def test_an_unknown_engine_is_refused():
+    with pytest.raises(ValueError, match="engine 'tensorrt' is not one of torch, compile, onnxruntime"):
+        load_image_resizer("bicubic", engine="tensorrt")
+
+
 def make_odd_files(root):
     """Nested folders with every kind of file the resize command meets; returns (good, bad) relative paths."""
     rng = np.random.default_rng(0)

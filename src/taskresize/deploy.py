@@ -107,12 +107,57 @@ class PixelResizer(nn.Module):
         return (out * self.std + self.mean).clamp(0, 255)
 
     @torch.no_grad()
-    def resize_uint8(self, images: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
-        """uint8 ``(B, 3, H, W)`` -> uint8 ``(B, 3, h, w)``, rounded; a classic resizer stays in uint8 throughout."""
+    def resize_uint8(
+        self, images: Tensor, size: int | tuple[int, int] | None = None, run: Callable[..., Tensor] | None = None
+    ) -> Tensor:
+        """uint8 ``(B, 3, H, W)`` -> uint8 ``(B, 3, h, w)``, rounded; a classic resizer stays in uint8 throughout.
+
+        ``run(pixels, size)`` computes the float result (default this module; see :class:`Engine`)."""
         if self.classic:
             return self.resizer(images, size)
         pixels = images.float().contiguous(memory_format=torch.channels_last)  # one layout: the same numbers
-        return self(pixels, size).round_().to(torch.uint8)
+        return (run or self)(pixels, size).round_().to(torch.uint8)
+
+
+ENGINES = ("torch", "compile", "onnxruntime")
+
+
+class Engine:
+    """What runs a :class:`PixelResizer` on float pixels: eager PyTorch, ``torch.compile`` or ONNX Runtime.
+
+    ``compile`` compiles once per input and output shape (seconds to tens of seconds); ``onnxruntime`` exports the
+    resizer per input and output shape with :func:`taskresize.export.export_resizer`, which checks the file
+    against eager PyTorch before it is used. Both pay off on folders of many images of one size; the results equal
+    eager PyTorch's up to float rounding (at most one grey level after rounding to uint8).
+    """
+
+    def __init__(self, pixels: PixelResizer, kind: str = "torch") -> None:
+        if kind not in ENGINES:
+            raise ValueError(f"engine {kind!r} is not one of {', '.join(ENGINES)}")
+        self.pixels, self.kind = pixels, kind
+        self._compiled = torch.compile(pixels) if kind == "compile" else None
+        self._sessions: dict[tuple[Size, Size], Callable[[Tensor], Tensor]] = {}
+
+    def __call__(self, pixels: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
+        if self.kind == "torch":
+            return self.pixels(pixels, size)
+        out = tuple(to_size(size)) if size is not None else tuple(self.pixels.output_size)
+        if self._compiled is not None:
+            return self._compiled(pixels, out)
+        key = (tuple(pixels.shape[-2:]), out)
+        if key not in self._sessions:
+            self._sessions[key] = self._onnx_session(*key)
+        return self._sessions[key](pixels.contiguous())
+
+    def _onnx_session(self, in_size: Size, out: Size) -> Callable[[Tensor], Tensor]:
+        import tempfile
+
+        from .export import _run_onnx, export_resizer
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "resizer.onnx"
+            export_resizer(self.pixels, path, "onnx", in_size, out)
+            return _run_onnx(path)  # the session holds the model; the file can go
 
 
 @dataclass
@@ -134,6 +179,7 @@ class ImageResizer:
     pre_resize: tuple[str, bool] = DEFAULT_PRE_RESIZE
     header: dict[str, Any] | None = None
     source: str = ""
+    engine: Engine | None = None  # what runs the learned resizer (default eager PyTorch)
 
     @property
     def classic(self) -> bool:
@@ -169,7 +215,7 @@ class ImageResizer:
 
     def finish(self, batch: Tensor, out: Size) -> Tensor:
         """The second step, on a batch of prepared images of one size: uint8 ``(B, 3, h', w')`` -> ``(B, 3, h, w)``."""
-        return batch if self.classic else self.pixels.resize_uint8(batch, out)
+        return batch if self.classic else self.pixels.resize_uint8(batch, out, run=self.engine)
 
     def __call__(self, images: Tensor, size: Size | None = None, keep_aspect: bool = False) -> Tensor:
         """Resize RGB images ``(B, 3, H, W)`` or ``(3, H, W)`` to ``size`` (default the resizer's output size;
@@ -207,6 +253,8 @@ class ImageResizer:
         if self.classic:
             return f"{name} (Pillow's antialiased algorithm on uint8) {into}{out}"
         steps = f"learned resizer {name!r}" + (f" from {self.source}" if self.source else "")
+        if self.engine is not None:
+            steps += f" (run by {self.engine.kind})"
         if self.in_size is not None:
             method, antialias = self.pre_resize
             how = f"{method}, antialiased" if antialias else method
@@ -235,6 +283,7 @@ def load_image_resizer(
     in_size: Size | int | Auto | None = "auto",
     normalization: Mapping[str, Sequence[float]] | None = None,
     fuse: bool = True,
+    engine: str = "torch",
 ) -> ImageResizer:
     """An :class:`ImageResizer` from a resizer file, a run folder, a classic method name or a resizer module.
 
@@ -246,11 +295,15 @@ def load_image_resizer(
             module or a classic method); ``None``: no pre-resize, the image goes to the resizer as it is.
         normalization: ``{"mean": [...], "std": [...]}`` in 0-255 units; default the file's, else ImageNet's.
         fuse: fold BatchNorm into the convolutions (faster, equal up to float rounding).
+        engine: what runs a learned resizer on batches of files: ``torch``, ``compile`` or ``onnxruntime``
+            (see :class:`Engine`).
 
     Raises:
         ResizerFileError: the path is not a resizer file or run folder.
         ValueError: ``resizer`` is neither a path that exists nor a classic method name.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     if isinstance(resizer, ImageResizer):
         return resizer
     header: dict[str, Any] | None = None
@@ -281,7 +334,8 @@ def load_image_resizer(
         in_size = provenance.get("in_size") if header is not None else None
     pixels = PixelResizer(module, mean, std, fuse=fuse)
     in_size = to_size(in_size, what="in_size") if in_size is not None and not pixels.classic else None
-    return ImageResizer(pixels, in_size, pre_resize, header, source)
+    runner = None if pixels.classic or engine == "torch" else Engine(pixels, engine)
+    return ImageResizer(pixels, in_size, pre_resize, header, source, runner)
 
 
 def resize_image(
