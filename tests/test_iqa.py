@@ -233,6 +233,13 @@ def test_cli_reports_a_malformed_row_in_one_line(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_distortions_are_refused_for_iqa_rather_than_ignored(tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    table.write_text("path,mean_score\na.png,5\n")
+    assert cli("train", "--task", "iqa", "--data", table, "--distortion", "jpeg10", "--output", tmp_path / "r") == 2
+    assert "distortion = 'jpeg10': implemented for classification only, not for iqa" in capsys.readouterr().err
+
+
 # --- the task's defaults and data module ---
 
 

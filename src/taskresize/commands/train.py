@@ -40,6 +40,7 @@ FLAGS: list[tuple[str, str, object, str]] = [
     ("--workers", "workers", int, "data-loading worker processes (default 1)"),
     ("--devices", "devices", int, "processes for data-parallel training on this machine (default 1)"),
     ("--precision", "precision", str, "32-true (default) or bf16-mixed"),
+    ("--distortion", "distortion", str, "degrade every image (Talebi Table 9): none, downscale4, noise0.1, jpeg10"),
     ("--max-pixels", "max_pixels", int, "refuse images with more pixels (decompression bombs)"),
     ("--output", "output", str, "run folder (default runs/DATE-RESIZER-INtoOUT)"),
 ]

@@ -5,20 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, DistributedSampler, Subset
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..data.builtin import builtin_dataset
 from ..data.folder import ImageFolderDataset, Sample, scan_class_folders, screen_splits, train_val_folders
-from ..data.transforms import Distortion, PreResize, collate_uint8
+from ..data.transforms import Distortion, PreResize
 from ..training.config import TrainConfig
 from . import TaskSpec, register_task
 from .base import ResizerTask
+from .data import TaskData
 
 SPLIT_SEED = 0  # the train/validation split never depends on the run's seed, so seeds share a validation set
 
@@ -59,7 +57,7 @@ class ClassificationTask(ResizerTask):
         self.log_dict(metrics, prog_bar=True)
 
 
-class FolderData(L.LightningDataModule):
+class FolderData(TaskData):
     """Class-per-folder data (or the built-in set), pre-resized to the resizer's input size in the loader.
 
     Samplers are built here, after the processes exist: training shuffles with ``(seed, epoch)`` and shards
@@ -95,43 +93,13 @@ class FolderData(L.LightningDataModule):
     def val_size(self) -> int:
         return len(self.val_samples)
 
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
-    def _loader(self, dataset, **kwargs) -> DataLoader:
-        workers = self.cfg.workers
-        return DataLoader(
-            dataset, batch_size=self.cfg.batch_size, collate_fn=collate_uint8, num_workers=workers,
-            persistent_workers=workers > 0, **kwargs,
-        )  # fmt: skip
-
     def train_dataset(self) -> ImageFolderDataset:
         return ImageFolderDataset(self.train_samples, self.train_transform, self.cfg.max_pixels, self.cfg.strict)
-
-    def train_dataloader(self) -> DataLoader:
-        rank, world = self._rank_world()
-        dataset = self.train_dataset()
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.cfg.seed)
-        drop_last = len(sampler) > self.cfg.batch_size  # a last batch of one image breaks BatchNorm
-        return self._loader(dataset, sampler=sampler, drop_last=drop_last)
 
     def eval_dataset(self, samples: list[Sample] | None = None) -> ImageFolderDataset:
         rank, world = self._rank_world()
         samples = self.val_samples if samples is None else samples
         return ImageFolderDataset(samples[rank::world], self.eval_transform, self.cfg.max_pixels, self.cfg.strict)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.eval_dataset())
-
-    def precise_bn_loader(self, batches: int, epoch: int) -> DataLoader:
-        """A few random training batches (augmented, as in training) for recomputing BatchNorm statistics."""
-        rank, _ = self._rank_world()
-        dataset = self.train_dataset()
-        generator = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch * 1_009 + rank)
-        count = min(len(dataset), batches * self.cfg.batch_size)
-        indices = torch.randperm(len(dataset), generator=generator)[:count].tolist()
-        return DataLoader(Subset(dataset, indices), batch_size=self.cfg.batch_size, collate_fn=collate_uint8)
 
 
 CLASSIFICATION = register_task(

@@ -34,7 +34,7 @@ from ..flops import count_flops
 from ..training.config import TrainConfig
 from . import TaskSpec, register_task
 from .base import ResizerTask
-from .segmentation import SPLIT_SEED, TaskData, torchvision_model_name
+from .segmentation import SPLIT_SEED, ShapesTaskData, torchvision_model_name
 
 DETECTOR_FAMILIES = ("fasterrcnn_", "fcos_", "retinanet_", "ssd")
 EVAL_SCORE_THRESHOLD = 0.001
@@ -178,7 +178,7 @@ class DetectionTask(ResizerTask):
         }
 
 
-class DetectionData(TaskData):
+class DetectionData(ShapesTaskData):
     """A VOC-layout folder, a COCO instances JSON (with ``--images``), or ``builtin-det``; every image is
     letterboxed to the resizer's input size in the loader. Augmentation: horizontal flip."""
 

@@ -14,10 +14,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, DistributedSampler, Subset
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
@@ -29,6 +27,7 @@ from ..training.config import TrainConfig
 from . import TaskSpec, register_task
 from .base import ResizerTask
 from .classification import SPLIT_SEED
+from .data import TaskData
 
 
 def emd(p: Tensor, q: Tensor, r: float = 2.0) -> Tensor:
@@ -107,7 +106,7 @@ def table_path(data: str) -> str:
     return str(builtin_iqa_table()) if data in BUILTIN_NAMES else data
 
 
-class ScoreTableData(L.LightningDataModule):
+class ScoreTableData(TaskData):
     """A score table (AVA.txt or CSV, see :mod:`taskresize.data.iqa`), pre-resized to the resizer's input size in
     the loader with the configured classic method (bicubic by default for IQA, as in the paper).
 
@@ -116,8 +115,11 @@ class ScoreTableData(L.LightningDataModule):
     With ``eval_root`` (``eval --data TABLE``) the validation set is that table's ``val`` rows, or all its rows.
     """
 
+    collate = staticmethod(collate_histograms)
+
     def __init__(self, cfg: TrainConfig, eval_root: str | None = None) -> None:
         super().__init__()
+        self.refuse_unsupported(cfg, "iqa")
         self.cfg = cfg
         self.root = table_path(cfg.data)
         self.train_table, self.val_table = split_table(
@@ -141,43 +143,13 @@ class ScoreTableData(L.LightningDataModule):
     def val_size(self) -> int:
         return len(self.val_table)
 
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
-    def _loader(self, dataset, **kwargs) -> DataLoader:
-        workers = self.cfg.workers
-        return DataLoader(
-            dataset, batch_size=self.cfg.batch_size, collate_fn=collate_histograms, num_workers=workers,
-            persistent_workers=workers > 0, **kwargs,
-        )  # fmt: skip
-
     def train_dataset(self) -> ScoreDataset:
         return ScoreDataset(self.train_table, self.transform, flip=self.cfg.augment)
-
-    def train_dataloader(self) -> DataLoader:
-        rank, world = self._rank_world()
-        dataset = self.train_dataset()
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.cfg.seed)
-        drop_last = len(sampler) > self.cfg.batch_size  # a last batch of one image breaks BatchNorm
-        return self._loader(dataset, sampler=sampler, drop_last=drop_last)
 
     def eval_dataset(self, table: ScoreTable | None = None) -> ScoreDataset:
         rank, world = self._rank_world()
         table = self.val_table if table is None else table
         return ScoreDataset(table.subset(range(rank, len(table), world)), self.transform)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.eval_dataset())
-
-    def precise_bn_loader(self, batches: int, epoch: int) -> DataLoader:
-        """A few random training batches (augmented, as in training) for recomputing BatchNorm statistics."""
-        rank, _ = self._rank_world()
-        dataset = self.train_dataset()
-        generator = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch * 1_009 + rank)
-        count = min(len(dataset), batches * self.cfg.batch_size)
-        indices = torch.randperm(len(dataset), generator=generator)[:count].tolist()
-        return DataLoader(Subset(dataset, indices), batch_size=self.cfg.batch_size, collate_fn=collate_histograms)
 
 
 IQA = register_task(

@@ -14,12 +14,9 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-import torch
 import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, DistributedSampler, Subset
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
@@ -38,6 +35,7 @@ from ..data.segmentation import (
 from ..training.config import TrainConfig
 from . import TaskSpec, register_task
 from .base import ResizerTask
+from .data import TaskData
 
 SPLIT_SEED = 0  # random splits never depend on the run's seed, so seeds share a validation set
 
@@ -111,20 +109,12 @@ class SegmentationTask(ResizerTask):
         self.log_dict(metrics, prog_bar=True)
 
 
-class TaskData(L.LightningDataModule):
-    """What the segmentation and detection data modules share: loaders, sharding, precise-BN batches.
+class ShapesTaskData(TaskData):
+    """What the segmentation and detection data modules share.
 
     Subclasses set ``self.cfg``, ``self.root``, ``self.classes``, ``self.train_samples``, ``self.val_samples``
     and implement :meth:`dataset` and the class attribute ``collate``.
     """
-
-    collate: Any = None
-
-    @staticmethod
-    def refuse_unsupported(cfg: TrainConfig, task: str) -> None:
-        """Settings of the classification path that these tasks do not implement stop the run, not pass silently."""
-        if getattr(cfg, "distortion", "none") != "none":
-            raise DataError(f"distortion = {cfg.distortion!r}: implemented for classification only, not for {task}")
 
     def dataset(self, samples: list, train: bool):
         raise NotImplementedError
@@ -137,39 +127,15 @@ class TaskData(L.LightningDataModule):
     def val_size(self) -> int:
         return len(self.val_samples)
 
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+    def train_dataset(self):
+        return self.dataset(self.train_samples, train=True)
 
-    def _loader(self, dataset, **kwargs) -> DataLoader:
-        workers = self.cfg.workers
-        return DataLoader(
-            dataset, batch_size=self.cfg.batch_size, collate_fn=type(self).collate, num_workers=workers,
-            persistent_workers=workers > 0, **kwargs,
-        )  # fmt: skip
-
-    def train_dataloader(self) -> DataLoader:
+    def eval_dataset(self):
         rank, world = self._rank_world()
-        dataset = self.dataset(self.train_samples, train=True)
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.cfg.seed)
-        drop_last = len(sampler) > self.cfg.batch_size  # a last batch of one image breaks BatchNorm
-        return self._loader(dataset, sampler=sampler, drop_last=drop_last)
-
-    def val_dataloader(self) -> DataLoader:
-        rank, world = self._rank_world()
-        return self._loader(self.dataset(self.val_samples[rank::world], train=False))
-
-    def precise_bn_loader(self, batches: int, epoch: int) -> DataLoader:
-        """A few random training batches (augmented, as in training) for recomputing BatchNorm statistics."""
-        rank, _ = self._rank_world()
-        dataset = self.dataset(self.train_samples, train=True)
-        generator = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch * 1_009 + rank)
-        count = min(len(dataset), batches * self.cfg.batch_size)
-        indices = torch.randperm(len(dataset), generator=generator)[:count].tolist()
-        return DataLoader(Subset(dataset, indices), batch_size=self.cfg.batch_size, collate_fn=type(self).collate)
+        return self.dataset(self.val_samples[rank::world], train=False)
 
 
-class SegmentationData(TaskData):
+class SegmentationData(ShapesTaskData):
     """A VOC-layout folder, an ``images/`` + ``masks/`` folder, or ``builtin-seg``; images and label maps go to
     the resizer's input size in the loader (image: classic resize; labels: nearest)."""
 
