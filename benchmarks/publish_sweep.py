@@ -45,7 +45,7 @@ def published(folder: Path, command: str | None, note: str | None) -> str:
         head += [f"Runs launched with: `{command}`", ""]
     if note:
         head += [note, ""]
-    return "\n".join(head) + body.strip() + "\n"
+    return "\n".join(head) + "\n" + body.strip() + "\n"
 
 
 def main() -> None:
