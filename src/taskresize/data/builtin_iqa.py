@@ -39,15 +39,13 @@ import itertools
 import json
 import multiprocessing
 import os
-import shutil
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .builtin import _smooth_field, cache_root
+from .builtin import _smooth_field, build_atomically, cached_set
 from .iqa import VOTE_COLUMNS, gaussian_histogram
 
 GENERATOR_VERSION = 1
@@ -149,11 +147,9 @@ def generate(root: str | os.PathLike, count: int, size: int = 128, seed: int = 0
 
     Images are rendered in parallel by ``workers`` processes (default: one per CPU).
     """
-    root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     workers = min(workers or os.cpu_count() or 1, max(1, count // 100))
-    try:
+
+    def write(staging: Path) -> None:
         (staging / "images").mkdir()
         bounds = np.linspace(0, count, workers + 1).astype(int).tolist()
         jobs = [(staging, a, b, size, seed) for a, b in itertools.pairwise(bounds)]
@@ -169,19 +165,10 @@ def generate(root: str | os.PathLike, count: int, size: int = 128, seed: int = 0
                 writer.writerows(rows)
         info = {"generator_version": GENERATOR_VERSION, "count": count, "size": size, "seed": seed}
         (staging / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(staging, root)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return root / TABLE
+
+    return build_atomically(root, write) / TABLE
 
 
 def builtin_iqa_table(count: int = 2000, size: int = 128, seed: int = 0) -> Path:
     """The built-in IQA set's table in the cache, generated on first use (about 15 s on 2 cores)."""
-    root = cache_root() / f"builtin-iqa-v{GENERATOR_VERSION}-{count}x{size}-seed{seed}"
-    if not (root / "dataset.json").is_file():
-        print(f"Generating the built-in IQA dataset ({count} images) in {root} ...", flush=True)
-        generate(root, count, size, seed)
-    return root / TABLE
+    return cached_set("builtin-iqa", GENERATOR_VERSION, count, size, seed, generate) / TABLE

@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
 from PIL import Image
 
-from .builtin import _smooth_field, cache_root
+from .builtin import _smooth_field, build_atomically, cached_set
 
 GENERATOR_VERSION = 1
 SEG_CLASSES = ("background", "blob", "ring", "line")
@@ -232,7 +230,7 @@ def generate_segmentation(root: str | os.PathLike, count: int, size: int = 96, s
         (staging / "classes.txt").write_text("".join(f"{c}\n" for c in SEG_CLASSES))
         _info(staging, count, size, seed)
 
-    return _atomic(Path(root), write)
+    return build_atomically(root, write)
 
 
 def generate_detection(root: str | os.PathLike, count: int, size: int = 128, seed: int = 0) -> Path:
@@ -251,7 +249,7 @@ def generate_detection(root: str | os.PathLike, count: int, size: int = 128, see
         (staging / "classes.txt").write_text("".join(f"{c}\n" for c in DET_CLASSES))
         _info(staging, count, size, seed)
 
-    return _atomic(Path(root), write)
+    return build_atomically(root, write)
 
 
 def _info(staging: Path, count: int, size: int, seed: int) -> None:
@@ -259,34 +257,11 @@ def _info(staging: Path, count: int, size: int, seed: int) -> None:
     (staging / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
-def _atomic(root: Path, write) -> Path:
-    """Run ``write(staging)`` in a fresh folder beside ``root``, then rename it to ``root``: all or nothing."""
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
-        write(staging)
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(staging, root)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return root
-
-
-def _cached(name: str, generate, count: int, size: int, seed: int) -> Path:
-    root = cache_root() / f"{name}-v{GENERATOR_VERSION}-{count}x{size}-seed{seed}"
-    if not (root / "dataset.json").is_file():
-        print(f"Generating the {name} dataset ({count} images) in {root} ...", flush=True)
-        generate(root, count, size, seed)
-    return root
-
-
 def builtin_segmentation(count: int = 600, size: int = 96, seed: int = 0) -> Path:
     """The ``builtin-seg`` set's folder in the cache, generated on first use (a few seconds)."""
-    return _cached(SEG_NAME, generate_segmentation, count, size, seed)
+    return cached_set(SEG_NAME, GENERATOR_VERSION, count, size, seed, generate_segmentation)
 
 
 def builtin_detection(count: int = 600, size: int = 128, seed: int = 0) -> Path:
     """The ``builtin-det`` set's folder in the cache, generated on first use (a few seconds)."""
-    return _cached(DET_NAME, generate_detection, count, size, seed)
+    return cached_set(DET_NAME, GENERATOR_VERSION, count, size, seed, generate_detection)
