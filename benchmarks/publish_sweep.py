@@ -40,6 +40,10 @@ def published(folder: Path, command: str | None, note: str | None) -> str:
         return f"![{match.group(1)}]({target.relative_to(RESULTS.parent).as_posix()})"
 
     body = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", move_plot, body)
+    # a subset of a large grid: keep the measured rows, count the rest
+    body = "\n".join(line for line in body.splitlines() if not re.search(r"\(0/\d+ runs\)", line))
+    body = re.sub(r"^Not finished yet \((\d+)\):.*$", r"Not run yet: \1 runs of the sweep (their rows are left out; "
+                  r"`taskresize sweep --config ... --dry-run` lists them).", body, flags=re.M)  # fmt: skip
     head = [f"### {title}, {dt.date.today().isoformat()}", ""]
     if command:
         head += [f"Runs launched with: `{command}`", ""]
