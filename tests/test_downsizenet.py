@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from taskresize import DownsizeNet, count_flops
@@ -19,7 +19,8 @@ def test_special_case_reproduces_interpolate(neighbors, mode, in_size, out_size)
     net = DownsizeNet.as_interpolation(neighbors, output_size=out_size)
     x = torch.randn(2, 3, *in_size)
     expected = F.interpolate(x, size=out_size, mode=mode, align_corners=False)
-    torch.testing.assert_close(net(x), expected, atol=1e-5, rtol=0)
+    # float32: torch computes the source positions in float32, DownsizeNet exactly in float64 (see the next tests)
+    torch.testing.assert_close(net(x), expected, atol=5e-5, rtol=0)
 
 
 def test_special_case_reproduces_interpolate_in_float64():
@@ -48,6 +49,7 @@ def neighbourhoods(in_len: int, out_len: int, neighbors: int) -> list[list[int]]
     neighbors=st.sampled_from([2, 4]),
     normalize=st.sampled_from(["sigmoid", "softmax"]),
 )
+@example(seed=1, in_hw=(15, 4), out_hw=(11, 2), neighbors=2, normalize="sigmoid")  # 15 -> 11: row 5 is exactly at 7
 def test_output_lies_within_its_input_neighbourhood(seed, in_hw, out_hw, neighbors, normalize):
     torch.manual_seed(seed)
     net = DownsizeNet(out_hw, layers=2, channels=4, neighbors=neighbors, normalize=normalize, in_channels=2)

@@ -39,9 +39,12 @@ def _source_coords(in_size: int, out_size: int, neighbors: int, dtype: torch.dty
     ``(i + 0.5) * in / out - 0.5``, clamped at 0 for the 2-tap case only; indices are clamped into the image.
     Returns ``(indices, weights, anchor)`` where ``anchor`` ``(out,)`` is the top-left neighbour ``P``.
     """
-    calc = torch.float64 if dtype == torch.float64 else torch.float32
-    scale = torch.tensor(in_size, dtype=calc) / torch.tensor(out_size, dtype=calc)
-    src = (torch.arange(out_size, device=device, dtype=calc) + 0.5) * scale.to(device) - 0.5
+    # ``((2i + 1) in - out) / (2 out)``: numerator and denominator are exact integers in float64, so a position that
+    # falls exactly on an input pixel stays exact and the neighbourhood does not depend on rounding (with
+    # ``(i + 0.5) * (in / out) - 0.5``, 15 -> 11 put output row 5 at 6.9999... instead of 7)
+    calc = torch.float64
+    i = torch.arange(out_size, device=device, dtype=calc)
+    src = ((2 * i + 1) * in_size - out_size) / (2 * out_size)
     if neighbors == 2:
         src = src.clamp(min=0)
         base = src.floor().to(torch.int64).clamp(max=in_size - 1)
