@@ -19,12 +19,10 @@ import argparse
 import datetime as dt
 import json
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,23 +35,12 @@ from PIL import Image
 import taskresize
 from taskresize import count_flops, create_resizer, resize
 from taskresize.data.transforms import PreResize
+from timing import timed
 
 from results_file import add_section
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 LEARNED = ("learnable", "learnable-strided", "downsizenet", "muller")
-
-
-def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
-    """Median seconds per call."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import platform
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,23 +21,13 @@ from PIL import Image
 
 import taskresize
 from taskresize import create_resizer, list_resizers
+from timing import timed
 
 from results_file import add_section
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 PILLOW = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
           "lanczos": Image.Resampling.LANCZOS, "area": Image.Resampling.BOX}  # fmt: skip
-
-
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Median seconds of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def images(batch: int, size: int, seed: int = 0) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 from PIL import Image
@@ -38,3 +39,14 @@ def cli(*args) -> int:
     with pytest.raises(SystemExit) as info:
         main([str(a) for a in args])
     return info.value.code
+
+
+class StopAtEpoch(L.Callback):
+    """Interrupts training (as Ctrl-C would) when epoch ``epoch`` starts."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt

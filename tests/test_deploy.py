@@ -184,13 +184,14 @@ def test_round_trip_trained_run_cli_equals_in_process(run, tmp_path):
 
 
 @pytest.mark.parametrize("engine", ["onnxruntime", "compile"])
-def test_other_engines_give_the_same_images_within_one_grey_level(engine, run, tmp_path):
+def test_other_engines_give_the_same_images_within_one_grey_level(engine, run, tmp_path, capsys):
     run_dir, data = run
     outputs = {}
     for kind in ("torch", engine):
         outputs[kind] = tmp_path / kind
         assert cli("resize", "--resizer", run_dir, data, "--out", outputs[kind], "--batch-size", 4,
                    "--engine", kind) == 0  # fmt: skip
+    assert f"(run by {engine})" in capsys.readouterr().err  # the engine was used, not silently replaced by torch
     written = sorted(outputs["torch"].rglob("*.png"))
     assert written and len(written) == len(list(outputs[engine].rglob("*.png")))
     for path in written:

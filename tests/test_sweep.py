@@ -3,14 +3,13 @@
 import json
 from pathlib import Path
 
-import lightning as L
 import pytest
 import yaml
 
 from taskresize.sweep import SweepError, configs, expand, load_sweep, run_sweep
 from taskresize.training.run import train
 
-from helpers import cli, colour_folders
+from helpers import StopAtEpoch, cli, colour_folders
 
 BASE = {"data": "builtin", "backbone": "timm:resnet10t", "out_size": 32, "epochs": 1}
 
@@ -166,15 +165,6 @@ def test_a_tiny_grid_runs_resumes_and_reports(data, tmp_path, capsys):
     (folder / "report.md").unlink()
     assert cli("sweep", "--config", config, "--output", out, "--report-only") == 0
     assert (folder / "report.md").is_file()
-
-
-class StopAtEpoch(L.Callback):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_an_unfinished_run_is_resumed(data, tmp_path):

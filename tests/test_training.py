@@ -6,14 +6,13 @@ import os
 import subprocess
 import sys
 
-import lightning as L
 import pytest
 import torch
 
 from taskresize.training.config import load_config
 from taskresize.training.run import evaluate, load_checkpoint, train
 
-from helpers import cli, colour_folders, train_args
+from helpers import StopAtEpoch, cli, colour_folders, train_args
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +58,6 @@ def test_same_seed_same_metrics_and_eval_reproduces_them(data, tmp_path):
     for key in ("top1_error", "top5_error"):
         assert evaluated[key] == first[key]
     assert evaluated["val_loss"] == pytest.approx(first["val_loss"], abs=1e-5)
-
-
-class StopAtEpoch(L.Callback):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_interrupted_run_resumes_from_its_last_epoch(data, tmp_path):

@@ -85,14 +85,6 @@ class FolderData(TaskData):
     def module_kwargs(self) -> dict[str, Any]:
         return {"num_outputs": len(self.classes), "class_names": self.classes}
 
-    @property
-    def train_size(self) -> int:
-        return len(self.train_samples)
-
-    @property
-    def val_size(self) -> int:
-        return len(self.val_samples)
-
     def train_dataset(self) -> ImageFolderDataset:
         return ImageFolderDataset(self.train_samples, self.train_transform, self.cfg.max_pixels, self.cfg.strict)
 

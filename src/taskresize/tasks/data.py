@@ -15,8 +15,9 @@ from ..training.config import TrainConfig
 class TaskData(L.LightningDataModule):
     """Base of the tasks' data modules.
 
-    Subclasses set ``self.cfg`` and the class attribute ``collate``, and implement :meth:`train_dataset`,
-    :meth:`eval_dataset` (this rank's shard of the validation set), ``train_size`` and ``val_size``.
+    Subclasses set ``self.cfg``, ``self.train_samples``, ``self.val_samples`` (or override ``train_size`` and
+    ``val_size``) and the class attribute ``collate``, and implement :meth:`train_dataset` and :meth:`eval_dataset`
+    (this rank's shard of the validation set).
     """
 
     cfg: TrainConfig
@@ -36,11 +37,11 @@ class TaskData(L.LightningDataModule):
 
     @property
     def train_size(self) -> int:
-        raise NotImplementedError
+        return len(self.train_samples)
 
     @property
     def val_size(self) -> int:
-        raise NotImplementedError
+        return len(self.val_samples)
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer

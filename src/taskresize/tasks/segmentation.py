@@ -119,14 +119,6 @@ class ShapesTaskData(TaskData):
     def dataset(self, samples: list, train: bool):
         raise NotImplementedError
 
-    @property
-    def train_size(self) -> int:
-        return len(self.train_samples)
-
-    @property
-    def val_size(self) -> int:
-        return len(self.val_samples)
-
     def train_dataset(self):
         return self.dataset(self.train_samples, train=True)
 
