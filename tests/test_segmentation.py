@@ -158,12 +158,13 @@ def test_a_short_run_beats_predicting_the_majority_class(tmp_path, capsys):
     run = tmp_path / "run"
     weights = tmp_path / "lraspp.pth"  # local weights for the whole model (here random ones), as --pretrained takes
     torch.save(segmentation_model("lraspp_mobilenet_v3_large", 3).state_dict(), weights)
-    args = ["train", "--task", "segmentation", "--data", data, "--in-size", 48, "--out-size", 32, "--epochs", 3]
+    args = ["train", "--task", "segmentation", "--data", data, "--in-size", 48, "--out-size", 32, "--epochs", 5]
     args += ["--batch-size", 8, "--lr", 0.1, "--workers", 0, "--precise-bn", 2, "--resizer", "downsizenet"]
     args += ["--pretrained", weights, "--output", run]
     assert cli(*args) == 0
     assert f"initialised backbone <- {weights}" in capsys.readouterr().out
     metrics = json.loads((run / "metrics.json").read_text())
+    # 5 epochs: over seeds 0-7 the mIoU ranged 0.49-0.65 (3 epochs: 0.34-0.63, which failed once in CI).
     # the trivial predictor: background everywhere. Its IoU is the background's share of the pixels, the others 0.
     val = scan_segmentation(data, 0.2, seed=0).val
     labels = np.stack([read_mask(s.mask) for s in val])
