@@ -23,6 +23,7 @@ FIGURES = ROOT / "docs" / "figures"
 
 
 def published(folder: Path, command: str | None, note: str | None) -> str:
+    today = dt.date.today().isoformat()
     report = folder / "report.md"
     if not report.is_file():
         raise SystemExit(f"{report} does not exist: run `taskresize sweep --config ... --report-only` first")
@@ -34,7 +35,8 @@ def published(folder: Path, command: str | None, note: str | None) -> str:
 
     def move_plot(match: re.Match) -> str:
         source = folder / match.group(2)
-        target = FIGURES / f"{folder.name}_{source.name}"
+        # dated, so that publishing a sweep again never replaces the figure of an older section
+        target = FIGURES / f"{folder.name}_{today}_{source.name}"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         return f"![{match.group(1)}]({target.relative_to(RESULTS.parent).as_posix()})"
@@ -44,7 +46,7 @@ def published(folder: Path, command: str | None, note: str | None) -> str:
     body = "\n".join(line for line in body.splitlines() if not re.search(r"\(0/\d+ runs\)", line))
     body = re.sub(r"^Not finished yet \((\d+)\):.*$", r"Not run yet: \1 runs of the sweep (their rows are left out; "
                   r"`taskresize sweep --config ... --dry-run` lists them).", body, flags=re.M)  # fmt: skip
-    head = [f"### {title}, {dt.date.today().isoformat()}", ""]
+    head = [f"### {title}, {today}", ""]
     if command:
         head += [f"Runs launched with: `{command}`", ""]
     if note:
