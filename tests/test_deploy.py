@@ -18,6 +18,7 @@ from taskresize.deploy import (
     load_image_resizer,
     plan_jobs,
 )
+from taskresize.figures import at_common_size
 from taskresize.training.config import load_config
 from taskresize.training.run import train
 
@@ -369,3 +370,12 @@ def test_show_writes_a_figure(resizer_file, tmp_path):
     assert cli("show", "--resizer", resizer_file, tmp_path / "0.png", tmp_path / "1.png", "--out", out) == 0
     (width, height), _ = size_of(out)
     assert width / height == pytest.approx(4 / 2)  # input, bicubic, learned, difference; two rows
+
+
+def test_figures_never_shrink_a_panel_of_an_up_scaling_resizer():
+    small = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).reshape(2, 3, 4, 4)  # the input of a x4 up-scaler
+    large = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)  # its output
+    shown_input, shown_output = at_common_size([small, large])
+    assert torch.equal(shown_output, large)  # every output pixel drawn
+    assert torch.equal(shown_input, small.repeat_interleave(4, -1).repeat_interleave(4, -2))  # blocks of 4 x 4
+    assert [b.shape for b in at_common_size([large, small])] == [large.shape] * 2  # down-scaling: the input's size

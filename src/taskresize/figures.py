@@ -31,6 +31,14 @@ def normalized_column(
     return column
 
 
+def at_common_size(batches: list[Tensor]) -> list[Tensor]:
+    """The batches enlarged with nearest-neighbour to the largest height and width among them (none is shrunk
+    when one batch is the largest in both)."""
+    h = max(b.shape[-2] for b in batches)
+    w = max(b.shape[-1] for b in batches)
+    return [b if tuple(b.shape[-2:]) == (h, w) else resize(b, (h, w), "nearest") for b in batches]
+
+
 def comparison_figure(
     images: Tensor,
     columns: dict[str, Column],
@@ -39,9 +47,10 @@ def comparison_figure(
     amplify: float = 4.0,
     title: str | None = None,
 ) -> Path:
-    """Save a grid: one row per image; the input, then each column's output (shown at the input's size with
-    nearest-neighbour pixels, so that each output pixel stays visible), then ``|column - reference| x amplify``
-    for every column other than ``reference``.
+    """Save a grid: one row per image; the input, then each column's output, then ``|column - reference| x
+    amplify`` for every column other than ``reference``. All panels are drawn at the largest panel's size with
+    nearest-neighbour pixels (:func:`at_common_size`), so every pixel of a down-scaled output, and of the input
+    of an up-scaling resizer, stays visible.
 
     Args:
         images: uint8 ``(B, 3, H, W)`` inputs.
@@ -65,11 +74,9 @@ def comparison_figure(
             if name != reference:
                 diff = ((out.float() - base).abs() * amplify).clamp(0, 255).to(torch.uint8)
                 panels.append((f"|{name} - {reference}| x{amplify:g}", diff))
-    h, w = images.shape[-2:]
     rows, cols = images.shape[0], len(panels)
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.2 * rows), squeeze=False)
-    for c, (label, batch) in enumerate(panels):
-        shown = resize(batch, (h, w), "nearest") if tuple(batch.shape[-2:]) != (h, w) else batch
+    for c, ((label, _), shown) in enumerate(zip(panels, at_common_size([batch for _, batch in panels]))):
         for r in range(rows):
             ax = axes[r][c]
             ax.imshow(shown[r].permute(1, 2, 0).numpy(), interpolation="nearest")

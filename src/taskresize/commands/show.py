@@ -2,8 +2,8 @@
 
 Each image is first pre-resized to the resizer's input size as in training (--in-size to change it), then resized
 to the output size (--size) by Pillow's antialiased bicubic and by the learned resizer; the last column is
-|learned - bicubic| x --amplify (as Talebi & Milanfar, Figs. 2 and 4-6). Outputs are drawn at the input's size with
-nearest-neighbour pixels.
+|learned - bicubic| x --amplify (as Talebi & Milanfar, Figs. 2 and 4-6). All panels are drawn at the larger of the
+input and output sizes with nearest-neighbour pixels, so no pixel is hidden.
 
 Example:
   taskresize show --resizer runs/learnable photo1.jpg photo2.png --out resized.png
