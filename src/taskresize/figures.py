@@ -76,7 +76,8 @@ def comparison_figure(
                 panels.append((f"|{name} - {reference}| x{amplify:g}", diff))
     rows, cols = images.shape[0], len(panels)
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.2 * rows), squeeze=False)
-    for c, ((label, _), shown) in enumerate(zip(panels, at_common_size([batch for _, batch in panels]))):
+    shown_panels = at_common_size([batch for _, batch in panels])
+    for c, ((label, _), shown) in enumerate(zip(panels, shown_panels, strict=True)):
         for r in range(rows):
             ax = axes[r][c]
             ax.imshow(shown[r].permute(1, 2, 0).numpy(), interpolation="nearest")
