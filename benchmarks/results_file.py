@@ -8,7 +8,8 @@ SECTIONS = ("Speed", "Accuracy", "Robustness")
 PREAMBLE = """# Measured results
 
 Every table here was measured on the project's own machine (2 CPU cores, 24 GiB, no GPU) by the command printed
-beside it. Within each section the newest table comes first. Nothing here is typed in by hand.
+beside it. Within each section the newest table comes first. No table is typed in by hand: each is copied
+from the report its command wrote; the readings under them and the summary are written from those tables.
 """
 
 

@@ -157,7 +157,9 @@ def test_a_short_run_beats_predicting_the_majority_class(tmp_path, capsys):
     data = easy_pairs(tmp_path / "easy")
     run = tmp_path / "run"
     weights = tmp_path / "lraspp.pth"  # local weights for the whole model (here random ones), as --pretrained takes
-    torch.save(segmentation_model("lraspp_mobilenet_v3_large", 3).state_dict(), weights)
+    with torch.random.fork_rng():  # the same weights whichever tests ran before in this worker
+        torch.manual_seed(0)
+        torch.save(segmentation_model("lraspp_mobilenet_v3_large", 3).state_dict(), weights)
     args = ["train", "--task", "segmentation", "--data", data, "--in-size", 48, "--out-size", 32, "--epochs", 5]
     args += ["--batch-size", 8, "--lr", 0.1, "--workers", 0, "--precise-bn", 2, "--resizer", "downsizenet"]
     args += ["--pretrained", weights, "--output", run]
