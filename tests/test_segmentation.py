@@ -4,12 +4,17 @@ import json
 
 import numpy as np
 import pytest
+from scipy import ndimage
 import torch
 from PIL import Image
 from torch import nn
 
 from taskresize.data.builtin_shapes import (
+    DET_NAME,
     SEG_CLASSES,
+    SEG_NAME,
+    _render_scene,
+    builtin_root,
     builtin_segmentation,
     generate_segmentation,
     render_segmentation,
@@ -190,8 +195,31 @@ def test_offline_sets_are_deterministic_cached_and_hold_thin_structures(tmp_path
     image, labels = render_segmentation(seed=7, size=96)
     again, same = render_segmentation(seed=7, size=96)
     assert np.array_equal(image, again) and np.array_equal(labels, same)
-    thin = [(labels == c).sum(axis=0).max() for c in (2, 3)]  # rings and lines: a few pixels across
-    assert min(thin) > 0 and (labels == 2).sum() < 0.1 * labels.size
+    kinds = set()
+    for seed in range(20):  # a ring or a frame is labelled by the region its thin outline encloses
+        _, objects = _render_scene(np.random.default_rng(seed), 192)
+        for name, drawn, region in objects:
+            kinds.add(name)
+            assert not (drawn & ~region).any()
+            if name != "disc":
+                inner = ndimage.binary_erosion(region, iterations=3)
+                assert inner.sum() > 0.4 * region.sum() and not (drawn & inner).any()  # only the rim is drawn
+    assert kinds == set(SEG_CLASSES[1:])
+
+
+def test_data_names_a_builtin_set_at_any_size(tmp_path, monkeypatch):
+    monkeypatch.setenv("TASKRESIZE_CACHE", str(tmp_path / "cache"))
+    assert builtin_root(str(tmp_path), SEG_NAME) is None and builtin_root("builtin-det@32", SEG_NAME) is None
+    root = builtin_root("builtin-seg@32", SEG_NAME)
+    assert json.loads((root / "dataset.json").read_text())["size"] == 32
+    with Image.open(root / "JPEGImages" / "00000.png") as image:
+        assert image.size == (32, 32)
+    assert root == builtin_segmentation(size=32)  # the same cached set as the function's
+    for bad in ("builtin-seg@big", "builtin-seg@8", "builtin-seg@-32"):
+        with pytest.raises(DataError, match="whole number of pixels"):
+            builtin_root(bad, SEG_NAME)
+    with pytest.raises(DataError, match="builtin-det@x"):
+        builtin_root("builtin-det@x", DET_NAME)
 
 
 def test_plain_bilinear_by_three_erases_a_one_pixel_line_that_area_keeps():

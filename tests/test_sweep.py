@@ -103,6 +103,8 @@ def test_reference_to_a_grid_key_names_the_run_readably():
         ({"name": "x", "base": BASE, "runs": [{"name": "a", "init": "@b"}, {"name": "b", "init": "@a"}]}, "cycle"),
         ({"name": "x", "base": {**BASE, "epochs": 0}, "grid": {"seed": [0]}}, "epochs = 0"),
         ({"name": "x", "base": BASE, "grid": {"in_scale": [-1]}}, "in_scale = -1"),
+        ({"name": "x", "base": BASE, "grid": {"task": ["segmentation", "detection"]}},
+         "mix the tasks detection, segmentation"),
     ],
 )  # fmt: skip
 def test_invalid_sweeps_name_the_problem(spec, message):

@@ -317,6 +317,9 @@ def expand(spec: dict[str, Any], source: str = "sweep") -> Sweep:
                 "vary a key in the grid, or give the explicit run a name"
             )  # fmt: skip
         names[run.name] = run
+    tasks = sorted({str(run.values.get("task", TrainConfig.task)) for run in runs})
+    if len(tasks) > 1:  # the report is one table of one task's metrics
+        raise _fail(source, f"the runs mix the tasks {', '.join(tasks)}: a sweep holds one task; make a file per task")
     _resolve_references(runs, source)
     return Sweep(
         name=spec["name"], mirrors=str(spec.get("mirrors") or ""), description=str(spec.get("description") or ""),

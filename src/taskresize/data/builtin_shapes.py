@@ -5,9 +5,11 @@ atomically, and written in the Pascal VOC layouts, so that the real readers (:mo
 :mod:`taskresize.data.detection`) are what reads them:
 
 * ``builtin-seg``: ``JPEGImages/*.png`` (lossless, so one-pixel lines survive), ``SegmentationClass/*.png``
-  (palette PNGs), ``ImageSets/Segmentation/{train,val}.txt`` and ``classes.txt``. Classes: ``background``,
-  ``blob`` (filled discs, ellipses and squares), ``ring`` (circle outlines 1-2 px thick) and ``line`` (straight
-  segments 1-2 px thick).
+  (palette PNGs), ``ImageSets/Segmentation/{train,val}.txt`` and ``classes.txt``. The scenes of ``builtin-det``
+  labelled by region: ``disc`` (a filled disc), ``ring`` (the disc a circle outline 1-2 px thick encloses) and
+  ``frame`` (the square a square outline 1-2 px thick encloses); unlabelled thin lines are distractors. The
+  labels are regions a stride-8 network can draw at a third of the size, but inside a ring or a frame only its
+  outline tells it from the background, so it must survive the down-scaling.
 * ``builtin-det``: ``JPEGImages/*.png``, ``Annotations/*.xml`` (VOC boxes, 1-based inclusive pixel indices),
   ``ImageSets/Main/{train,val}.txt`` and ``classes.txt``. Classes: ``disc`` (filled), ``ring`` (a circle outline
   1-2 px thick) and ``frame`` (a square outline 1-2 px thick); unlabelled thin lines are scattered as distractors.
@@ -31,9 +33,10 @@ import numpy as np
 from PIL import Image
 
 from .builtin import _smooth_field, build_atomically, cached_set
+from .folder import DataError
 
-GENERATOR_VERSION = 1
-SEG_CLASSES = ("background", "blob", "ring", "line")
+SEG_VERSION, DET_VERSION = 2, 1  # bumped when a set's images change: the cache folder is named by it
+SEG_CLASSES = ("background", "disc", "ring", "frame")
 DET_CLASSES = ("disc", "ring", "frame")
 SEG_NAME, DET_NAME = "builtin-seg", "builtin-det"
 
@@ -103,41 +106,6 @@ def _finish(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
 
 
-def render_segmentation(seed: int, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
-    """One image and its label map: uint8 ``(size, size, 3)`` and uint8 ``(size, size)`` (indices of
-    :data:`SEG_CLASSES`), a pure function of ``(seed, size)``."""
-    rng = np.random.default_rng([GENERATOR_VERSION, 1, seed, size])
-    image = _background(rng, size)
-    labels = np.zeros((size, size), np.uint8)
-    y, x = (g + 0.5 for g in np.mgrid[0:size, 0:size].astype(np.float64))  # pixel centres
-    s = size
-    for _ in range(rng.integers(1, 4)):  # blobs
-        cy, cx = rng.uniform(0.1, 0.9, 2) * s
-        r = rng.uniform(0.06, 0.16) * s
-        kind = rng.integers(3)
-        if kind == 0:
-            mask = _disc(y, x, cy, cx, r)
-        elif kind == 1:
-            mask = ((y - cy) / r) ** 2 + ((x - cx) / (r * rng.uniform(0.4, 0.8))) ** 2 < 1
-        else:
-            mask = np.maximum(np.abs(y - cy), np.abs(x - cx)) < r * 0.9
-        image[mask] = _colour(rng, image[mask])
-        labels[mask] = 1
-    for _ in range(rng.integers(1, 3)):  # rings
-        cy, cx = rng.uniform(0.2, 0.8, 2) * s
-        mask = _ring(y, x, cy, cx, rng.uniform(0.08, 0.22) * s, rng.uniform(1.0, 2.2))
-        image[mask] = _colour(rng, image[mask])
-        labels[mask] = 2
-    for _ in range(rng.integers(1, 4)):  # lines
-        (y0, x0), (y1, x1) = rng.uniform(0.05, 0.95, (2, 2)) * s
-        if np.hypot(y1 - y0, x1 - x0) < 0.3 * s:
-            y1, x1 = s - y0, s - x0
-        mask = _segment(y, x, y0, x0, y1, x1, rng.uniform(1.0, 2.2))
-        image[mask] = _colour(rng, image[mask])
-        labels[mask] = 3
-    return _finish(image, rng), labels
-
-
 def _box_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """The pixel extent of ``mask`` as 0-based inclusive ``(xmin, ymin, xmax, ymax)``, or None if empty."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -146,18 +114,20 @@ def _box_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
 
 
-def render_detection(seed: int, size: int = 128) -> tuple[np.ndarray, list[tuple[str, tuple[int, int, int, int]]]]:
-    """One image and its objects: uint8 ``(size, size, 3)`` and ``[(class name, (xmin, ymin, xmax, ymax))]``
-    with 0-based inclusive pixel indices (the box covers exactly the object's pixels)."""
-    rng = np.random.default_rng([GENERATOR_VERSION, 2, seed, size])
+def _render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[tuple[str, np.ndarray, np.ndarray]]]:
+    """A textured background with thin unlabelled lines and 1-4 separate objects of :data:`DET_CLASSES`.
+
+    Returns the image (float, before noise) and ``[(class name, drawn pixels, enclosed region)]``: for a disc both
+    masks are the disc; for a ring or a frame the drawn pixels are the outline and the region is what it encloses.
+    """
     image = _background(rng, size)
-    y, x = (g + 0.5 for g in np.mgrid[0:size, 0:size].astype(np.float64))
+    y, x = (g + 0.5 for g in np.mgrid[0:size, 0:size].astype(np.float64))  # pixel centres
     s = size
     for _ in range(rng.integers(0, 3)):  # unlabelled thin lines: distractors for the ring and frame classes
         (y0, x0), (y1, x1) = rng.uniform(0.0, 1.0, (2, 2)) * s
         mask = _segment(y, x, y0, x0, y1, x1, rng.uniform(1.0, 2.2))
         image[mask] = _colour(rng, image[mask])
-    objects: list[tuple[str, tuple[int, int, int, int]]] = []
+    objects: list[tuple[str, np.ndarray, np.ndarray]] = []
     taken: list[tuple[float, float, float]] = []
     for _ in range(rng.integers(1, 5)):
         for _attempt in range(20):
@@ -171,17 +141,39 @@ def render_detection(seed: int, size: int = 128) -> tuple[np.ndarray, list[tuple
         name = DET_CLASSES[rng.integers(len(DET_CLASSES))]
         thickness = rng.uniform(1.0, 2.2)
         if name == "disc":
-            mask = _disc(y, x, cy, cx, r)
+            drawn = region = _disc(y, x, cy, cx, r)
         elif name == "ring":
-            mask = _ring(y, x, cy, cx, r, thickness)
+            drawn = _ring(y, x, cy, cx, r, thickness)
+            region = _disc(y, x, cy, cx, r + thickness / 2)
         else:
-            mask = _frame(y, x, cy, cx, r * 0.85, thickness)
-        box = _box_of(mask)
-        if box is None:
+            half = r * 0.85
+            drawn = _frame(y, x, cy, cx, half, thickness)
+            region = np.maximum(np.abs(y - cy), np.abs(x - cx)) < half + thickness / 2
+        if not drawn.any():
             continue
-        image[mask] = _colour(rng, image[mask])
-        objects.append((name, box))
-    return _finish(image, rng), objects
+        image[drawn] = _colour(rng, image[drawn])
+        objects.append((name, drawn, region))
+    return image, objects
+
+
+def render_segmentation(seed: int, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """One image and its label map: uint8 ``(size, size, 3)`` and uint8 ``(size, size)`` (indices of
+    :data:`SEG_CLASSES`), a pure function of ``(seed, size)``."""
+    rng = np.random.default_rng([SEG_VERSION, 1, seed, size])
+    image, objects = _render_scene(rng, size)
+    labels = np.zeros((size, size), np.uint8)
+    for name, _drawn, region in objects:
+        labels[region] = SEG_CLASSES.index(name)
+    return _finish(image, rng), labels
+
+
+def render_detection(seed: int, size: int = 128) -> tuple[np.ndarray, list[tuple[str, tuple[int, int, int, int]]]]:
+    """One image and its objects: uint8 ``(size, size, 3)`` and ``[(class name, (xmin, ymin, xmax, ymax))]``
+    with 0-based inclusive pixel indices (the box covers exactly the object's pixels)."""
+    rng = np.random.default_rng([DET_VERSION, 2, seed, size])
+    image, objects = _render_scene(rng, size)
+    boxes = [(name, _box_of(drawn)) for name, drawn, _region in objects]
+    return _finish(image, rng), boxes
 
 
 def voc_annotation_xml(
@@ -228,7 +220,7 @@ def generate_segmentation(root: str | os.PathLike, count: int, size: int = 96, s
             mask.save(staging / "SegmentationClass" / f"{name}.png")
         _write_split(staging / "ImageSets" / "Segmentation", ids, 0.2)
         (staging / "classes.txt").write_text("".join(f"{c}\n" for c in SEG_CLASSES))
-        _info(staging, count, size, seed)
+        _info(staging, SEG_VERSION, count, size, seed)
 
     return build_atomically(root, write)
 
@@ -247,21 +239,41 @@ def generate_detection(root: str | os.PathLike, count: int, size: int = 128, see
             (staging / "Annotations" / f"{name}.xml").write_text(xml)
         _write_split(staging / "ImageSets" / "Main", ids, 0.2)
         (staging / "classes.txt").write_text("".join(f"{c}\n" for c in DET_CLASSES))
-        _info(staging, count, size, seed)
+        _info(staging, DET_VERSION, count, size, seed)
 
     return build_atomically(root, write)
 
 
-def _info(staging: Path, count: int, size: int, seed: int) -> None:
-    info = {"generator_version": GENERATOR_VERSION, "count": count, "size": size, "seed": seed}
+def _info(staging: Path, version: int, count: int, size: int, seed: int) -> None:
+    info = {"generator_version": version, "count": count, "size": size, "seed": seed}
     (staging / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def builtin_root(data: str, name: str) -> Path | None:
+    """The generated set that ``--data`` names, or None when it names none.
+
+    ``builtin`` and ``NAME`` are the set at its default size; ``NAME@SIZE`` is the same scenes drawn at ``SIZE``
+    pixels (e.g. ``builtin-seg@192``): thin structures stay 1-2 px thick at every size, so a larger set asks a
+    resizer to carry them through a larger down-scaling factor.
+    """
+    builders = {SEG_NAME: builtin_segmentation, DET_NAME: builtin_detection}
+    base, _, size = data.partition("@")
+    if data == "builtin":
+        base = name
+    if base != name:
+        return None
+    if not size:
+        return builders[name]()
+    if not size.isdigit() or not 16 <= int(size) <= 2048:
+        raise DataError(f"--data {data}: the size after '@' must be a whole number of pixels from 16 to 2048")
+    return builders[name](size=int(size))
 
 
 def builtin_segmentation(count: int = 600, size: int = 96, seed: int = 0) -> Path:
     """The ``builtin-seg`` set's folder in the cache, generated on first use (a few seconds)."""
-    return cached_set(SEG_NAME, GENERATOR_VERSION, count, size, seed, generate_segmentation)
+    return cached_set(SEG_NAME, SEG_VERSION, count, size, seed, generate_segmentation)
 
 
 def builtin_detection(count: int = 600, size: int = 128, seed: int = 0) -> Path:
     """The ``builtin-det`` set's folder in the cache, generated on first use (a few seconds)."""
-    return cached_set(DET_NAME, GENERATOR_VERSION, count, size, seed, generate_detection)
+    return cached_set(DET_NAME, DET_VERSION, count, size, seed, generate_detection)

@@ -27,7 +27,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from ..backbones import BackboneError
-from ..data.builtin_shapes import DET_NAME, builtin_detection
+from ..data.builtin_shapes import DET_NAME, builtin_root
 from ..data.detection import DetectionDataset, LetterboxResize, collate_detection, scan_detection
 from ..data.folder import DataError
 from ..flops import count_flops
@@ -179,7 +179,7 @@ class DetectionTask(ResizerTask):
 
 
 class DetectionData(ShapesTaskData):
-    """A VOC-layout folder, a COCO instances JSON (with ``--images``), or ``builtin-det``; every image is
+    """A VOC-layout folder, a COCO instances JSON (with ``--images``), or ``builtin-det[@SIZE]``; every image is
     letterboxed to the resizer's input size in the loader. Augmentation: horizontal flip."""
 
     collate = staticmethod(collate_detection)
@@ -188,7 +188,7 @@ class DetectionData(ShapesTaskData):
         super().__init__()
         self.refuse_unsupported(cfg, "detection")
         self.cfg = cfg
-        data = builtin_detection() if cfg.data in ("builtin", DET_NAME) else Path(cfg.data)
+        data = builtin_root(cfg.data, DET_NAME) or Path(cfg.data)
         splits = scan_detection(data, cfg.images, cfg.val_split, SPLIT_SEED)
         self.root, self.classes = str(splits.root), splits.classes
         self.train_samples, self.val_samples = splits.train, splits.val

@@ -21,7 +21,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
 from ..backbones import BackboneError
-from ..data.builtin_shapes import SEG_NAME, builtin_segmentation
+from ..data.builtin_shapes import SEG_NAME, builtin_root
 from ..data.folder import DataError
 from ..data.segmentation import (
     IGNORE_INDEX,
@@ -128,7 +128,7 @@ class ShapesTaskData(TaskData):
 
 
 class SegmentationData(ShapesTaskData):
-    """A VOC-layout folder, an ``images/`` + ``masks/`` folder, or ``builtin-seg``; images and label maps go to
+    """A VOC-layout folder, an ``images/`` + ``masks/`` folder, or ``builtin-seg[@SIZE]``; images and label maps go to
     the resizer's input size in the loader (image: classic resize; labels: nearest)."""
 
     collate = staticmethod(collate_segmentation)
@@ -137,7 +137,7 @@ class SegmentationData(ShapesTaskData):
         super().__init__()
         self.refuse_unsupported(cfg, "segmentation")
         self.cfg = cfg
-        root = builtin_segmentation() if cfg.data in ("builtin", SEG_NAME) else Path(cfg.data)
+        root = builtin_root(cfg.data, SEG_NAME) or Path(cfg.data)
         splits = scan_segmentation(root, cfg.val_split, SPLIT_SEED)
         self.root, self.classes = str(splits.root), splits.classes
         self.train_samples, self.val_samples = splits.train, splits.val
