@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
-from scipy import ndimage
 import torch
 from PIL import Image
+from scipy import ndimage
 from torch import nn
 
 from taskresize.data.builtin_shapes import (
