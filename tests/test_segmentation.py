@@ -67,6 +67,7 @@ def test_miou_is_computed_at_the_label_resolution_over_the_whole_set():
     expected = (3 / 6 + 3 / 4 + 5 / 7 + 1.0) / 4
     assert task.miou.compute().item() == pytest.approx(expected, abs=1e-6)
     assert task.pixel_accuracy.compute().item() == pytest.approx((11 + 16) / (14 + 16), abs=1e-6)
+    assert task.class_iou.compute().tolist() == pytest.approx([3 / 6, 3 / 4, 5 / 7, 1.0], abs=1e-6)
 
 
 def test_a_class_absent_from_labels_and_predictions_does_not_count():
@@ -179,6 +180,8 @@ def test_a_short_run_beats_predicting_the_majority_class(tmp_path, capsys):
     assert metrics["miou"] > trivial + 0.1, (metrics["miou"], trivial)
     for key in ("pixel_accuracy", "val_loss", "flops_resizer", "flops_backbone", "params_resizer"):
         assert key in metrics
+    per_class = [metrics[f"class/{name}_iou"] for name in ("0", "1", "2")]  # the pair set has no classes.txt
+    assert np.mean(per_class) == pytest.approx(metrics["miou"], abs=1e-5)
     assert metrics["flops_backbone"] > 0 and metrics["flops_resizer"] > 0 and metrics["val_images"] == len(val) == 8
     assert (run / "resizer.safetensors").is_file()
     assert cli("eval", "--run", run) == 0

@@ -34,7 +34,7 @@ from .sweep import (
     reference_label,
     substitute,
 )
-from .tasks import get_task
+from .tasks import PER_CLASS, get_task
 
 DEFAULT_REFERENCE = {"resizer": "bilinear", "in_size": "$out_size"}
 PERCENT_SUFFIXES = ("error", "accuracy", "acc", "iou", "map")
@@ -189,6 +189,7 @@ def table(sweep: Sweep, conditions: list[Condition]) -> str:
     spec = get_task(sweep.task)
     metrics = list(spec.metrics)
     first = metrics[0]
+    metrics += dict.fromkeys(k for c in conditions for m in c.metrics for k in m if k.startswith(PER_CLASS))
     columns = _columns(sweep)
     reference = sweep.report.get("reference", DEFAULT_REFERENCE)
     shown = [k for k in SHOWN_KEYS if k not in columns and len({str(c.resolved.get(k)) for c in conditions}) > 1]

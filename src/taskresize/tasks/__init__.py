@@ -73,6 +73,11 @@ def get_task(name: str) -> TaskSpec:
         raise ValueError(f"unknown task {name!r}.{hint} Known tasks: {', '.join(sorted(_TASKS))}") from None
 
 
+PER_CLASS = "class/"  # a task logs per-class metrics as "val/class/<class>_<metric>"; metrics.json keeps the key
+
+
 def metrics_from(spec: TaskSpec, logged: dict[str, Any]) -> dict[str, float]:
-    """The ``metrics.json`` values of ``spec`` from Lightning's logged metrics."""
-    return {key: round(float(logged[name]), 6) for key, name in spec.metrics.items() if name in logged}
+    """The ``metrics.json`` values of ``spec`` from Lightning's logged metrics, then any per-class ones."""
+    metrics = {key: round(float(logged[name]), 6) for key, name in spec.metrics.items() if name in logged}
+    per_class = {name.removeprefix("val/"): value for name, value in logged.items() if name.startswith("val/" + PER_CLASS)}
+    return metrics | {key: round(float(value), 6) for key, value in per_class.items()}

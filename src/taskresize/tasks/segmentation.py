@@ -33,7 +33,7 @@ from ..data.segmentation import (
     scan_voc_segmentation,
 )
 from ..training.config import TrainConfig
-from . import TaskSpec, register_task
+from . import PER_CLASS, TaskSpec, register_task
 from .base import ResizerTask
 from .data import TaskData
 
@@ -69,6 +69,7 @@ class SegmentationTask(ResizerTask):
         self.class_names = class_names or [str(i) for i in range(num_outputs)]
         self.save_hyperparameters({"class_names": self.class_names})
         self.miou = MulticlassJaccardIndex(num_outputs, ignore_index=IGNORE_INDEX, average="macro")
+        self.class_iou = MulticlassJaccardIndex(num_outputs, ignore_index=IGNORE_INDEX, average="none")
         self.pixel_accuracy = MulticlassAccuracy(num_outputs, ignore_index=IGNORE_INDEX, average="micro")
         self.val_loss = MeanMetric()
 
@@ -96,6 +97,7 @@ class SegmentationTask(ResizerTask):
             self.val_loss.update(F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="none")[valid])
         predictions = logits.argmax(dim=1)
         self.miou.update(predictions, labels)
+        self.class_iou.update(predictions, labels)
         self.pixel_accuracy.update(predictions, labels)
 
     def on_validation_epoch_end(self) -> None:
@@ -104,7 +106,9 @@ class SegmentationTask(ResizerTask):
             "val/pixel_accuracy": self.pixel_accuracy.compute(),
             "val/loss": self.val_loss.compute(),
         }
-        for metric in (self.miou, self.pixel_accuracy, self.val_loss):
+        iou = self.class_iou.compute()
+        metrics |= {f"val/{PER_CLASS}{name}_iou": value for name, value in zip(self.class_names, iou, strict=True)}
+        for metric in (self.miou, self.class_iou, self.pixel_accuracy, self.val_loss):
             metric.reset()
         self.log_dict(metrics, prog_bar=True)
 
