@@ -165,8 +165,14 @@ def test_a_tiny_grid_runs_resumes_and_reports(data, tmp_path, capsys):
     assert (folder / "muller-s1" / "metrics.json").stat().st_mtime_ns == stamp
 
     (folder / "report.md").unlink()
+    for seed, value in enumerate((0.25, 0.75)):  # per-class metrics, as segmentation writes them, become columns
+        path = folder / f"muller-s{seed}" / "metrics.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"class/ring_iou": value}))
     assert cli("sweep", "--config", config, "--output", out, "--report-only") == 0
-    assert (folder / "report.md").is_file()
+    report = (folder / "report.md").read_text()
+    assert "| class/ring_iou |" in report
+    assert "50.0% ± 35.4 (n=2)" in next(line for line in report.splitlines() if line.startswith("| muller"))
+    assert "class/ring_iou_mean" in (folder / "report.csv").read_text().splitlines()[0]
 
 
 def test_an_unfinished_run_is_resumed(data, tmp_path):

@@ -184,12 +184,17 @@ def _size_cell(condition: Condition) -> str:
     return f"{format_size(to_size(src))} → {format_size(to_size(dst))}"
 
 
+def reported_metrics(sweep: Sweep, conditions: list[Condition]) -> list[str]:
+    """The task's metrics, then the per-class ones the runs wrote (e.g. segmentation's ``class/ring_iou``)."""
+    per_class = dict.fromkeys(k for c in conditions for m in c.metrics for k in m if k.startswith(PER_CLASS))
+    return [*get_task(sweep.task).metrics, *per_class]
+
+
 def table(sweep: Sweep, conditions: list[Condition]) -> str:
     """A Markdown table laid out like the paper's: one row per condition."""
     spec = get_task(sweep.task)
-    metrics = list(spec.metrics)
+    metrics = reported_metrics(sweep, conditions)
     first = metrics[0]
-    metrics += dict.fromkeys(k for c in conditions for m in c.metrics for k in m if k.startswith(PER_CLASS))
     columns = _columns(sweep)
     reference = sweep.report.get("reference", DEFAULT_REFERENCE)
     shown = [k for k in SHOWN_KEYS if k not in columns and len({str(c.resolved.get(k)) for c in conditions}) > 1]
@@ -278,7 +283,7 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
 
 
 def condition_rows(sweep: Sweep, conditions: list[Condition]) -> list[dict[str, Any]]:
-    spec = get_task(sweep.task)
+    metrics = reported_metrics(sweep, conditions)
     rows = []
     for c in conditions:
         row: dict[str, Any] = {
@@ -287,7 +292,7 @@ def condition_rows(sweep: Sweep, conditions: list[Condition]) -> list[dict[str, 
         row |= {k: label(k, c.resolved.get(k)) for k in ("in_size", "out_size") if k not in row}
         row |= {"n": c.n, "planned": c.planned}
         for key in (
-            *spec.metrics,
+            *metrics,
             "flops_total",
             "flops_resizer",
             "flops_backbone",
