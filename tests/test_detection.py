@@ -126,7 +126,7 @@ class FixedDetections(nn.Module):
 
 
 def test_map_equals_the_hand_computed_value():
-    task = task_for(in_size=64, out_size=32).eval()
+    task = task_for(in_size=64, out_size=32, classes=2).eval()
     truth = torch.tensor([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]], dtype=torch.float32)
     target = {"boxes": truth, "labels": torch.tensor([1, 1, 1]), "iscrowd": torch.tensor([0, 0, 1])}
     # in the input frame: a perfect hit (0.9), a miss (0.8), a hit on the crowd box (0.75: ignored), and a
@@ -141,6 +141,17 @@ def test_map_equals_the_hand_computed_value():
     ap50 = (51 + 50 * 2 / 3) / 101
     assert result["map_50"].item() == pytest.approx(ap50, abs=1e-6)
     assert result["map"].item() == pytest.approx((3 * ap50 + 7 * 51 / 101) / 10, abs=1e-6)
+    # a second class with one object found exactly: mAP is the mean over classes, and each class has its own
+    target2 = {"boxes": torch.tensor([[5.0, 40, 15, 50]]), "labels": torch.tensor([2]), "iscrowd": torch.tensor([0])}
+    hit = {"boxes": target2["boxes"] / 2, "scores": torch.tensor([0.5]), "labels": torch.tensor([2])}
+    task.backbone = FixedDetections([hit])
+    task.validation_step((torch.zeros(1, 3, 64, 64, dtype=torch.uint8), [target2]), 1)
+    metrics = {k: v.item() for k, v in task.summary(task.map.compute()).items()}
+    first = (3 * ap50 + 7 * 51 / 101) / 10
+    names = task.class_names
+    assert metrics[f"val/class/{names[0]}_map"] == pytest.approx(first, abs=1e-6)
+    assert metrics[f"val/class/{names[1]}_map"] == pytest.approx(1.0, abs=1e-6)
+    assert metrics["val/map"] == pytest.approx((first + 1) / 2, abs=1e-6)
 
 
 def write_voc(root, ids_objects, size=(40, 60), difficult=()):

@@ -32,7 +32,7 @@ from ..data.detection import DetectionDataset, LetterboxResize, collate_detectio
 from ..data.folder import DataError
 from ..flops import count_flops
 from ..training.config import TrainConfig
-from . import TaskSpec, register_task
+from . import PER_CLASS, TaskSpec, register_task
 from .base import ResizerTask
 from .segmentation import SPLIT_SEED, ShapesTaskData, torchvision_model_name
 
@@ -109,7 +109,9 @@ class DetectionTask(ResizerTask):
         super().__init__(config, num_outputs)
         self.class_names = class_names or [str(i) for i in range(1, num_outputs)]
         self.save_hyperparameters({"class_names": self.class_names})
-        self.map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
+        self.map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools", class_metrics=True)
+        # COCO's protocol scores the 100 best detections per image; the metric keeps those and need not warn about more
+        self.map.warn_on_many_detections = False
         in_h, in_w = self.cfg.input_size
         out_h, out_w = self.out_size
         self.register_buffer("to_out", torch.tensor([out_w / in_w, out_h / in_h] * 2), persistent=False)
@@ -151,11 +153,17 @@ class DetectionTask(ResizerTask):
         self.map.update(predictions, truth)
 
     def on_validation_epoch_end(self) -> None:
-        result = self.map.compute()
+        metrics = self.summary(self.map.compute())
         self.map.reset()
+        self.log_dict(metrics, prog_bar=True)
+
+    def summary(self, result: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The logged metrics of a :class:`MeanAveragePrecision` result: mAP@0.5, mAP and each class's mAP."""
         # COCO reports -1 when there is nothing to evaluate (no ground truth); count that as 0
         metrics = {"val/map50": result["map_50"].clamp(min=0), "val/map": result["map"].clamp(min=0)}
-        self.log_dict(metrics, prog_bar=True)
+        for label, value in zip(result["classes"].reshape(-1), result["map_per_class"].reshape(-1), strict=True):
+            metrics[f"val/{PER_CLASS}{self.class_names[int(label) - 1]}_map"] = value.clamp(min=0)
+        return metrics
 
     def train(self, mode: bool = True) -> DetectionTask:
         """A frozen detector still runs in training mode (it computes its losses only then, and the resizer learns
