@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from taskresize.report import is_percent
 from taskresize.sweep import SweepError, configs, expand, load_sweep, run_sweep
 from taskresize.training.run import train
 
@@ -87,6 +88,13 @@ def test_reference_to_a_grid_key_names_the_run_readably():
     })  # fmt: skip
     assert names(sweep) == ["resnet10t-s0", "mobilenetv3_small_050-s0",
                             "mobilenetv3_small_050-freeze_resizer-resizer_from_resnet10t-s0"]  # fmt: skip
+
+
+def test_fractions_are_reported_in_percent():
+    for metric in ("top1_error", "miou", "class/ring_iou", "map", "map50", "pixel_accuracy"):
+        assert is_percent(metric), metric
+    for metric in ("val_loss", "plcc", "srcc", "emd"):
+        assert not is_percent(metric), metric
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,8 @@ class Condition:
 
 
 def is_percent(metric: str) -> bool:
-    return metric.lower().endswith(PERCENT_SUFFIXES)
+    """Whether ``metric`` is a fraction shown in percent: errors, accuracies, IoUs and mAPs (also ``map50``)."""
+    return metric.lower().rstrip("0123456789").endswith(PERCENT_SUFFIXES)
 
 
 def format_metric(metric: str, mean: float | None, std: float | None, n: int) -> str:
