@@ -233,3 +233,10 @@ def test_plain_bilinear_by_three_erases_a_one_pixel_line_that_area_keeps():
         area = resize(line, 32, "area", antialias=True)
         assert area.max().item() == pytest.approx(1 / 3)
         assert plain.max().item() == (0.0 if column % 3 != 1 else 1.0)
+
+
+def test_plain_bilinear_by_exactly_two_is_a_two_by_two_box_filter():
+    image = torch.rand(1, 3, 64, 48, dtype=torch.float64)
+    boxes = image.unfold(2, 2, 2).unfold(3, 2, 2).mean(dim=(-1, -2))  # the mean of each 2x2 block
+    assert torch.allclose(resize(image, (32, 24), "bilinear", antialias=False), boxes)
+    assert torch.allclose(resize(image, (32, 24), "area"), boxes)
