@@ -239,3 +239,9 @@ def test_a_list_of_grids_and_stages_give_the_two_phase_protocol(tmp_path):
     baseline = cfgs["baseline-resnet10t-bilinear-in32-out32-s0"]
     assert baseline.init is None and baseline.epochs == 12 and baseline.learning_rate == pytest.approx(0.05 * 32 / 128)
     assert cfgs["joint-resnet10t-bilinear-in40-out40-s0"].learning_rate == 0.005
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    sweep = load_sweep(path)
+    assert sweep.runs and sweep.name == path.stem
