@@ -65,9 +65,10 @@ def test_miou_is_computed_at_the_label_resolution_over_the_whole_set():
         task.validation_step((images, second[None]), 1)
     # by hand, ignoring the two 255 pixels: class 0 TP 3 FP 1 FN 2; class 1 TP 3 FN 1; class 2 TP 5 FP 2; class 3 1
     expected = (3 / 6 + 3 / 4 + 5 / 7 + 1.0) / 4
-    assert task.miou.compute().item() == pytest.approx(expected, abs=1e-6)
-    assert task.pixel_accuracy.compute().item() == pytest.approx((11 + 16) / (14 + 16), abs=1e-6)
-    assert task.class_iou.compute().tolist() == pytest.approx([3 / 6, 3 / 4, 5 / 7, 1.0], abs=1e-6)
+    scores = task.scores()
+    assert scores["miou"].item() == pytest.approx(expected, abs=1e-6)
+    assert scores["pixel_accuracy"].item() == pytest.approx((11 + 16) / (14 + 16), abs=1e-6)
+    assert scores["class_iou"].tolist() == pytest.approx([3 / 6, 3 / 4, 5 / 7, 1.0], abs=1e-6)
 
 
 def test_a_class_absent_from_labels_and_predictions_does_not_count():
@@ -76,7 +77,7 @@ def test_a_class_absent_from_labels_and_predictions_does_not_count():
     task.backbone = FixedLogits(one_hot_logits([[[0, 1], [1, 1]]], 5))
     with torch.no_grad():
         task.validation_step((torch.zeros(1, 3, 2, 2, dtype=torch.uint8), torch.tensor([[[0, 0], [1, 1]]])), 0)
-    assert task.miou.compute().item() == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert task.scores()["miou"].item() == pytest.approx((1 / 2 + 2 / 3) / 2)
 
 
 def test_labels_follow_their_image_through_crop_flip_and_resize():

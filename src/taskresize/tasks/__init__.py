@@ -78,8 +78,6 @@ PER_CLASS = "class/"  # a task logs per-class metrics as "val/class/<class>_<met
 
 def metrics_from(spec: TaskSpec, logged: dict[str, Any]) -> dict[str, float]:
     """The ``metrics.json`` values of ``spec`` from Lightning's logged metrics, then any per-class ones."""
-    metrics = {key: round(float(logged[name]), 6) for key, name in spec.metrics.items() if name in logged}
-    per_class = {
-        name.removeprefix("val/"): value for name, value in logged.items() if name.startswith("val/" + PER_CLASS)
-    }
-    return metrics | {key: round(float(value), 6) for key, value in per_class.items()}
+    names = {**{name: key for key, name in spec.metrics.items()},
+             **{name: name.removeprefix("val/") for name in logged if name.startswith("val/" + PER_CLASS)}}  # fmt: skip
+    return {key: round(float(logged[name]), 6) for name, key in names.items() if name in logged}

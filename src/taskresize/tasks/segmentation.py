@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ..backbones import BackboneError
 from ..data.builtin_shapes import SEG_NAME, builtin_root
@@ -68,9 +68,7 @@ class SegmentationTask(ResizerTask):
         super().__init__(config, num_outputs)
         self.class_names = class_names or [str(i) for i in range(num_outputs)]
         self.save_hyperparameters({"class_names": self.class_names})
-        self.miou = MulticlassJaccardIndex(num_outputs, ignore_index=IGNORE_INDEX, average="macro")
-        self.class_iou = MulticlassJaccardIndex(num_outputs, ignore_index=IGNORE_INDEX, average="none")
-        self.pixel_accuracy = MulticlassAccuracy(num_outputs, ignore_index=IGNORE_INDEX, average="micro")
+        self.confusion = MulticlassConfusionMatrix(num_outputs, ignore_index=IGNORE_INDEX)  # all pixel scores
         self.val_loss = MeanMetric()
 
     def build_backbone(self, num_outputs: int) -> nn.Module:
@@ -96,20 +94,29 @@ class SegmentationTask(ResizerTask):
         if valid.any():
             self.val_loss.update(F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="none")[valid])
         predictions = logits.argmax(dim=1)
-        self.miou.update(predictions, labels)
-        self.class_iou.update(predictions, labels)
-        self.pixel_accuracy.update(predictions, labels)
+        self.confusion.update(predictions, labels)
+
+    def scores(self) -> dict[str, Tensor]:
+        """mIoU (VOC's: classes absent from labels and predictions skipped), pixel accuracy and each class's IoU
+        (0 when absent), from the validation set's one confusion matrix."""
+        confusion = self.confusion.compute().double()
+        hits = confusion.diagonal()
+        union = confusion.sum(0) + confusion.sum(1) - hits
+        iou = hits / union.clamp(min=1)
+        return {
+            "miou": (iou.sum() / (union > 0).sum().clamp(min=1)).float(),
+            "pixel_accuracy": (hits.sum() / confusion.sum().clamp(min=1)).float(),
+            "class_iou": iou.float(),
+        }
 
     def on_validation_epoch_end(self) -> None:
-        metrics = {
-            "val/miou": self.miou.compute(),
-            "val/pixel_accuracy": self.pixel_accuracy.compute(),
-            "val/loss": self.val_loss.compute(),
-        }
-        iou = self.class_iou.compute()
-        metrics |= {f"val/{PER_CLASS}{name}_iou": value for name, value in zip(self.class_names, iou, strict=True)}
-        for metric in (self.miou, self.class_iou, self.pixel_accuracy, self.val_loss):
-            metric.reset()
+        scores = self.scores()
+        metrics = {"val/miou": scores["miou"], "val/pixel_accuracy": scores["pixel_accuracy"],
+                   "val/loss": self.val_loss.compute()}  # fmt: skip
+        per_class = zip(self.class_names, scores["class_iou"], strict=True)
+        metrics |= {f"val/{PER_CLASS}{name}_iou": value for name, value in per_class}
+        self.confusion.reset()
+        self.val_loss.reset()
         self.log_dict(metrics, prog_bar=True)
 
 
