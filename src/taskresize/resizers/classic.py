@@ -34,7 +34,7 @@ from torch import Tensor
 
 from ..sizes import Size, to_size
 from .base import Resizer
-from .registry import register_resizer
+from .registry import OutputSize, register_resizer
 
 METHODS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
 
@@ -274,7 +274,7 @@ class ClassicResizer(Resizer):
 
 
 def _classic_factory(method: str) -> Callable[..., ClassicResizer]:
-    def factory(output_size: int | tuple[int, int] = (224, 224), antialias: bool = True) -> ClassicResizer:
+    def factory(output_size: OutputSize = (224, 224), antialias: bool = True) -> ClassicResizer:
         return ClassicResizer(method, output_size, antialias)
 
     factory.__name__ = factory.__qualname__ = f"{method}_resizer"

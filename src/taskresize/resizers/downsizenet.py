@@ -20,13 +20,13 @@ the borders as ``F.interpolate`` does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import Tensor, nn
 
 from .base import Resizer
-from .registry import register_resizer
+from .registry import OneOf, OutputSize, Range, register_resizer
 
 NORMALIZATIONS = ("sigmoid", "softmax", "none")
 _CUBIC_A = -0.75  # F.interpolate's bicubic coefficient
@@ -88,12 +88,12 @@ class DownsizeNet(Resizer):
 
     def __init__(
         self,
-        output_size: int | tuple[int, int] = (224, 224),
-        layers: int = 3,
-        channels: int = 16,
-        neighbors: int = 2,
-        normalize: str = "sigmoid",
-        in_channels: int = 3,
+        output_size: OutputSize = (224, 224),
+        layers: Annotated[int, Range(ge=1)] = 3,
+        channels: Annotated[int, Range(ge=1)] = 16,
+        neighbors: Annotated[int, OneOf((2, 4))] = 2,
+        normalize: Annotated[str, OneOf(NORMALIZATIONS)] = "sigmoid",
+        in_channels: Annotated[int, Range(ge=1)] = 3,
     ) -> None:
         super().__init__(output_size)
         if neighbors not in (2, 4):

@@ -15,7 +15,7 @@ weights count towards Table 2's parameter numbers: ``294 n + 10 n^2 + 18 r n^2``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ from torch.utils.checkpoint import checkpoint as recompute_in_backward
 
 from .base import Resizer
 from .classic import METHODS, resize
-from .registry import register_resizer
+from .registry import OneOf, OutputSize, Range, register_resizer
 
 INITS = ("paper", "identity")
 
@@ -71,13 +71,13 @@ class LearnableResizer(Resizer):
 
     def __init__(
         self,
-        output_size: int | tuple[int, int] = (224, 224),
-        n: int = 16,
-        r: int = 1,
-        interpolation: str = "bilinear",
+        output_size: OutputSize = (224, 224),
+        n: Annotated[int, Range(ge=1)] = 16,
+        r: Annotated[int, Range(ge=0)] = 1,
+        interpolation: Annotated[str, OneOf(METHODS)] = "bilinear",
         antialias: bool = False,
-        init: str = "paper",
-        in_channels: int = 3,
+        init: Annotated[str, OneOf(INITS)] = "paper",
+        in_channels: Annotated[int, Range(ge=1)] = 3,
         checkpoint: bool = False,
     ) -> None:
         super().__init__(output_size)

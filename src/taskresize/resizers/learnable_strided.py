@@ -13,10 +13,11 @@ resizer exactly.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
-from .learnable import LearnableResizer
-from .registry import register_resizer
+from .classic import METHODS
+from .learnable import INITS, LearnableResizer
+from .registry import OneOf, OutputSize, Range, register_resizer
 
 
 @register_resizer("learnable-strided")
@@ -30,14 +31,14 @@ class StridedLearnableResizer(LearnableResizer):
 
     def __init__(
         self,
-        output_size: int | tuple[int, int] = (224, 224),
-        n: int = 16,
-        r: int = 1,
-        interpolation: str = "bilinear",
+        output_size: OutputSize = (224, 224),
+        n: Annotated[int, Range(ge=1)] = 16,
+        r: Annotated[int, Range(ge=0)] = 1,
+        interpolation: Annotated[str, OneOf(METHODS)] = "bilinear",
         antialias: bool = False,
-        init: str = "paper",
-        in_channels: int = 3,
-        max_stride: int = 4,
+        init: Annotated[str, OneOf(INITS)] = "paper",
+        in_channels: Annotated[int, Range(ge=1)] = 3,
+        max_stride: Annotated[int, Range(ge=1)] = 4,
         checkpoint: bool = False,
     ) -> None:
         super().__init__(output_size, n, r, interpolation, antialias, init, in_channels, checkpoint)

@@ -16,7 +16,7 @@ band-pass layers along the borders).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .base import Resizer
 from .classic import METHODS, resize
-from .registry import register_resizer
+from .registry import Odd, OneOf, OutputSize, Range, register_resizer
 
 
 def gaussian_kernel1d(kernel_size: int, sigma: float) -> Tensor:
@@ -50,11 +50,11 @@ class MullerResizer(Resizer):
 
     def __init__(
         self,
-        output_size: int | tuple[int, int] = (224, 224),
-        layers: int = 2,
-        kernel_size: int = 5,
-        sigma: float = 1.0,
-        interpolation: str = "bilinear",
+        output_size: OutputSize = (224, 224),
+        layers: Annotated[int, Range(ge=1)] = 2,
+        kernel_size: Annotated[int, Range(ge=1), Odd()] = 5,
+        sigma: Annotated[float, Range(gt=0)] = 1.0,
+        interpolation: Annotated[str, OneOf(METHODS)] = "bilinear",
         antialias: bool = False,
     ) -> None:
         super().__init__(output_size)
