@@ -84,6 +84,12 @@ class TrainConfig:
             raise ConfigError(str(error)) from None
         if not isinstance(self.resizer_args, dict):
             fail("resizer_args", 'must be a mapping, e.g. {"n": 32, "r": 2}')
+        from ..resizers.registry import ResizerArgumentError, UnknownResizerError, check_resizer_args
+
+        try:  # the name, and every argument by its declared type and range, before anything is written
+            check_resizer_args(self.resizer, self.resizer_args, set_elsewhere={"output_size": "out_size (--out-size)"})
+        except (ResizerArgumentError, UnknownResizerError) as error:
+            raise ConfigError(str(error)) from None
         for key in ("epochs", "batch_size", "lr_decay_epochs", "devices"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 fail(key, "must be a positive integer")
