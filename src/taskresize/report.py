@@ -6,6 +6,16 @@ A *condition* is a run's identity without its seed; its runs over seeds give mea
 default ``{resizer: bilinear, in_size: $out_size}``: bilinear at the same output size, otherwise the same):
 the difference is called a tie when it is within two standard errors
 (``|Δ| <= 2 * sqrt(s1²/n1 + s2²/n2)``), and cannot be judged with fewer than two seeds on either side.
+``report.references`` (a list of such mappings, each optionally with a ``label``) compares every condition with
+several references, one Δ column each (e.g. plain bilinear, antialiased bilinear and antialiased area); the
+verdicts are also in ``report.csv`` (``delta_vs_<label>``, ``verdict_vs_<label>``), so that a summary can be read
+off the report. A reference that the sweep does not have, or that has no finished run, is "not measured".
+
+Every table names what each row ran, as resolved from the run's saved ``config.yaml`` (the plan's values for a
+condition with no finished run), not as a sweep file's comment says: the resizer with its classic method and
+antialias setting (``bilinear (antialias)``, ``bilinear (plain)``), the base resize of a learned resizer that has
+one (``learnable``, ``muller``: ``bilinear (plain)`` by default; ``—`` for DownsizeNet, which weights input
+pixels itself) and the data loader's pre-resize (``pre_resize``, ``pre_resize_antialias``).
 """
 
 from __future__ import annotations
@@ -74,6 +84,58 @@ def is_percent(metric: str) -> bool:
     return metric.lower().rstrip("0123456789").endswith(PERCENT_SUFFIXES)
 
 
+def _antialias_label(method: str, antialias: Any) -> str:
+    if method == "nearest":  # never filters, whatever antialias says
+        return "nearest"
+    return f"{method} ({'antialias' if antialias else 'plain'})"
+
+
+def _resizer_settings(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The resizer's keyword arguments as the task resolves them (``create_resizer(...).config()``), or None when
+    it cannot be built."""
+    from .resizers import create_resizer
+
+    try:
+        out = to_size(config.get("out_size") or 224, what="out_size")
+        module = create_resizer(str(config.get("resizer")), output_size=out, **dict(config.get("resizer_args") or {}))
+    except Exception:  # an unknown name or argument: the run failed, or the registry changed since
+        return None
+    return {"method": getattr(module, "method", None), **module.config()}
+
+
+def methods(config: dict[str, Any]) -> dict[str, str]:
+    """What a run's resizing resolved to, from its config (``config.yaml`` or planned values).
+
+    Returns:
+        ``resizer``: the resizer, a classic one with its method and antialias setting (``"bilinear (plain)"``,
+        ``"area (antialias)"``), a learned one by name; ``base resize``: a learned resizer's own classic resize
+        (``"bilinear (plain)"``), ``"—"`` when it has none (classic resizers, DownsizeNet); ``pre-resize``: the data
+        loader's classic resize to the resizer's input.
+    """
+    name = str(config.get("resizer"))
+    settings = _resizer_settings(config)
+    if settings is None:
+        resizer, base = f"{name} (not buildable)", "—"
+    elif settings.get("method"):
+        resizer, base = _antialias_label(str(settings["method"]), settings.get("antialias", True)), "—"
+    else:
+        resizer = name
+        interpolation = settings.get("interpolation")
+        base = _antialias_label(str(interpolation), settings.get("antialias")) if interpolation else "—"
+    pre = _antialias_label(str(config.get("pre_resize", "bilinear")), config.get("pre_resize_antialias", True))
+    return {"resizer": resizer, "base resize": base, "pre-resize": pre}
+
+
+METHOD_COLUMNS = ("resizer", "base resize", "pre-resize")
+
+
+def condition_methods(condition: Condition) -> dict[str, str]:
+    """:func:`methods` of a condition's finished runs (their ``config.yaml``; differing runs are joined with
+    " / "), or of its planned values when none has finished."""
+    found = [methods(c) for c in condition.configs if c] or [methods(condition.resolved)]
+    return {k: " / ".join(dict.fromkeys(m[k] for m in found)) for k in METHOD_COLUMNS}
+
+
 def format_metric(metric: str, mean: float | None, std: float | None, n: int) -> str:
     if mean is None:
         return "—"
@@ -127,22 +189,63 @@ def _flat(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
 
 
-def compare(a: Condition, b: Condition, metric: str, mode: str) -> str:
-    """``a`` against ``b``: the difference of means, and better / worse / tie (within ``TIE_SE`` standard errors)."""
-    ma, mb = a.mean(metric), b.mean(metric)
-    if ma is None or mb is None:
-        return "—"
+@dataclass
+class Verdict:
+    """``a`` against ``b`` on one metric: the difference of means, the tie bound (``TIE_SE`` standard errors of the
+    difference) and the word: ``better``, ``worse``, ``tie``, ``no verdict`` (fewer than 2 seeds on a side),
+    ``reference`` (``a`` is ``b``) or ``not measured`` (no such reference, or no finished run on a side)."""
+
+    word: str
+    diff: float | None = None
+    bound: float | None = None
+
+
+def verdict(a: Condition, b: Condition | None, metric: str, mode: str) -> Verdict:
+    """``a`` against ``b`` (see :class:`Verdict`)."""
+    if b is a:
+        return Verdict("reference")
+    ma, mb = a.mean(metric), (b.mean(metric) if b is not None else None)
+    if b is None or ma is None or mb is None:
+        return Verdict("not measured")
     diff = ma - mb
-    text = f"{diff * 100:+.1f}" if is_percent(metric) else f"{diff:+.3f}"
     sa, sb = a.std(metric), b.std(metric)
     if sa is None or sb is None:
-        return f"{text} (n<2: no verdict)"
-    se = math.sqrt(sa**2 / a.n + sb**2 / b.n)
-    bound = f"{TIE_SE * se * 100:.1f}" if is_percent(metric) else f"{TIE_SE * se:.3f}"
-    if abs(diff) <= TIE_SE * se:
-        return f"{text} (tie, ±{bound})"
+        return Verdict("no verdict", diff)
+    bound = TIE_SE * math.sqrt(sa**2 / a.n + sb**2 / b.n)
+    if abs(diff) <= bound:
+        return Verdict("tie", diff, bound)
     better = diff < 0 if mode == "min" else diff > 0
-    return f"{text} ({'better' if better else 'worse'}, ±{bound})"
+    return Verdict("better" if better else "worse", diff, bound)
+
+
+def compare(a: Condition, b: Condition | None, metric: str, mode: str) -> str:
+    """``a`` against ``b`` as a table cell: the difference of means, and better / worse / tie (within ``TIE_SE``
+    standard errors)."""
+    v = verdict(a, b, metric, mode)
+    if v.diff is None:
+        return v.word
+    scale = 100 if is_percent(metric) else 1
+    text = f"{v.diff * scale:+.1f}" if is_percent(metric) else f"{v.diff:+.3f}"
+    if v.bound is None:
+        return f"{text} (n<2: no verdict)"
+    bound = f"{v.bound * scale:.1f}" if is_percent(metric) else f"{v.bound:.3f}"
+    return f"{text} ({v.word}, ±{bound})"
+
+
+def references(sweep: Sweep) -> list[tuple[str, dict[str, Any]]]:
+    """The report's references as ``(label, criteria)``: ``report.references`` (each a mapping, its optional
+    ``label`` taken out; default label: the criteria in flow style), else the one ``report.reference``."""
+    listed = sweep.report.get("references")
+    if listed is None:
+        return [("reference", sweep.report.get("reference", DEFAULT_REFERENCE))]
+    if not isinstance(listed, list) or not all(isinstance(r, dict) for r in listed) or not listed:
+        raise SweepError(f"{sweep.source}: report.references must be a non-empty list of mappings, got {listed!r}")
+    out = []
+    for entry in listed:
+        entry = dict(entry)
+        name = str(entry.pop("label", "") or _flow(entry))
+        out.append((name, entry))
+    return out
 
 
 def label(key: str, value: Any) -> str:
@@ -192,35 +295,39 @@ def reported_metrics(sweep: Sweep, conditions: list[Condition]) -> list[str]:
 
 
 def table(sweep: Sweep, conditions: list[Condition]) -> str:
-    """A Markdown table laid out like the paper's: one row per condition."""
+    """A Markdown table laid out like the paper's: one row per condition, what it ran (resizer, base resize and
+    pre-resize as resolved), its metrics and one Δ column per reference."""
     spec = get_task(sweep.task)
     metrics = reported_metrics(sweep, conditions)
     first = metrics[0]
     columns = _columns(sweep)
-    reference = sweep.report.get("reference", DEFAULT_REFERENCE)
+    refs = references(sweep)
     shown = [k for k in SHOWN_KEYS if k not in columns and len({str(c.resolved.get(k)) for c in conditions}) > 1]
-    head = [*columns, "input → output", *shown, *metrics, f"Δ {first} vs reference", "MFLOPs/image (resizer)",
-            "train images/s"]  # fmt: skip
-    lines = [
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(columns) + "---|" * (1 + len(shown)) + "---:|" * (len(head) - len(columns) - 1 - len(shown)),
-    ]
+    extra = [k for k in METHOD_COLUMNS if k != "resizer"]
+    names = [c if c != "resizer" else "resizer (as run)" for c in columns]
+    if "resizer" not in columns:
+        names.insert(1 if "backbone" in columns else 0, "resizer (as run)")
+    deltas = [f"Δ {first} vs {name}" for name, _ in refs]
+    head = [*names, *extra, "input → output", *shown, *metrics, *deltas, "MFLOPs/image (resizer)", "train images/s"]
+    left = len(names) + len(extra) + 1 + len(shown)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * left + "---:|" * (len(head) - left)]
     for condition in sorted(conditions, key=lambda c: _sort_key(c, columns)):
-        cells = [label(k, condition.identity.get(k)) for k in columns]
+        ran = condition_methods(condition)
+        cells = [ran["resizer"] if k == "resizer" else label(k, condition.identity.get(k)) for k in columns]
+        if "resizer" not in columns:
+            cells.insert(1 if "backbone" in columns else 0, ran["resizer"])
+        cells += [ran[k] for k in extra]
         cells.append(_size_cell(condition))
         cells += [label(k, condition.resolved.get(k)) for k in shown]
         cells += [format_metric(m, condition.mean(m), condition.std(m), condition.n) for m in metrics]
-        ref = reference_of(condition, conditions, reference)
-        if ref is condition:
-            cells.append("reference")
-        else:
-            cells.append(compare(condition, ref, first, spec.mode) if ref is not None and ref.n else "—")
+        for _, criteria in refs:
+            cells.append(compare(condition, reference_of(condition, conditions, criteria), first, spec.mode))
         total, resizer = condition.mean("flops_total"), condition.mean("flops_resizer")
         cells.append(f"{total / 1e6:.1f} ({resizer / 1e6:.1f})" if total is not None else "—")
         speed = condition.mean("train_images_per_s")
         cells.append(f"{speed:.0f}" if speed is not None else "—")
         if condition.n < condition.planned:
-            cells[len(columns)] += f" ({condition.n}/{condition.planned} runs)"
+            cells[len(names) + len(extra)] += f" ({condition.n}/{condition.planned} runs)"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -285,12 +392,15 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
 
 def condition_rows(sweep: Sweep, conditions: list[Condition]) -> list[dict[str, Any]]:
     metrics = reported_metrics(sweep, conditions)
+    first, mode = metrics[0], get_task(sweep.task).mode
     rows = []
     for c in conditions:
         row: dict[str, Any] = {
             k: format_value(k, v) if isinstance(v, dict) else label(k, v) for k, v in c.identity.items()
         }
         row |= {k: label(k, c.resolved.get(k)) for k in ("in_size", "out_size") if k not in row}
+        ran = condition_methods(c)
+        row |= {"resizer_as_run": ran["resizer"], "base_resize": ran["base resize"], "pre_resize": ran["pre-resize"]}
         row |= {"n": c.n, "planned": c.planned}
         for key in (
             *metrics,
@@ -303,6 +413,10 @@ def condition_rows(sweep: Sweep, conditions: list[Condition]) -> list[dict[str, 
             mean, std = c.mean(key), c.std(key)
             row[f"{key}_mean"] = "" if mean is None else round(mean, 6)
             row[f"{key}_std"] = "" if std is None else round(std, 6)
+        for name, criteria in references(sweep):
+            v = verdict(c, reference_of(c, conditions, criteria), first, mode)
+            row[f"delta_vs_{name}"] = "" if v.diff is None else round(v.diff, 6)
+            row[f"verdict_vs_{name}"] = v.word
         rows.append(row)
     return rows
 
@@ -323,7 +437,7 @@ def markdown(sweep: Sweep, folder: Path, conditions: list[Condition], plot_path:
     spec = get_task(sweep.task)
     finished = sum(c.n for c in conditions)
     failures = yaml.safe_load((folder / FAILURES_FILE).read_text()) if (folder / FAILURES_FILE).is_file() else {}
-    reference = sweep.report.get("reference", DEFAULT_REFERENCE)
+    refs = references(sweep)
     lines = [
         f"# {sweep.name}",
         "",
@@ -334,14 +448,7 @@ def markdown(sweep: Sweep, folder: Path, conditions: list[Condition], plot_path:
         f"Report written {dt.datetime.now().isoformat(timespec='minutes')}; "
         f"{finished} of {len(sweep.runs)} runs finished.",
         "",
-        f"Metrics: the {sweep.task} task's validation metrics ({', '.join(spec.metrics)}; "
-        f"{'lower' if spec.mode == 'min' else 'higher'} is better for {next(iter(spec.metrics))}), "
-        "mean ± sample standard deviation over seeds, n = finished seeds. "
-        "FLOPs per image from `torch.utils.flop_counter` (a multiply-add counts 2), resizer in brackets; "
-        "train images/s measured on this machine, shared with other jobs, so compare it only roughly. "
-        f"Δ: difference of means from the reference condition {_flow(reference)}"
-        f" (percentage points for percentages); a tie when within ±{TIE_SE:g} standard errors of the difference, "
-        "no verdict with fewer than 2 seeds on either side.",
+        metrics_note(sweep, refs),
         "",
         table(sweep, conditions),
         "",
@@ -356,6 +463,29 @@ def markdown(sweep: Sweep, folder: Path, conditions: list[Condition], plot_path:
     if pending:
         lines += [f"Not finished yet ({len(pending)}): " + ", ".join(f"`{p}`" for p in pending), ""]
     return "\n".join(line for line in lines if line is not None).replace("\n\n\n", "\n\n")
+
+
+def metrics_note(sweep: Sweep, refs: list[tuple[str, dict[str, Any]]]) -> str:
+    """The paragraph under a report's command: what the columns mean."""
+    spec = get_task(sweep.task)
+    if len(refs) == 1:
+        against = f"Δ: difference of means from the reference condition {_flow(refs[0][1])}"
+    else:
+        listed = "; ".join(f"{name}: {_flow(criteria)}" for name, criteria in refs)
+        against = f"Δ: difference of means from each reference condition ({listed})"
+    return (
+        f"Metrics: the {sweep.task} task's validation metrics ({', '.join(spec.metrics)}; "
+        f"{'lower' if spec.mode == 'min' else 'higher'} is better for {next(iter(spec.metrics))}), "
+        "mean ± sample standard deviation over seeds, n = finished seeds. "
+        "FLOPs per image from `torch.utils.flop_counter` (a multiply-add counts 2), resizer in brackets; "
+        "train images/s measured on this machine, shared with other jobs, so compare it only roughly. "
+        f"{against} (percentage points for percentages); a tie when within ±{TIE_SE:g} standard errors of the "
+        "difference, no verdict with fewer than 2 seeds on either side, not measured where the sweep has no "
+        "finished run of the reference. Resizer (as run), base resize (a learned resizer's own classic resize) and "
+        "pre-resize (the data loader's, to the resizer's input) are read from each run's saved config.yaml: "
+        "antialias = Pillow-style filtering (widened by the down-scaling factor), plain = F.interpolate's "
+        "interpolation without it."
+    )
 
 
 def _flow(value: Any) -> str:

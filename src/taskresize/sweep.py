@@ -31,7 +31,9 @@ the given value, compared after normalisation (``64`` equals ``"64x64"``; ``in_s
 ``overrides`` apply in order to grid and explicit runs alike; a later one wins.
 
 **Folder names** come from the keys a sweep varies (grid keys and the keys of explicit runs; ``seed`` last), e.g.
-``learnable-in40-out32-resnet10t-s0``: readable, and stable as long as the sweep file keeps its keys.
+``learnable-in40-out32-resnet10t-s0``: readable, and stable as long as the sweep file keeps its keys. Empty
+values (``{}``, ``null``, ``false``) and the loader's ``pre_resize`` / ``pre_resize_antialias`` at their defaults
+are left out (``bilinear-in32-out32-no_pre_resize_antialias-s0`` beside ``bilinear-in32-out32-s0``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ SIZE_KEYS = ("in_size", "out_size")
 REFERENCE_KEYS = ("init", "init_resizer")
 PLAN_FILE, FAILURES_FILE = "plan.yaml", "failures.yaml"
 _SUBSTITUTION = re.compile(r"\$(\w+)")
+# loader settings named in a run's folder only where they differ from TrainConfig's defaults, so that adding a
+# pre-resize variant (e.g. pre_resize_antialias: false) to a sweep leaves the other runs' names unchanged
+QUIET_DEFAULTS = {"pre_resize": TrainConfig.pre_resize, "pre_resize_antialias": TrainConfig.pre_resize_antialias}
 
 
 class SweepError(ConfigError):
@@ -305,7 +310,8 @@ def expand(spec: dict[str, Any], source: str = "sweep") -> Sweep:
                 resolved = effective(values, source)
         identity = {k: resolved.get(k, values.get(k)) for k in keys}
         identity = {k: values[k] if k in REFERENCE_KEYS and k in values else v for k, v in identity.items()}
-        shown = {k: v for k, v in identity.items() if v is not None and v is not False and v != {} and v != []}
+        shown = {k: v for k, v in identity.items() if (v != QUIET_DEFAULTS[k] if k in QUIET_DEFAULTS else
+                 v is not None and v is not False and v != {} and v != [])}  # fmt: skip
         label = name or "-".join(_sanitise(format_value(k, v)) for k, v in shown.items()) or "run"
         runs.append(SweepRun(label, values, identity))
 
