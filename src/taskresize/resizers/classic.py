@@ -15,8 +15,9 @@ Conventions (the same for every method):
   ``F.interpolate(mode="nearest-exact")``; it never filters, whatever ``antialias`` says.
 
 Float inputs stay float and are differentiable. A ``uint8`` input gives a ``uint8`` output: this is the
-data-loader path. It rounds and clips between the horizontal and the vertical pass, as Pillow does, so it matches
-Pillow within one grey level even on saturated images, where bicubic and Lanczos overshoot. The float path does not
+data-loader path. It rounds and clips between its two passes, as Pillow does, and runs them in Pillow's order
+(:func:`pillow_vertical_first`), so it matches Pillow within one grey level even on saturated images, where bicubic
+and Lanczos overshoot and the order of the passes decides what is clipped. The float path does not
 clip between passes (clipping would break differentiability and is wrong for normalised inputs), so on images that
 reach 0 or 255 it differs from Pillow by design where the filter overshoots.
 """
@@ -164,21 +165,38 @@ def _resample_axis(x: Tensor, dim: int, plan: tuple[list[int], Tensor], out_size
     return y.transpose(-1, -2) if dim == -1 else y
 
 
+def pillow_vertical_first(in_size: Size, out_size: Size) -> bool:
+    """Whether Pillow runs the vertical pass before the horizontal one for this resize.
+
+    Pillow 13 (``ImagingResampleInner`` in ``Resample.c``, python-pillow/Pillow#9549) resizes vertically first
+    when the height shrinks by more than twice as many pixels as the width does; otherwise horizontally first,
+    as every earlier Pillow. On uint8 images the order matters: each pass rounds and clips, so where a filter
+    overshoots (bicubic, Lanczos) the two orders differ by up to tens of grey levels.
+    """
+    (in_h, in_w), (out_h, out_w) = in_size, out_size
+    return out_h < in_h and in_h - out_h > 2 * (in_w - out_w)
+
+
+def _passes(in_size: Size, out_size: Size) -> list[tuple[int, int, int]]:
+    """``(dim, in_length, out_length)`` of each pass that changes the size, in Pillow's order."""
+    (in_h, in_w), (out_h, out_w) = in_size, out_size
+    passes = [(-1, in_w, out_w), (-2, in_h, out_h)]
+    if pillow_vertical_first(in_size, out_size):
+        passes.reverse()
+    return [p for p in passes if p[1] != p[2]]
+
+
 def _separable_pillow(x: Tensor, size: Size, method: str, antialias: bool) -> Tensor:
-    """Pillow's two-pass resampling, horizontal pass first.
+    """Pillow's two-pass resampling, in Pillow's order of the passes.
 
     uint8 follows Pillow: the result of each pass is rounded and clipped to [0, 255] before the next one.
     (Pillow's 22-bit fixed-point coefficients are not emulated: float32 arithmetic can round a pixel the
     other way, so uint8 results are within one grey level of Pillow.)
     """
-    out_h, out_w = size
-    in_h, in_w = x.shape[-2:]
     integer = x.dtype == torch.uint8
     dtype = torch.float32 if integer else x.dtype
     y = x
-    for dim, in_size, out_size in ((-1, in_w, out_w), (-2, in_h, out_h)):
-        if in_size == out_size:
-            continue
+    for dim, in_size, out_size in _passes(tuple(x.shape[-2:]), size):
         y = _resample_axis(y, dim, _banded_plan(in_size, out_size, method, antialias), out_size, dtype)
         if integer:
             y = torch.floor_(y + 0.5).clamp_(0, 255)
@@ -237,7 +255,15 @@ def resize(x: Tensor, size: int | Sequence[int], method: str = "bilinear", antia
     elif method == "bicubic" and integer and not antialias:  # torch has no uint8 bicubic kernel without antialias
         y = _via_float(x, lambda t: F.interpolate(t, size=size, mode="bicubic", align_corners=False))
     elif method == "bilinear" or (method == "bicubic" and not (integer and _upscales(x, size))):
-        y = F.interpolate(x, size=size, mode=method, align_corners=False, antialias=antialias)
+        y = x
+        # torch's kernel runs the horizontal pass first; a uint8 image rounds between the passes, so where Pillow
+        # goes vertically first, so do we (one pass per call). Float results do not depend on the order.
+        in_size = tuple(x.shape[-2:])
+        steps = [size]
+        if integer and antialias and pillow_vertical_first(in_size, size) and in_size[1] != size[1]:
+            steps = [(size[0], in_size[1]), size]
+        for step in steps:
+            y = F.interpolate(y, size=step, mode=method, align_corners=False, antialias=antialias)
     else:
         # Lanczos, box, and uint8 bicubic up-scaling, where torch's uint8 kernel differs from Pillow by up to
         # 2 grey levels on saturated images.
