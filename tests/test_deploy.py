@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,15 +294,51 @@ def test_never_overwrites_an_input(tmp_path, capsys):
     Image.fromarray(synthetic_image(20, 20)).save(folder / "extra.jpg")
     before = digest(folder)
     assert cli("resize", "--resizer", "bicubic", folder, "--out", folder, "--size", 10) == 2
-    assert "would overwrite the input" in capsys.readouterr().err
+    assert "is the input folder" in capsys.readouterr().err
     assert cli("resize", "--resizer", "bicubic", folder, "--out", folder, "--size", 10, "--format", "jpg") == 2
     assert cli("resize", "--resizer", "bicubic", folder / "img0.png", "--out", folder, "--size", 10) == 2
+    err = capsys.readouterr().err
+    assert "would overwrite the input" in err and "--format" not in err
     assert digest(folder) == before
-    # a different format into a folder inside the inputs is fine: nothing collides
-    assert cli("resize", "--resizer", "bicubic", folder, "--out", folder / "small", "--size", 10,
-               "--format", "webp") == 0  # fmt: skip
-    assert len(list((folder / "small").glob("*.webp"))) == 6
-    assert {k: v for k, v in digest(folder).items() if k.parts[0] != "small"} == before
+
+
+def test_out_inside_an_input_folder_is_refused_before_anything_is_written(tmp_path, capsys):
+    # issue 15, item 11: another format into the input folder wrote copies beside the originals, and a folder
+    # inside it became a new "class" of the tree it reads
+    folder = write_images(tmp_path / "in")
+    (folder / "sub").mkdir()
+    Image.fromarray(synthetic_image(20, 20)).save(folder / "sub" / "deep.png")
+    before = digest(folder)
+    for out, fmt in [(folder, "jpg"), (folder / "small", "webp"), (folder / "sub", "png"), (folder / "a" / "b", "jpg")]:
+        assert cli("resize", "--resizer", "bicubic", folder, "--out", out, "--size", 10, "--format", fmt) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "input folder" in err and str(out) in err and "Traceback" not in err
+        assert "--format" not in err  # another format is no way out of writing into the inputs
+    assert digest(folder) == before and not (folder / "small").exists() and not (folder / "a").exists()
+    # a folder beside the input, and a file given by name into a folder of its own, are fine
+    assert cli("resize", "--resizer", "bicubic", folder, "--out", tmp_path / "in-small", "--size", 10) == 0
+    assert cli("resize", "--resizer", "bicubic", folder / "img0.png", "--out", tmp_path / "one", "--size", 10) == 0
+
+
+def test_unwritable_out_is_refused_before_any_image_is_decoded(tmp_path, capsys, monkeypatch):
+    # issue 15, item 12: every image was decoded and reported twice before "wrote 0 images"
+    import taskresize.deploy as deploy
+
+    folder = write_images(tmp_path / "in", count=3)
+    (tmp_path / "file").write_text("a file")
+    decoded = []
+    monkeypatch.setattr(deploy, "load_image", lambda *a, **k: decoded.append(a) or load_image(*a, **k))
+    proc = ["/proc/taskresize-test"] if Path("/proc/self").is_dir() else []  # Linux: no folders can be made there
+    for out in (tmp_path / "file", tmp_path / "file" / "below", *proc):
+        assert cli("resize", "--resizer", "bicubic", folder, "--out", out, "--size", 10) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--out {out}" in err and "Traceback" not in err
+    assert decoded == []
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert cli("resize", "--resizer", "bicubic", folder, "--out", locked, "--size", 10) == 2
+        assert "not writable" in capsys.readouterr().err and decoded == []
 
 
 def test_two_inputs_for_one_output_are_refused(tmp_path):

@@ -12,6 +12,7 @@ algorithm, without a float detour.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import os
@@ -29,7 +30,8 @@ from torch import Tensor, nn
 
 from .data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, is_image_file, load_image, pil_to_tensor, tensor_to_pil
 from .io import RESIZER_FILENAME, load_resizer, read_resizer_header, resolve_resizer_path
-from .resizers import METHODS, ClassicResizer, Resizer, create_resizer, resize
+from .resizers import METHODS, ClassicResizer, Resizer, create_resizer, list_resizers, resize
+from .resizers.registry import UnknownResizerError
 from .sizes import Size, format_size, to_size
 
 # ImageNet's mean and standard deviation in 0-255 units: what tasks/base.py normalises with.
@@ -300,7 +302,8 @@ def load_image_resizer(
 
     Raises:
         ResizerFileError: the path is not a resizer file or run folder.
-        ValueError: ``resizer`` is neither a path that exists nor a classic method name.
+        UnknownResizerError: ``resizer`` is neither a path that exists nor a classic method name (a ``ValueError``;
+            the message suggests close matches).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
@@ -314,10 +317,17 @@ def load_image_resizer(
         module = create_resizer(resizer, antialias=True)
     elif isinstance(resizer, str | os.PathLike):
         if not Path(resizer).exists():
-            raise ValueError(
-                f"resizer {str(resizer)!r} is neither a resizer file, a run folder nor a classic method "
-                f"({', '.join(METHODS)})"
-            )
+            name = str(resizer)
+            if name in list_resizers():  # a learned resizer's name: there are no weights to use
+                raise UnknownResizerError(
+                    name, METHODS, "Classic methods",
+                    prefix=f"{name!r} is a learned resizer without weights: give a trained one (a .safetensors file "
+                    "or a run folder from `taskresize train`) or a classic method",
+                )  # fmt: skip
+            raise UnknownResizerError(
+                name, METHODS, "Classic methods",
+                prefix=f"resizer {name!r} is neither a resizer file, a run folder nor a classic method",
+            )  # fmt: skip
         path = resolve_resizer_path(resizer)
         header = read_resizer_header(path)
         module = load_resizer(path)
@@ -382,7 +392,48 @@ def resize_image(
 
 
 class OutputConflictError(ValueError):
-    """Outputs that would overwrite an input or each other; nothing has been written."""
+    """Outputs that would overwrite an input or each other, or go inside an input folder; nothing has been written."""
+
+
+class OutputFolderError(ValueError):
+    """An output folder that cannot be created or written to; nothing has been decoded or written."""
+
+
+def check_output_folder(out_dir: str | os.PathLike) -> list[Path]:
+    """Create ``out_dir`` if needed and prove that a file can be written in it, before any image is decoded.
+
+    Returns:
+        The folders it created, deepest first (for :func:`remove_empty_folders` when nothing gets written).
+
+    Raises:
+        OutputFolderError: it is a file, or it cannot be created or written to; the message says why.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputFolderError(f"--out {out_dir} is a file, not a folder: give a folder (it is created if needed)")
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        remove_empty_folders(created)
+        raise OutputFolderError(f"--out {out_dir} cannot be created ({error.strerror or error})") from None
+    probe = out_dir / f".taskresize-write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+    except OSError as error:
+        remove_empty_folders(created)
+        raise OutputFolderError(f"--out {out_dir} is not writable ({error.strerror or error})") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+    return created
+
+
+def remove_empty_folders(folders: Iterable[Path]) -> None:
+    """Remove each folder, deepest first, if it is (still) empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 @dataclass(frozen=True)
@@ -413,11 +464,19 @@ def plan_jobs(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, f
 
     Raises:
         FileNotFoundError: an input does not exist.
-        OutputConflictError: an output would overwrite an input (the same path, or a hard link to it), or two
-            inputs would go to the same output.
+        OutputConflictError: ``out_dir`` is an input folder or inside one (its outputs would join the inputs, and
+            a second run would read them), an output would overwrite an input (the same path, or a hard link to
+            it), or two inputs would go to the same output.
     """
     extension = FORMATS[fmt][1]
     out_dir = Path(out_dir)
+    out_real = Path(os.path.realpath(out_dir))
+    for given in inputs:
+        if Path(given).is_dir() and out_real.is_relative_to(os.path.realpath(given)):
+            where = "is the input folder" if out_real == Path(os.path.realpath(given)) else "is inside the input folder"
+            raise OutputConflictError(
+                f"--out {out_dir} {where} {given}: nothing was written; choose an --out folder outside every input"
+            )
     jobs: list[Job] = []
     seen: set[str] = set()
     ignored = 0
@@ -447,7 +506,7 @@ def plan_jobs(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, f
         if key in seen or (job.target.exists() and _inode(job.target) in inodes):
             raise OutputConflictError(
                 f"{job.target} would overwrite the input {job.source if key in seen else inodes[_inode(job.target)]}:"
-                " choose an --out folder outside the inputs, or another --format"
+                " nothing was written; choose an --out folder outside the inputs"
             )
         if key in targets:
             raise OutputConflictError(

@@ -11,8 +11,9 @@ on white, 16-bit scaled), then:
 --keep-aspect fits the image inside HxW keeping its aspect ratio (Pillow's ImageOps.contain): the limiting side
 becomes H or W exactly, the other is scaled by the same factor and rounded (at least 1 px); small images grow.
 
-Inputs are never overwritten: if an output path would be an input, nothing is written. Files that cannot be
-decoded are skipped with a warning; the summary lists them and the exit status is then 1.
+Inputs are never overwritten: if an output path would be an input, or --out is an input folder or inside one,
+nothing is written; an --out that cannot be created or written to is refused before any image is decoded. Files
+that cannot be decoded are skipped with a warning; the summary lists them and the exit status is then 1.
 
 Examples:
   taskresize resize --resizer runs/learnable photos/ --out small/
@@ -53,7 +54,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.images import DEFAULT_MAX_PIXELS
-    from ..deploy import OutputConflictError, load_image_resizer, plan_jobs, resize_files
+    from ..deploy import (
+        OutputConflictError,
+        OutputFolderError,
+        check_output_folder,
+        load_image_resizer,
+        plan_jobs,
+        remove_empty_folders,
+        resize_files,
+    )
     from ..sizes import to_size
 
     if not 1 <= args.quality <= 100:
@@ -77,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         raise cli.UserError(str(error)) from None
     if not jobs:
         raise cli.UserError(f"no image files in {', '.join(args.inputs)} (extensions .jpg .png .webp .bmp .tif .gif)")
+    try:
+        created = check_output_folder(args.out)  # before decoding: an unwritable --out fails once, not per image
+    except OutputFolderError as error:
+        raise cli.UserError(str(error)) from None
 
     print(f"{len(jobs)} image{'s' * (len(jobs) != 1)}: {resizer.describe(size, args.keep_aspect)}", file=sys.stderr)
     summary = resize_files(
@@ -85,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         progress=False if args.no_progress else None,
     )  # fmt: skip
     summary.ignored = ignored
+    if not summary.written:
+        remove_empty_folders(created)  # leave no empty --out behind
     for line in summary.lines(args.out):
         print(line)
     return 1 if summary.skipped else 0
