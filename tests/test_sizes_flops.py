@@ -4,7 +4,8 @@ import pytest
 import torch
 import torchvision
 
-from taskresize import count_flops, count_parameters
+from taskresize import count_flops, count_parameters, create_resizer
+from taskresize.resizers.classic import resize_flops
 from taskresize.sizes import format_size, to_size
 
 
@@ -45,3 +46,67 @@ def test_resnet50_reference_value_and_state_is_preserved():
     assert 8.1e9 < flops < 8.3e9  # 4.1 GMACs, the usual figure
     assert model.training
     assert count_parameters(model) == 25_557_032
+
+
+def _raw_counter_flops(module, shape, **kwargs):
+    """What FlopCounterMode alone measures (convolutions and matrix products only)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module.eval()(torch.zeros(shape), **kwargs)
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize(
+    ("method", "antialias", "expected"),
+    [
+        # 256 -> 64 on 3 planes: area averages 4 x 4 pixels; separable passes 256 x 64 then 64 x 64 outputs
+        ("area", True, 2 * 3 * (256 * 64 + 64 * 64) * 4),
+        ("area", False, 2 * 3 * 64 * 64 * 16),  # adaptive pooling: one 4 x 4 window per output pixel
+        ("bilinear", False, 2 * 3 * 64 * 64 * 4),  # torch's 2-D kernel: 2 x 2 taps
+        ("bicubic", False, 2 * 3 * 64 * 64 * 16),  # 4 x 4 taps
+        ("nearest", True, 0),  # pure selection
+        ("nearest", False, 0),
+    ],
+)
+def test_classic_flops_by_hand(method, antialias, expected):
+    resizer = create_resizer(method, output_size=64, antialias=antialias)
+    assert count_flops(resizer, (1, 3, 256, 256)) == expected
+
+
+@pytest.mark.parametrize("method", ["bilinear", "bicubic", "area", "lanczos"])
+@pytest.mark.parametrize("antialias", [True, False])
+@pytest.mark.parametrize(
+    ("shape", "size"), [((1, 3, 256, 256), 64), ((2, 3, 97, 131), (50, 262)), ((1, 1, 40, 30), 90)]
+)
+def test_every_classic_resize_counts_its_taps(method, antialias, shape, size):
+    resizer = create_resizer(method, output_size=size, antialias=antialias)
+    flops = count_flops(resizer, shape)
+    assert flops == resize_flops(shape, size, method, antialias) > 0
+    # at least one multiply-add per output value and pass, never the block products' zeros
+    out = to_size(size)
+    assert flops >= 2 * shape[0] * shape[1] * out[0] * out[1]
+    # linear in the number of planes
+    assert count_flops(resizer, (2 * shape[0], *shape[1:])) == 2 * flops
+
+
+def test_antialiased_taps_grow_with_the_downscaling_factor_as_pillow_widens_its_filter():
+    # Lanczos' window is 6 pixels at the output rate: up to 6 x factor taps per output pixel (fewer at the borders)
+    for factor in (2, 4, 8):
+        taps = resize_flops((1, 1, 64 * factor, 64), (64, 64), "lanczos", True) / (2 * 64 * 64)  # vertical pass only
+        assert 0.95 * 6 * factor <= taps <= 6 * factor
+
+
+@pytest.mark.parametrize("neighbors", [2, 4])
+def test_downsizenet_counts_its_weighted_sum_of_neighbours(neighbors):
+    net = create_resizer("downsizenet", output_size=(24, 40), neighbors=neighbors)
+    shape = (2, 3, 96, 120)
+    weighted_sum = 2 * 2 * 3 * 24 * 40 * neighbors**2
+    assert count_flops(net, shape) == _raw_counter_flops(net, shape) + weighted_sum
+
+
+@pytest.mark.parametrize("name", ["learnable", "learnable-strided", "muller"])
+def test_learned_resizers_count_their_base_resizes(name):
+    resizer = create_resizer(name, output_size=64, interpolation="bicubic", antialias=True)
+    shape = (1, 3, 256, 256)
+    assert count_flops(resizer, shape) > _raw_counter_flops(resizer, shape)

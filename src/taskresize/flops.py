@@ -1,14 +1,21 @@
-"""FLOP and parameter accounting.
+"""FLOP and parameter accounting: one convention for every resizer and backbone.
 
-FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode``: a multiply-add counts as **2 FLOPs**, and
-only matrix products and convolutions are counted (interpolation, normalisation and element-wise operations count
-0, as in most papers' tables). The Talebi–Milanfar paper's "FLOPS" column follows another convention (its
-ResNet-50 at 224 is 6.97 B where this counter gives 8.2 B): compare trends, not absolute values.
+The convention: a multiply-add counts **2 FLOPs**. Counted are convolutions and matrix products (by
+``torch.utils.flop_counter.FlopCounterMode``) and every tap of every resampling pass, by formula: the classic
+resizers, the learned resizers' base resizes and DownsizeNet's weighted sum of neighbours (see
+:func:`counted_by_formula`). A separable resize counts each of its passes in the order it runs them (Pillow's,
+see ``resizers/classic.py``): ``2 x taps x`` the pixels that pass writes; torch's plain (non-antialiased) bilinear
+and bicubic kernels are not separable and count their 2x2 / 4x4 taps per output pixel, plain ``area`` its pooling
+window. Element-wise operations (activations, normalisation, additions of whole tensors) and pure selection
+(``nearest``, DownsizeNet's choice of the feature at the top-left neighbour) count 0, as in most papers' tables.
+The Talebi–Milanfar paper's "FLOPS" column follows another convention (its ResNet-50 at 224 is 6.97 B where this
+counter gives 8.2 B): compare trends, not absolute values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -31,8 +38,8 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
 def count_flops(module: nn.Module, input_shape: Sequence[int], **forward_kwargs) -> int:
     """FLOPs of one forward pass on a zero input of ``input_shape``, e.g. ``(1, 3, 448, 448)``.
 
-    A multiply-add counts as 2 FLOPs (``FlopCounterMode``'s convention); interpolation and element-wise
-    operations are not counted. The module runs in eval mode under ``no_grad`` (its state is left unchanged).
+    The module docstring states the convention (a multiply-add counts 2; every resampling tap is counted;
+    element-wise operations are not). The module runs in eval mode under ``no_grad`` (its state is left unchanged).
 
     Args:
         module: any module; resizers take ``size=(h, w)`` through ``forward_kwargs``.
@@ -47,9 +54,48 @@ def count_flops(module: nn.Module, input_shape: Sequence[int], **forward_kwargs)
     x = torch.zeros(tuple(input_shape), device=device, dtype=dtype)
     was_training = module.training
     module.eval()
+    ledger = _Ledger(FlopCounterMode(display=False))
+    _LEDGERS.append(ledger)
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), ledger.counter:
             module(x, **forward_kwargs)
     finally:
+        _LEDGERS.pop()
         module.train(was_training)
-    return int(counter.get_total_flops())
+    return ledger.total()
+
+
+class _Ledger:
+    """The FLOPs of one :func:`count_flops` call: what the counter measured, corrected by formulas."""
+
+    def __init__(self, counter: FlopCounterMode) -> None:
+        self.counter = counter
+        self.correction = 0
+
+    def total(self) -> int:
+        return int(self.counter.get_total_flops()) + self.correction
+
+
+_LEDGERS: list[_Ledger] = []  # the count_flops calls in progress, innermost last
+
+
+def counting_flops() -> bool:
+    """Whether a :func:`count_flops` call is in progress (a cheap check for hot paths and traced code)."""
+    return bool(_LEDGERS)
+
+
+@contextlib.contextmanager
+def counted_by_formula(flops: Callable[[], int]) -> Iterator[None]:
+    """Count the enclosed computation as ``flops()`` FLOPs, whatever the counter measures inside it.
+
+    For operations whose cost the counter gets wrong: interpolation kernels (counted 0) and resampling done as
+    block matrix products (counted with the blocks' zeros). Outside :func:`count_flops` this does nothing and
+    ``flops`` is never called, so it costs nothing on the data path. Nested uses count the outermost formula.
+    """
+    if not _LEDGERS:
+        yield
+        return
+    ledger = _LEDGERS[-1]
+    before = ledger.total()
+    yield
+    ledger.correction += int(flops()) - (ledger.total() - before)

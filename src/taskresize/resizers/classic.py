@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..flops import counted_by_formula, counting_flops
 from ..sizes import Size, to_size
 from .base import Resizer
 from .registry import OutputSize, register_resizer
@@ -78,6 +79,52 @@ _PILLOW_FILTERS: dict[str, tuple[float, Callable[[float], float]]] = {
 }
 
 
+def _windows(in_size: int, out_size: int, method: str, antialias: bool) -> tuple[float, list[tuple[float, int, int]]]:
+    """``(filterscale, [(centre, first, end), ...])``: the input window of each output pixel, as Pillow's."""
+    support_radius = _PILLOW_FILTERS[method][0]
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0) if antialias else 1.0
+    support = support_radius * filterscale
+    windows = []
+    for i in range(out_size):
+        center = (i + 0.5) * scale
+        windows.append((center, max(int(center - support + 0.5), 0), min(int(center + support + 0.5), in_size)))
+    return filterscale, windows
+
+
+@lru_cache(maxsize=256)
+def _taps(in_size: int, out_size: int, method: str, antialias: bool) -> int:
+    """Multiply-adds of one resampling pass along an axis, summed over its output pixels."""
+    if method == "area" and not antialias:  # adaptive average pooling's windows
+        return sum(-(-(i + 1) * in_size // out_size) - i * in_size // out_size for i in range(out_size))
+    return sum(hi - lo for _, lo, hi in _windows(in_size, out_size, method, antialias)[1])
+
+
+def resize_flops(shape: Sequence[int], size: int | Sequence[int], method: str, antialias: bool = True) -> int:
+    """FLOPs of :func:`resize` on a tensor of ``shape`` ``(..., H, W)``, by the convention of ``taskresize.flops``.
+
+    A multiply-add counts 2, every tap of every pass. Separable resampling counts its passes in Pillow's order;
+    torch's plain bilinear / bicubic (2x2 / 4x4 taps per output pixel) and plain area (a 2-D pooling window) are
+    not separable; ``nearest`` only selects (0).
+    """
+    size = to_size(size)
+    in_size = (int(shape[-2]), int(shape[-1]))
+    planes = math.prod(int(d) for d in shape[:-2])
+    if method == "nearest" or in_size == size:
+        return 0
+    if not antialias and method in ("bilinear", "bicubic"):
+        return 2 * planes * size[0] * size[1] * (4 if method == "bilinear" else 16)
+    if not antialias and method == "area":
+        return 2 * planes * _taps(in_size[0], size[0], method, False) * _taps(in_size[1], size[1], method, False)
+    extent = {-2: in_size[0], -1: in_size[1]}
+    flops = 0
+    for dim, length, out_length in _passes(in_size, size):
+        other = extent[-1 if dim == -2 else -2]
+        flops += 2 * planes * other * _taps(length, out_length, method, antialias)
+        extent[dim] = out_length
+    return flops
+
+
 @lru_cache(maxsize=256)
 def resample_weights(in_size: int, out_size: int, method: str, antialias: bool = True) -> tuple[Tensor, Tensor]:
     """Pillow's resampling coefficients for one axis (``precompute_coeffs`` in Resample.c).
@@ -93,18 +140,13 @@ def resample_weights(in_size: int, out_size: int, method: str, antialias: bool =
         int64 ``(out_size,)``, ``weights`` float64 ``(out_size, K)`` with ``K`` the longest window; shorter
         windows are padded with zero weights (their indices may run past the input: callers clamp them).
     """
-    support_radius, kernel = _PILLOW_FILTERS[method]
-    scale = in_size / out_size
-    filterscale = max(scale, 1.0) if antialias else 1.0
-    support = support_radius * filterscale
-    taps = math.ceil(support) * 2 + 1
+    kernel = _PILLOW_FILTERS[method][1]
+    filterscale, windows = _windows(in_size, out_size, method, antialias)
+    taps = max(hi - lo for _, lo, hi in windows)
     starts = torch.empty(out_size, dtype=torch.int64)
     weights = torch.zeros(out_size, taps, dtype=torch.float64)
     used = 0
-    for i in range(out_size):
-        center = (i + 0.5) * scale
-        lo = max(int(center - support + 0.5), 0)
-        hi = min(int(center + support + 0.5), in_size)
+    for i, (center, lo, hi) in enumerate(windows):
         row = [kernel((j - center + 0.5) / filterscale) for j in range(lo, hi)]
         total = sum(row)
         if total != 0.0:
@@ -242,6 +284,13 @@ def resize(x: Tensor, size: int | Sequence[int], method: str = "bilinear", antia
     if method not in METHODS:
         raise ValueError(f"unknown resize method {method!r}; known: {', '.join(METHODS)}")
     size = to_size(size)
+    if not counting_flops():
+        return _resize(x, size, method, antialias)
+    with counted_by_formula(lambda: resize_flops(x.shape, size, method, antialias)):
+        return _resize(x, size, method, antialias)
+
+
+def _resize(x: Tensor, size: Size, method: str, antialias: bool) -> Tensor:
     batched = x.dim() == 4
     if not batched:
         x = x.unsqueeze(0)

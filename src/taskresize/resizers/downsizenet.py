@@ -25,6 +25,7 @@ from typing import Annotated, Any
 import torch
 from torch import Tensor, nn
 
+from ..flops import counted_by_formula, counting_flops
 from .base import Resizer
 from .registry import OneOf, OutputSize, Range, register_resizer
 
@@ -158,10 +159,18 @@ class DownsizeNet(Resizer):
         elif self.normalize == "softmax":
             a = torch.softmax(a, dim=1)
 
-        out = None
-        for i in range(k):
-            band = x.index_select(-2, rows[:, i])
-            for j in range(k):
-                term = a[:, i * k + j : i * k + j + 1] * band.index_select(-1, cols[:, j])
-                out = term if out is None else out + term
-        return out
+        if counting_flops():  # the weighted sum of neighbours: k * k multiply-adds per output value
+            with counted_by_formula(lambda: 2 * x.shape[0] * x.shape[1] * out_h * out_w * k * k):
+                return _weighted_sum(x, a, rows, cols, k)
+        return _weighted_sum(x, a, rows, cols, k)
+
+
+def _weighted_sum(x: Tensor, a: Tensor, rows: Tensor, cols: Tensor, k: int) -> Tensor:
+    """``sum_ij a_ij * x[rows_i, cols_j]``: each output pixel from its ``k x k`` input neighbours."""
+    out = None
+    for i in range(k):
+        band = x.index_select(-2, rows[:, i])
+        for j in range(k):
+            term = a[:, i * k + j : i * k + j + 1] * band.index_select(-1, cols[:, j])
+            out = term if out is None else out + term
+    return out
