@@ -8,9 +8,9 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 test: install
@@ -26,6 +26,7 @@ demo: install
 bench: install
 	$(PY) benchmarks/perf.py --append
 	$(PY) benchmarks/resize_speed.py --append
+	$(PY) benchmarks/startup.py --append
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
