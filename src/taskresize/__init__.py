@@ -1,28 +1,66 @@
-"""taskresize: learned image resizers trained jointly with vision models, and Pillow-exact classic resizers."""
+"""taskresize: learned image resizers trained jointly with vision models, and Pillow-exact classic resizers.
 
+The names below are imported on first use (PEP 562), so that ``import taskresize`` and the command line's
+``--help`` and ``--version`` do not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
-
-from .deploy import resize_image
-from .flops import count_conv_weights, count_flops, count_parameters
-from .io import load_resizer, save_resizer
-from .resizers import (
-    METHODS,
-    ClassicResizer,
-    DownsizeNet,
-    LearnableResizer,
-    MullerResizer,
-    Resizer,
-    UnknownResizerError,
-    create_resizer,
-    list_resizers,
-    register_resizer,
-    resize,
-)
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("taskresize")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
+
+# public name -> the module (relative to this package) that defines it
+_LAZY = {
+    "resize_image": ".deploy",
+    "count_conv_weights": ".flops",
+    "count_flops": ".flops",
+    "count_parameters": ".flops",
+    "load_resizer": ".io",
+    "save_resizer": ".io",
+    **dict.fromkeys(
+        ("METHODS", "ClassicResizer", "DownsizeNet", "LearnableResizer", "MullerResizer", "Resizer",
+         "UnknownResizerError", "create_resizer", "list_resizers", "register_resizer", "resize"),
+        ".resizers",
+    ),
+}  # fmt: skip
+
+if TYPE_CHECKING:  # what static tools and IDEs see; at run time these come from __getattr__
+    from .deploy import resize_image
+    from .flops import count_conv_weights, count_flops, count_parameters
+    from .io import load_resizer, save_resizer
+    from .resizers import (
+        METHODS,
+        ClassicResizer,
+        DownsizeNet,
+        LearnableResizer,
+        MullerResizer,
+        Resizer,
+        UnknownResizerError,
+        create_resizer,
+        list_resizers,
+        register_resizer,
+        resize,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "METHODS",

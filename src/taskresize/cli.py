@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import os
 import sys
+from collections.abc import Sequence
 
 from . import __version__
 
@@ -45,14 +48,45 @@ def guarded(fn, *args, **kwargs):
         raise UserError(str(error)) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def summary(module_name: str) -> str:
+    """The first line of a command module's docstring, read from its source without importing it (the modules
+    import torch and the like, which ``taskresize --help`` must not wait for)."""
+    spec = importlib.util.find_spec(f"taskresize.commands.{module_name}")
+    try:
+        source = spec.loader.get_source(spec.name) if spec and spec.loader else None  # type: ignore[attr-defined]
+    except (ImportError, OSError):
+        source = None
+    doc = ast.get_docstring(ast.parse(source)) if source else None
+    if doc is None:  # no source at hand (a zip or a frozen build): import it after all
+        doc = importlib.import_module(f"taskresize.commands.{module_name}").__doc__
+    return (doc or "").strip().splitlines()[0] if doc and doc.strip() else ""
+
+
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names (its first argument that is not an option), if any."""
+    for arg in argv:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; of the subcommands, only the one ``argv`` names is imported and given its options (all of them
+    when ``argv`` is None). The others are listed with their summaries, so ``--help`` and ``--version`` stay fast.
+    """
     parser = argparse.ArgumentParser(
         prog="taskresize",
         description="Learned image resizers trained jointly with vision models, and Pillow-exact classic resizers.",
     )
     parser.add_argument("--version", action="version", version=f"taskresize {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = chosen_command(argv) if argv is not None else None
     for name, module_name in COMMANDS.items():
+        if argv is not None and name != chosen:
+            sub.add_parser(name, help=summary(module_name), add_help=False)
+            continue
         module = importlib.import_module(f"taskresize.commands.{module_name}")
         doc = (module.__doc__ or "").strip()
         command = sub.add_parser(
@@ -65,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "command_function", None):
         parser.print_help()

@@ -6,9 +6,6 @@ Pass any of them to --resizer, with arguments through --resizer-args '{"n": 32, 
 from __future__ import annotations
 
 import argparse
-import inspect
-
-from ..resizers.registry import list_resizers, resizer_factory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,8 +13,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in list_resizers():
-        signature = inspect.signature(resizer_factory(name))
-        arguments = ", ".join(f"{p.name}={p.default!r}" for p in signature.parameters.values() if p.name != "self")
-        print(f"{name:12s} {arguments}")
+    import json
+
+    from ..resizers.registry import list_resizers, resizer_arguments
+
+    names = list_resizers()
+    width = max(map(len, names))  # every name fits its column: "learnable-strided" is 17 characters
+    for name in names:  # defaults as --resizer-args takes them (JSON)
+        arguments = ", ".join(f"{a.name}={json.dumps(a.default)}" for a in resizer_arguments(name).values())
+        print(f"{name:{width}s}  {arguments}")
     return 0
