@@ -129,6 +129,20 @@ def methods(config: dict[str, Any]) -> dict[str, str]:
 METHOD_COLUMNS = ("resizer", "base resize", "pre-resize")
 
 
+def classic_baseline(config: dict[str, Any]) -> str | None:
+    """The classic resize that down-sizes a run's images, as a :func:`methods` label (``"bilinear (plain)"``), or
+    None for a learned resizer: the resizer's where it down-sizes (``in_size`` larger than ``out_size``), else the
+    data loader's pre-resize (the resizer is then the identity, or it up-scales what the pre-resize made small)."""
+    from .resizers import METHODS
+
+    if str(config.get("resizer")) not in METHODS:
+        return None
+    ran = methods(config)
+    out = to_size(config.get("out_size") or 224, what="out_size")
+    src = to_size(config["in_size"], what="in_size") if config.get("in_size") is not None else out
+    return ran["resizer"] if src[0] > out[0] or src[1] > out[1] else ran["pre-resize"]
+
+
 def condition_methods(condition: Condition) -> dict[str, str]:
     """:func:`methods` of a condition's finished runs (their ``config.yaml``; differing runs are joined with
     " / "), or of its planned values when none has finished."""
