@@ -43,9 +43,9 @@ def test_screening_skips_and_reports_by_reason(tmp_path):
     folder = bad_files(tmp_path / "bad")
     samples = [Sample(str(p), 0) for p in sorted(folder.iterdir())]
     kept, report = screen_samples(samples, max_pixels=1_000_000, min_size=(16, 16))
-    assert {os.path.basename(s.path) for s in kept} == {"tiny.png", "truncated.png"}  # truncation needs decoding
+    assert {os.path.basename(s.path) for s in kept} == {"tiny.png"}  # issue 15 item 9: truncation found here
     assert {k: [os.path.basename(p) for p in v] for k, v in report.skipped.items()} == {
-        "too large": ["bomb.png"], "empty": ["empty.png"], "not an image": ["text.jpg"]
+        "too large": ["bomb.png"], "empty": ["empty.png"], "not an image": ["text.jpg"], "corrupt": ["truncated.png"]
     }  # fmt: skip
     assert [os.path.basename(p) for p in report.small] == ["tiny.png"]
     lines = "\n".join(report.lines())
@@ -123,8 +123,9 @@ def test_kill_9_during_training_loses_no_finished_epoch(tmp_path):
     saved_epoch = load_checkpoint(run / "last.ckpt")["epoch"]  # loads: the file is whole
     assert saved_epoch >= finished - 1
     assert cli("train", "--output", run, "--resume") == 0
-    rows = [line.split(",")[0] for line in csv.read_text().strip().splitlines()[1:]]
-    assert rows == [str(i) for i in range(6)]
+    rows = [line.split(",") for line in csv.read_text().strip().splitlines()[1:]]
+    assert [r[0] for r in rows] == [str(i) for i in range(6)]
+    assert all(value != "" for r in rows for value in r), rows  # the last epoch saved before the kill keeps its row
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 6
 
 

@@ -42,8 +42,8 @@ def scan_class_folders(root: str | os.PathLike, classes: Sequence[str] | None = 
         classes: the expected class names (e.g. a validation folder must have the training classes).
 
     Raises:
-        DataError: the folder is missing, has no class folders, a class has no images, or the classes differ
-            from ``classes``.
+        DataError: the folder is missing, has no class folders or only one (a classifier needs two), a class has
+            no images, or the classes differ from ``classes``.
     """
     root = Path(root)
     if not root.is_dir():
@@ -51,6 +51,11 @@ def scan_class_folders(root: str | os.PathLike, classes: Sequence[str] | None = 
     found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not found:
         raise DataError(f"{root} has no class folders: expected {root}/<class name>/<images>")
+    if classes is None and len(found) == 1:
+        raise DataError(
+            f"{root} has one class folder ({found[0]}): a classifier needs at least two, one sub-folder of images "
+            f"per class ({root}/<class name>/<images>)"
+        )
     if classes is not None and list(classes) != found:
         raise DataError(f"{root} has classes {found}, expected the training classes {list(classes)}")
     samples = []
@@ -129,9 +134,12 @@ def screen_samples(
     min_size: tuple[int, int] | None = None,
     strict: bool = False,
 ) -> tuple[list[Sample], ScreenReport]:
-    """Read every file's header: keep the readable images, skip the others, note images below ``min_size``.
+    """Check every file once, here: keep the readable images, skip the others, note images below ``min_size``.
 
-    Truncated files can only be found by decoding them; :class:`ImageFolderDataset` skips those when it meets them.
+    Each file's header is read and the file proved complete as cheaply as its format allows (``probe_image`` with
+    ``verify``: a PNG's checksums, a JPEG's end marker), so truncated and corrupt files are skipped and counted
+    here, before training, and ``strict`` stops on them here. (A file damaged later, during the run, is still
+    skipped by :class:`ImageFolderDataset`.)
 
     Raises:
         DataError: with ``strict``, if any file was skipped or is smaller than ``min_size``.
@@ -140,7 +148,7 @@ def screen_samples(
     kept = []
     for sample in samples:
         try:
-            height, width = probe_image(sample.path, max_pixels)
+            height, width = probe_image(sample.path, max_pixels, verify=True)
         except ImageDecodeError as error:
             report.skipped.setdefault(error.reason, []).append(sample.path)
             continue
@@ -172,8 +180,9 @@ def screen_splits(
 class ImageFolderDataset(Dataset):
     """Decodes samples to uint8 ``(3, H, W)`` tensors and applies ``transform``; yields ``(image, label)``.
 
-    A file that fails to decode (truncated, corrupt) is reported on stderr once and replaced by the next sample,
-    unless ``strict``, when the error stops the run.
+    A file that fails to decode is reported on stderr once and replaced by the next sample, unless ``strict``,
+    when the error stops the run. (:func:`screen_samples` has already skipped the files that were damaged when the
+    run started; this is for files that change while it runs.)
     """
 
     def __init__(

@@ -18,18 +18,20 @@ from . import TaskSpec, register_task
 from .base import ResizerTask
 from .data import TaskData
 
+TOP_K = 5  # top-k error is reported only with more classes than k
 SPLIT_SEED = 0  # the train/validation split never depends on the run's seed, so seeds share a validation set
 
 
 class ClassificationTask(ResizerTask):
-    """Cross-entropy with label smoothing; top-1 and top-5 error on the validation set."""
+    """Cross-entropy with label smoothing; top-1 and top-5 error on the validation set (top-5 only with more than
+    five classes: with five or fewer it is 0 by construction)."""
 
     def __init__(self, config: dict[str, Any], num_outputs: int, class_names: list[str] | None = None) -> None:
         super().__init__(config, num_outputs)
         self.class_names = class_names or [str(i) for i in range(num_outputs)]
         self.save_hyperparameters({"class_names": self.class_names})
         self.top1 = MulticlassAccuracy(num_outputs, top_k=1, average="micro")
-        self.top5 = MulticlassAccuracy(num_outputs, top_k=min(5, num_outputs), average="micro")
+        self.top5 = MulticlassAccuracy(num_outputs, top_k=TOP_K, average="micro") if num_outputs > TOP_K else None
         self.val_loss = MeanMetric()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -43,17 +45,17 @@ class ClassificationTask(ResizerTask):
         logits = self(images)
         self.val_loss.update(F.cross_entropy(logits, labels, reduction="none"))
         self.top1.update(logits, labels)
-        self.top5.update(logits, labels)
+        if self.top5 is not None:
+            self.top5.update(logits, labels)
 
     def on_validation_epoch_end(self) -> None:
         # torchmetrics reduces the counts across processes, so these are exact for the whole validation set
-        metrics = {
-            "val/top1_error": 1 - self.top1.compute(),
-            "val/top5_error": 1 - self.top5.compute(),
-            "val/loss": self.val_loss.compute(),
-        }
+        metrics = {"val/top1_error": 1 - self.top1.compute(), "val/loss": self.val_loss.compute()}
+        if self.top5 is not None:
+            metrics["val/top5_error"] = 1 - self.top5.compute()
         for metric in (self.top1, self.top5, self.val_loss):
-            metric.reset()
+            if metric is not None:
+                metric.reset()
         self.log_dict(metrics, prog_bar=True)
 
 
