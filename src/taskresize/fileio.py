@@ -38,9 +38,38 @@ class UnsafeFileError(ValueError):
     """A pickled file that weights-only loading refuses, or that is not a PyTorch file at all."""
 
 
+class DamagedFileError(UnsafeFileError):
+    """A PyTorch file that is cut short or corrupted (an interrupted write or copy), not one refused as unsafe."""
+
+
+def _damage(path: str | os.PathLike, error: Exception) -> str | None:
+    """Why ``path`` looks damaged rather than unsafe (empty, or a zip archive torch or zipfile cannot read whole)."""
+    import zipfile
+
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return None
+    if size == 0:
+        return "the file is empty"
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive; anything else is not a damaged one of them
+        return None
+    if "PytorchStreamReader" in str(error) or isinstance(error, EOFError) or not zipfile.is_zipfile(path):
+        return f"its zip archive of {size} bytes is cut short or corrupted"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return f"its zip archive of {size} bytes cannot be read"
+    return f"{bad} in its zip archive fails its checksum" if bad else None
+
+
 def torch_load_weights_only(path: str | os.PathLike) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU: tensors and plain values only, so a crafted file cannot
-    run code. Refusals become :class:`UnsafeFileError` with a one-line reason (torch's own message is a page)."""
+    run code. Refusals become :class:`UnsafeFileError` with a one-line reason (torch's own message is a page), and a
+    file cut short or corrupted :class:`DamagedFileError`."""
     import re
 
     import torch
@@ -52,6 +81,11 @@ def torch_load_weights_only(path: str | os.PathLike) -> Any:
     except FileNotFoundError:
         raise
     except Exception as error:
+        damage = _damage(path, error)
+        if damage:
+            raise DamagedFileError(
+                f"{path} is damaged or incomplete: {damage} (an interrupted write or copy?)"
+            ) from None
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
         if found:

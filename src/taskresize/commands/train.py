@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from .. import cli
-from ..training.config import ConfigError, load_config, parse_json_mapping
+from ..training.config import ConfigError, load_config, parse_json_mapping, read_yaml
 
 # flag -> (config key, type, help); a flag left out keeps the config file's value or the default.
 FLAGS: list[tuple[str, str, object, str]] = [
@@ -58,7 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, dest=key, type=kind, default=None, help=text)
     for flag, key, text in SWITCHES:
         parser.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, default=None, help=text)
-    parser.add_argument("--resume", action="store_true", help="continue the unfinished run in --output")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue the unfinished run in --output; epochs, batch size, workers, precise-bn, devices and strict "
+        "may change (recorded in its config.yaml), other settings given must equal the run's",
+    )  # fmt: skip
 
 
 def overrides(args: argparse.Namespace) -> dict:
@@ -73,9 +77,12 @@ def run(args: argparse.Namespace) -> int:
     from ..training.run import train
 
     try:
-        cfg = load_config(args.config, overrides(args))
+        given = overrides(args)
+        cfg = load_config(args.config, given)
+        if args.config:  # what the config file sets counts as given too: --resume compares it with the run's
+            given = {k.replace("-", "_"): v for k, v in read_yaml(args.config).items()} | given
     except ConfigError as error:
         raise cli.UserError(str(error)) from None
-    out = cli.guarded(train, cfg, resume=args.resume)
+    out = cli.guarded(train, cfg, resume=args.resume, given=set(given))
     print(f"run folder: {out}")
     return 0

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from ..data.folder import DataError
 from ..training.config import TrainConfig
@@ -49,26 +50,96 @@ class TaskData(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, **kwargs) -> DataLoader:
         workers = self.cfg.workers
+        # Its own generator, so creating an iterator draws nothing from the global random state (dropout's)
+        generator = torch.Generator().manual_seed(self.cfg.seed)
+        kwargs = {"batch_size": self.cfg.batch_size, **kwargs}
         return DataLoader(
-            dataset, batch_size=self.cfg.batch_size, collate_fn=type(self).collate, num_workers=workers,
-            persistent_workers=workers > 0, **kwargs,
+            dataset, collate_fn=type(self).collate, num_workers=workers, persistent_workers=workers > 0,
+            generator=generator, **kwargs,
         )  # fmt: skip
 
+    def train_batch_size(self, world: int = 1) -> int:
+        """The training batch size for ``world`` processes: ``batch_size``, or this process's whole shard when it is
+        smaller. Raises DataError when a shard has fewer than two images (BatchNorm cannot train on one)."""
+        shard = -(-self.train_size // world)
+        if shard < 2:
+            per = f" per process ({world} processes)" if world > 1 else ""
+            raise DataError(
+                f"{self.root}: {self.train_size} training image{'s' if self.train_size != 1 else ''} after the "
+                f"split; training needs at least 2{per} (add images, or lower --val-split)"
+            )
+        return min(self.cfg.batch_size, shard)
+
     def train_dataloader(self) -> DataLoader:
+        """Shuffled by ``(seed, epoch)`` and sharded across processes; every batch is full (the last partial one
+        is dropped, as ImageNet recipes do: a batch of one image breaks BatchNorm), and each image's augmentation
+        depends only on ``(seed, epoch, index)``, so neither the worker count nor a resume changes the data."""
         rank, world = self._rank_world()
-        dataset = self.train_dataset()
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.cfg.seed)
-        drop_last = len(sampler) > self.cfg.batch_size  # a last batch of one image breaks BatchNorm
-        return self._loader(dataset, sampler=sampler, drop_last=drop_last)
+        dataset = SeededItems(self.train_dataset(), self.cfg.seed, stream=0)
+        sampler = EpochShuffle(len(dataset), seed=self.cfg.seed, rank=rank, world=world)
+        return self._loader(dataset, sampler=sampler, batch_size=self.train_batch_size(world), drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.eval_dataset())
 
     def precise_bn_loader(self, batches: int, epoch: int) -> DataLoader:
-        """A few random training batches (augmented, as in training) for recomputing BatchNorm statistics."""
-        rank, _ = self._rank_world()
-        dataset = self.train_dataset()
+        """A few random full training batches (augmented, as in training) for recomputing BatchNorm statistics;
+        which images and their augmentation depend only on ``(seed, epoch, rank)``."""
+        rank, world = self._rank_world()
+        dataset = SeededItems(self.train_dataset(), self.cfg.seed, stream=1)
         generator = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch * 1_009 + rank)
-        count = min(len(dataset), batches * self.cfg.batch_size)
-        indices = torch.randperm(len(dataset), generator=generator)[:count].tolist()
-        return DataLoader(Subset(dataset, indices), batch_size=self.cfg.batch_size, collate_fn=type(self).collate)
+        size = self.train_batch_size(world)
+        count = min(len(dataset) // size, batches) * size
+        keys = [(epoch, i) for i in torch.randperm(len(dataset), generator=generator)[:count].tolist()]
+        return DataLoader(Subset(dataset, keys), batch_size=size, collate_fn=type(self).collate, drop_last=True)
+
+
+def item_seed(*parts: int) -> int:
+    """A 63-bit seed mixed from integers (no two tuples of small integers share one, unlike ``seed + epoch``)."""
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class SeededItems(Dataset):
+    """``dataset`` indexed by ``(epoch, index)``: each item is made with the global torch random state seeded by
+    ``(seed, stream, epoch, index)`` (the augmentation draws from it), and the caller's random state is left as it
+    was. So an item is the same in any worker process, with any number of workers, and after a resume."""
+
+    def __init__(self, dataset: Dataset, seed: int, stream: int = 0) -> None:
+        self.dataset = dataset
+        self.seed = seed
+        self.stream = stream
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(item_seed(self.seed, self.stream, epoch, index))
+            return self.dataset[index]
+
+
+class EpochShuffle(Sampler):
+    """This process's share of a shuffle of ``range(size)`` seeded by ``(seed, epoch)``, as ``(epoch, index)`` keys
+    for :class:`SeededItems`. Shards are padded by repeating the start of the order, so every process gets
+    ``ceil(size / world)`` keys (as :class:`~torch.utils.data.DistributedSampler`). Lightning calls
+    :meth:`set_epoch` before every epoch, also when a run resumes."""
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.size, self.seed, self.rank, self.world = size, seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.size // self.world)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(item_seed(self.seed, self.epoch))
+        order = torch.randperm(self.size, generator=generator).tolist()
+        total = len(self) * self.world
+        while len(order) < total:
+            order += order[: total - len(order)]
+        return iter([(self.epoch, i) for i in order[self.rank : total : self.world]])

@@ -1,14 +1,18 @@
-"""Training callbacks: precise BatchNorm statistics, the per-epoch CSV and throughput."""
+"""Training callbacks: precise BatchNorm statistics, the per-epoch CSV and throughput, per-epoch seeds, progress."""
 
 from __future__ import annotations
 
 import csv
+import random
 import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 import torch.distributed as dist
+from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.trainer.states import TrainerFn
 
 
@@ -62,44 +66,76 @@ def recompute_batchnorm(model: torch.nn.Module, loader, layers: list[torch.nn.mo
 class EpochLog(L.Callback):
     """Writes ``epochs.csv`` (one row per epoch) and measures training throughput (validation excluded).
 
-    Place it before :class:`PreciseBatchNorm` so that the training time stops before BatchNorm recomputation.
+    An epoch's row is made when its validation ends, before the checkpoints of that moment are written, and it is
+    kept in them (this callback's state): a resumed run takes its rows from the checkpoint it resumes, so the rows
+    always describe the weights they continue from, and re-entering the finished epoch (Lightning does so after
+    a checkpoint written at validation end) changes none. The file is written when the epoch ends.
+    Columns of metrics a run never logs (e.g. top-5 error with five classes or fewer) are left out.
     """
 
     def __init__(self, path: str | Path, metrics: dict[str, str], echo: bool = False) -> None:
         self.path = Path(path)
         self.metrics = metrics  # column -> logged validation metric
-        self.fields = ["epoch", "lr", "train_loss", *metrics, "train_seconds", "train_images_per_s", "epoch_seconds"]
         self.echo = echo  # print a line per epoch (for logs, where a progress bar would print every refresh)
         self.images = 0
         self.train_seconds = 0.0
+        self.epoch_durations: list[float] = []
         self.rows: list[dict[str, object]] = []
+        self._restored = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._epoch_start = time.perf_counter()
+        self._train_end: float | None = None
+        self._images = self._batches = 0
+        self._loss_sum, self._loss_count = 0.0, 0
+        self._lr = None
+
+    @property
+    def fields(self) -> list[str]:
+        logged = [c for c in self.metrics if any(r.get(c, "") != "" for r in self.rows)] or list(self.metrics)
+        return ["epoch", "lr", "train_loss", *logged, "train_seconds", "train_images_per_s", "epoch_seconds"]
+
+    def state_dict(self) -> dict[str, object]:
+        return {"rows": [dict(r) for r in self.rows]}
+
+    def load_state_dict(self, state_dict: dict[str, object]) -> None:
+        self.rows = [dict(r) for r in state_dict.get("rows", [])]  # type: ignore[union-attr]
+        self._restored = True
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A run resumed from a checkpoint written at the end of an epoch's validation re-enters that epoch after
         # its start, so the epoch's bookkeeping must exist before on_train_epoch_start.
         self.on_train_epoch_start(trainer, pl_module)
-        if self.path.exists():  # resuming (the checkpoint is restored by now): keep the epochs it has finished
+        if trainer.ckpt_path and not self._restored and self.path.exists():
+            # a checkpoint of an earlier version, without rows: keep the file's rows of the epochs it finished
             with self.path.open() as f:
-                self.rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < trainer.current_epoch]
+                self.rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= trainer.current_epoch]
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._epoch_start = time.perf_counter()
-        self._train_end = None
-        self._images = 0
+        self._reset()
         self._lr = trainer.optimizers[0].param_groups[0]["lr"]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._images += len(batch[1]) * trainer.world_size
+        self._batches += 1
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self._loss_sum += float(loss.detach()) * len(batch[1])
+            self._loss_count += len(batch[1])
+
+    def _fitting(self, trainer: L.Trainer) -> bool:
+        return trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and self._train_end is None:
+        if self._fitting(trainer) and self._train_end is None:
             self._train_end = time.perf_counter()
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._fitting(trainer) or not self._batches:
+            return
         now = time.perf_counter()
         train_seconds = (self._train_end or now) - self._epoch_start
-        self.images += self._images
-        self.train_seconds += train_seconds
         metrics = trainer.callback_metrics
 
         def value(key: str) -> float | str:
@@ -108,32 +144,105 @@ class EpochLog(L.Callback):
         row = {
             "epoch": trainer.current_epoch,
             "lr": self._lr,
-            "train_loss": value("train/loss_epoch"),
+            "train_loss": round(self._loss_sum / self._loss_count, 6) if self._loss_count else "",
             **{column: value(name) for column, name in self.metrics.items()},
             "train_seconds": round(train_seconds, 3),
             "train_images_per_s": round(self._images / max(train_seconds, 1e-9), 2),
             "epoch_seconds": round(now - self._epoch_start, 3),
         }
-        self.rows.append(row)
-        if self.echo and trainer.is_global_zero:
-            remaining = (trainer.max_epochs - trainer.current_epoch - 1) * (now - self._epoch_start)
-            print(
-                f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: train loss {row['train_loss']}, "
-                + ", ".join(f"{k} {row[k]}" for k in self.metrics if row[k] != "")
-                + f" ({row['epoch_seconds']:.0f} s, {row['train_images_per_s']:.0f} images/s, "
-                f"about {remaining / 60:.1f} min left)",
-                flush=True,
-            )
+        self.rows = [r for r in self.rows if int(r["epoch"]) < trainer.current_epoch] + [row]
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._batches:  # not the finished epoch a resumed run re-enters
+            now = time.perf_counter()
+            train_seconds = (self._train_end or now) - self._epoch_start
+            self.images += self._images
+            self.train_seconds += train_seconds
+            self.epoch_durations.append(now - self._epoch_start)
+            row = self.rows[-1] if self.rows and int(self.rows[-1]["epoch"]) == trainer.current_epoch else None
+            if row is not None and self.echo and trainer.is_global_zero:
+                left = trainer.max_epochs - trainer.current_epoch - 1
+                print(
+                    f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: train loss {row['train_loss']}, "
+                    + ", ".join(f"{k} {row[k]}" for k in self.metrics if row.get(k, "") != "")
+                    + f" ({row['epoch_seconds']:.0f} s, {row['train_images_per_s']:.0f} images/s, "
+                    f"{format_duration(left * self.mean_epoch_seconds)} left)",
+                    flush=True,
+                )
         if trainer.is_global_zero:
             from ..fileio import atomic_write_text
 
-            lines = [",".join(self.fields)] + [",".join(str(r.get(k, "")) for k in self.fields) for r in self.rows]
+            fields = self.fields
+            lines = [",".join(fields)] + [",".join(str(r.get(k, "")) for k in fields) for r in self.rows]
             atomic_write_text(self.path, "\n".join(lines) + "\n")
+
+    @property
+    def mean_epoch_seconds(self) -> float:
+        """Mean duration of the epochs this process has trained (validation included)."""
+        return sum(self.epoch_durations) / len(self.epoch_durations) if self.epoch_durations else 0.0
 
     @property
     def images_per_second(self) -> float:
         """Training images per second over the epochs of this process's run (validation excluded)."""
         return self.images / self.train_seconds if self.train_seconds else 0.0
+
+
+def format_duration(seconds: float) -> str:
+    """``about 40 s`` / ``about 12.5 min`` / ``about 3.2 h``."""
+    if seconds < 90:
+        return f"about {seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"about {seconds / 60:.1f} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+class EpochSeed(L.Callback):
+    """Seed the global random states (torch, Python, NumPy: dropout and other draws of the training step) from
+    ``(seed, epoch, rank)`` when each training epoch starts, so an epoch's random numbers do not depend on what
+    ran before it in this process: a resumed run draws what the uninterrupted one drew."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from ..tasks.data import item_seed
+
+        seed = item_seed(self.seed, 2, trainer.current_epoch, trainer.global_rank)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+
+
+class RunProgressBar(TQDMProgressBar):
+    """Lightning's terminal progress bar, counting epochs from 1 (``epoch 3/10``) and showing the whole run's
+    estimated time left, from this process's pace so far."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._started = time.perf_counter()
+        self._first_epoch = trainer.current_epoch
+        self._first_batch = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args) -> None:
+        # Lightning's own, but for the description (it would show "Epoch 0" for a moment first)
+        if self._leave:
+            self.train_progress_bar = self.init_train_tqdm()
+        self.train_progress_bar.reset()
+        self.train_progress_bar.total = convert_inf(self.total_train_batches)
+        self.train_progress_bar.initial = 0
+        self.train_progress_bar.set_description(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        total = self.total_train_batches
+        if isinstance(total, int | float) and total and total != float("inf"):
+            within = min(self.train_progress_bar.n / total, 1.0)
+            done = trainer.current_epoch - self._first_epoch + within
+            left = trainer.max_epochs - trainer.current_epoch - within
+            if done > 0:
+                items["run"] = format_duration((time.perf_counter() - self._started) / done * left) + " left"
+        return items
 
 
 class NonFiniteLoss(L.Callback):

@@ -18,6 +18,10 @@ from ..sizes import to_size
 
 PAPER_BATCH_SIZE = 128  # Talebi & Milanfar's batch size at 224 px, where their learning rates apply
 PRECISIONS = ("32-true", "bf16-mixed")
+BACKBONE_LIBRARIES = ("torchvision", "timm")
+PATH_KEYS = ("data", "images", "pretrained", "init", "init_resizer", "output")  # resolved against the working folder
+# Keys config.yaml holds beside the settings: a record of the run, not settings (from_dict ignores them).
+RECORD_KEYS = ("paths_as_given", "resumed")
 
 
 class ConfigError(ValueError):
@@ -68,11 +72,18 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        """Check every field, so that a run stops before anything is written; raises :class:`ConfigError` naming the
+        key, the value and what is accepted."""
+
         def fail(key: str, message: str) -> None:
             raise ConfigError(f"{key} = {getattr(self, key)!r}: {message}")
 
+        from ..resizers.classic import METHODS
+        from ..resizers.registry import ResizerArgumentError, UnknownResizerError, check_resizer_args
         from ..tasks import get_task  # tasks import this module
 
+        if not isinstance(self.task, str):
+            fail("task", "must be a task name")
         try:
             get_task(self.task)
         except ValueError as error:
@@ -80,36 +91,68 @@ class TrainConfig:
         try:
             self.out_size = list(to_size(self.out_size, what="out_size"))
             self.in_size = list(to_size(self.in_size, what="in_size")) if self.in_size is not None else None
-        except ValueError as error:
+        except (TypeError, ValueError) as error:
             raise ConfigError(str(error)) from None
-        if not isinstance(self.resizer_args, dict):
-            fail("resizer_args", 'must be a mapping, e.g. {"n": 32, "r": 2}')
-        from ..resizers.registry import ResizerArgumentError, UnknownResizerError, check_resizer_args
-
+        for item in dataclasses.fields(self):  # every value has its declared type (YAML can hold anything)
+            if not _has_type(getattr(self, item.name), str(item.type)):
+                fail(item.name, f"must be {_type_words(str(item.type))}")
         try:  # the name, and every argument by its declared type and range, before anything is written
             check_resizer_args(self.resizer, self.resizer_args, set_elsewhere={"output_size": "out_size (--out-size)"})
         except (ResizerArgumentError, UnknownResizerError) as error:
             raise ConfigError(str(error)) from None
-        for key in ("epochs", "batch_size", "lr_decay_epochs", "devices"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+        for key in ("data", "backbone"):
+            if not getattr(self, key).strip():
+                fail(key, "must not be empty")
+        library, colon, model = self.backbone.rpartition(":")
+        if colon and (library not in BACKBONE_LIBRARIES or not model):
+            fail("backbone", "must be torchvision:NAME, timm:NAME or a bare model name (e.g. torchvision:resnet18)")
+        for key in ("epochs", "batch_size", "lr_decay_epochs", "devices", "max_pixels"):
+            if getattr(self, key) < 1:
                 fail(key, "must be a positive integer")
         for key in ("workers", "precise_bn", "seed"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) < 0:
+            if getattr(self, key) < 0:
                 fail(key, "must be a non-negative integer")
         if not 0.0 < self.val_split < 1.0:
             fail("val_split", "must be between 0 and 1")
         if self.lr is not None and not self.lr > 0:
             fail("lr", "must be positive")
+        if not 0.0 <= self.momentum < 1.0:
+            fail("momentum", "must be in [0, 1)")
+        if not self.weight_decay >= 0:
+            fail("weight_decay", "must be zero or positive")
+        if not 0.0 < self.lr_decay <= 1.0:
+            fail("lr_decay", "must be in (0, 1]")
         if not 0.0 <= self.label_smoothing < 1.0:
             fail("label_smoothing", "must be in [0, 1)")
-        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+        if (
+            len(self.crop_scale) != 2
+            or not all(_has_type(v, "float") for v in self.crop_scale)
+            or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1
+        ):
             fail("crop_scale", "must be [min, max] with 0 < min <= max <= 1")
+        if self.pre_resize not in METHODS:
+            close = difflib.get_close_matches(str(self.pre_resize), METHODS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            fail("pre_resize", f"{hint}must be one of {', '.join(METHODS)}")
         if self.precision not in PRECISIONS:
             fail("precision", f"must be one of {', '.join(PRECISIONS)}")
-        if self.max_pixels < 1:
-            fail("max_pixels", "must be positive")
         if self.distortion not in DISTORTIONS:
             fail("distortion", f"must be one of {', '.join(DISTORTIONS)}")
+
+    def resolve_paths(self, base: str | os.PathLike, keys: tuple[str, ...] = PATH_KEYS) -> dict[str, str]:
+        """Make the path settings absolute, relative ones taken from ``base`` (the working directory of the run),
+        so a run folder works from anywhere; built-in data names stay as they are. Returns the relative values as
+        they were given, by key."""
+        given = {}
+        for key in keys:
+            value = getattr(self, key)
+            if value is None or Path(value).is_absolute():
+                continue
+            if key == "data" and value.startswith("builtin") and not (Path(base) / value).exists():
+                continue
+            given[key] = value
+            setattr(self, key, os.path.normpath(Path(base).absolute() / Path(value).expanduser()))
+        return given
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -139,7 +182,8 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build from plain values (keys may use dashes), completed with the task's defaults."""
         known = {f.name for f in dataclasses.fields(cls)}
-        values = with_task_defaults({k.replace("-", "_"): v for k, v in values.items()})
+        values = {k.replace("-", "_"): v for k, v in values.items()}
+        values = with_task_defaults({k: v for k, v in values.items() if k not in RECORD_KEYS})
         unknown = sorted(set(values) - known)
         if unknown:
             hints = [f"{u} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(u, known, n=1)) else u
@@ -149,6 +193,38 @@ class TrainConfig:
             return cls(**values)
         except TypeError as error:
             raise ConfigError(f"{source}: {error}") from None
+
+
+def _has_type(value: Any, annotation: str) -> bool:
+    """Whether ``value`` fits a field's annotation (``int``, ``float | None``, ``list[int]``, ...): numbers are not
+    booleans, a float field takes an int, a list field a list or tuple (its items are checked where it is used)."""
+    for option in (part.strip() for part in annotation.split("|")):
+        if option == "None" and value is None:
+            return True
+        if isinstance(value, bool):
+            if option == "bool":
+                return True
+            continue
+        if option == "str" and isinstance(value, str):
+            return True
+        if option == "int" and isinstance(value, int):
+            return True
+        if option == "float" and isinstance(value, int | float):
+            return True
+        if option.startswith("list[") and isinstance(value, list | tuple):
+            return True
+        if option.startswith("dict[") and isinstance(value, dict):
+            return True
+    return False
+
+
+def _type_words(annotation: str) -> str:
+    words = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false", "None": "null"}
+    options = [part.strip() for part in annotation.split("|")]
+    return " or ".join(
+        words.get(o, "a list" if o.startswith("list[") else "a mapping" if o.startswith("dict[") else o)
+        for o in options
+    )
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:

@@ -7,31 +7,37 @@ A run folder holds ``config.yaml`` (resolved), ``epochs.csv``, ``tb/`` (TensorBo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
+import io
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from ..backbones import load_weights
-from ..fileio import UnsafeFileError, atomic_write_json, torch_load_weights_only
+from ..data.folder import DataError
+from ..fileio import DamagedFileError, UnsafeFileError, atomic_write_bytes, atomic_write_json, torch_load_weights_only
 from ..flops import count_parameters
 from ..io import load_resizer, read_resizer_header, save_resizer
 from ..sizes import format_size
 from ..tasks import TaskSpec, get_task, metrics_from
 from ..tasks.base import ResizerTask
-from .callbacks import EpochLog, NonFiniteLoss, PreciseBatchNorm
-from .config import TrainConfig, load_config, read_yaml, write_yaml
+from .callbacks import EpochLog, EpochSeed, NonFiniteLoss, PreciseBatchNorm, RunProgressBar
+from .config import PATH_KEYS, RECORD_KEYS, TrainConfig, read_yaml, write_yaml
 
 CONFIG_FILE, METRICS_FILE, EPOCHS_FILE = "config.yaml", "metrics.json", "epochs.csv"
 LAST, BEST = "last.ckpt", "best.ckpt"
@@ -82,6 +88,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         checkpoint = torch_load_weights_only(path)
     except FileNotFoundError:
         raise RunError(f"{path} does not exist") from None
+    except DamagedFileError as error:
+        raise RunError(str(error)) from None
     except UnsafeFileError as error:
         raise RunError(f"not a checkpoint this program can load safely: {error}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
@@ -165,23 +173,134 @@ def _trainer(cfg: TrainConfig, out: Path, callbacks: list[L.Callback], **kwargs:
     )  # fmt: skip
 
 
-def train(cfg: TrainConfig, resume: bool = False, callbacks: list[L.Callback] | None = None) -> Path:
+# Settings a resumed run may change: they change how it is trained, not what the model or its data are.
+RESUMABLE = ("epochs", "batch_size", "workers", "precise_bn", "devices", "strict")
+
+
+def load_run_config(run_dir: str | os.PathLike) -> tuple[TrainConfig, dict[str, Any]]:
+    """A run folder's ``config.yaml`` as a config with absolute paths, and its record keys (history, paths as
+    given). Relative paths (run folders of earlier versions) are taken from the folder the run was started in:
+    the run folder's path less its saved ``output``, if the saved one is relative, else the working folder."""
+    run = Path(run_dir)
+    values = read_yaml(run / CONFIG_FILE)
+    cfg = TrainConfig.from_dict(values, source=str(run / CONFIG_FILE))
+    records = {k: values[k] for k in RECORD_KEYS if k in values}
+    origin = Path.cwd()
+    saved_output = Path(values.get("output") or run.name)
+    if not saved_output.is_absolute():
+        here = run.absolute().parts
+        if here[len(here) - len(saved_output.parts) :] == saved_output.parts:
+            origin = Path(*here[: len(here) - len(saved_output.parts)])
+    for key in PATH_KEYS:
+        value = getattr(cfg, key)
+        if value is not None and key != "output":
+            cfg.resolve_paths(next((b for b in (origin, Path.cwd()) if (b / value).exists()), origin), keys=(key,))
+    cfg.output = str(run.absolute())
+    return cfg, records
+
+
+def _checkpoint_to_resume(out: Path) -> tuple[Path | None, int]:
+    """The checkpoint a resumed run continues from and its epoch (0-based): ``last.ckpt``, else (damaged) a whole
+    ``best.ckpt``, saying so; ``(None, -1)`` when no epoch had finished."""
+    problems = []
+    for name in (LAST, BEST):
+        path = out / name
+        if not path.exists():
+            continue
+        try:
+            epoch = int(load_checkpoint(path).get("epoch", -1))
+        except RunError as error:
+            problems.append(str(error))
+            continue
+        if problems:
+            print(f"warning: {problems[0]}; resuming from {path} (epoch {epoch + 1}) instead", file=sys.stderr)
+        return path, epoch
+    if problems:
+        raise RunError(
+            f"cannot resume: {'; '.join(problems)}; no other checkpoint is whole: delete {out} to start the run "
+            "again, or choose another --output"
+        )
+    return None, -1
+
+
+def _resumed_config(
+    saved: TrainConfig, cfg: TrainConfig, given: Collection[str] | None, finished: int, shown: Path
+) -> tuple[TrainConfig, dict[str, list]]:
+    """The saved config with the settings given again that differ from it; refuses changes that are not safe."""
+    if given is None:  # the library's plain resume (sweeps): the saved config as it is
+        return saved, {}
+    old, new = saved.to_dict(), cfg.to_dict()
+    changed = {k: [old[k], new[k]] for k in new if k in given and k != "output" and old.get(k) != new[k]}
+    if finished >= 0:
+        refused = [k for k in changed if k not in RESUMABLE]
+        if refused:
+            listing = "; ".join(f"{k} {changed[k][0]!r} -> {changed[k][1]!r}" for k in refused)
+            raise RunError(
+                f"{shown} was trained with other settings ({listing}); --resume can change only "
+                f"{', '.join(RESUMABLE)}: leave the others out, or start a new run with another --output"
+            )
+        if "epochs" in changed and changed["epochs"][1] < finished + 1:
+            raise RunError(
+                f"epochs = {changed['epochs'][1]}: {shown} has already finished {finished + 1} epochs; "
+                f"give --epochs {finished + 1} or more"
+            )
+    return TrainConfig.from_dict({**old, **{k: v[1] for k, v in changed.items()}}), changed
+
+
+def _clear_unstarted(out: Path) -> None:
+    """Remove what a run that finished no epoch left besides its config (a new start writes them afresh)."""
+    (out / EPOCHS_FILE).unlink(missing_ok=True)
+    if (out / "tb").is_dir():
+        shutil.rmtree(out / "tb")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, through a temporary file and a rename: a kill while saving leaves the
+    previous checkpoint whole instead of a truncated one."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options=None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    callbacks: list[L.Callback] | None = None,
+    given: Collection[str] | None = None,
+) -> Path:
     """Train a resizer and a backbone jointly; returns the run folder.
 
     With ``resume``, an unfinished run in ``cfg.output`` continues from its last finished epoch, and a finished
-    one is left as it is. ``callbacks`` are added to Lightning's (e.g. to stop a run early).
+    one is left as it is. ``given`` names the settings the user gave (flags, a config file): on resume, those that
+    differ from the run's saved ones are taken if in :data:`RESUMABLE` and recorded in ``config.yaml``, and any
+    other difference is refused; without ``given`` the saved config is used as it is. A folder whose run finished
+    no epoch (it failed at start) does not block a new start. ``callbacks`` are added to Lightning's.
     """
-    out = Path(cfg.output) if cfg.output else default_output(cfg)
-    cfg.output = str(out)
-    ckpt_path = None
-    if resume and (out / CONFIG_FILE).exists():
-        if is_finished(out):
-            print(f"{out} is finished ({METRICS_FILE} exists); nothing to do")
-            return out
-        cfg = load_config(out / CONFIG_FILE)
-        ckpt_path = str(out / LAST) if (out / LAST).exists() else None
-    elif (out / CONFIG_FILE).exists() and rank_zero_only.rank == 0:  # other processes may see rank 0's new file
-        raise RunError(f"{out} already holds a run: pass --resume to continue it, or choose another --output")
+    cfg = dataclasses.replace(cfg)
+    shown = Path(cfg.output) if cfg.output else default_output(cfg)
+    cfg.output = str(shown)
+    as_given = cfg.resolve_paths(Path.cwd())
+    out = Path(cfg.output)
+    ckpt_path, records, changed, finished = None, {}, {}, -1
+    rank_zero = rank_zero_only.rank == 0
+    if (out / CONFIG_FILE).exists():
+        if resume and is_finished(out):
+            print(f"{shown} is finished ({METRICS_FILE} exists); nothing to do")
+            return shown
+        has_checkpoint = (out / LAST).exists() or (out / BEST).exists()
+        if has_checkpoint and not resume:
+            raise RunError(f"{shown} already holds a run: pass --resume to continue it, or choose another --output")
+        if resume:
+            saved, records = load_run_config(out)
+            ckpt, finished = _checkpoint_to_resume(out)
+            ckpt_path = str(ckpt) if ckpt else None
+            cfg, changed = _resumed_config(saved, cfg, given, finished, shown)
+            as_given = records.get("paths_as_given", {}) | as_given
+        if ckpt_path is None and rank_zero:  # other processes may see rank 0's new file
+            print(f"{shown} holds a run that finished no epoch; starting it again", file=sys.stderr)
+            _clear_unstarted(out)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     spec, data, task = build(cfg)
@@ -190,21 +309,35 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list[L.Callback] | 
     interactive = sys.stderr.isatty()
     epoch_log = EpochLog(out / EPOCHS_FILE, spec.metrics, echo=not interactive)
     # Two callbacks: Lightning 2.6 writes save_last's file only in epochs that improve the monitored metric.
-    # Both save when validation ends, before epochs.csv gets the epoch's row: a row means its epoch is saved.
+    # Both save when validation ends, after EpochLog has made the epoch's row (it is kept in them) and before
+    # epochs.csv is written: a row in the file means its epoch is saved.
     common = {"dirpath": str(out), "enable_version_counter": False, "save_on_train_epoch_end": False}
     best = ModelCheckpoint(filename="best", monitor=spec.monitor, mode=spec.mode, **common)
     last = ModelCheckpoint(filename="last", **common)
     diverged = NonFiniteLoss(TrainingDiverged, out)
-    callbacks = [epoch_log, diverged, PreciseBatchNorm(cfg.precise_bn), best, last, *(callbacks or [])]
+    callbacks = [epoch_log, EpochSeed(cfg.seed), diverged, PreciseBatchNorm(cfg.precise_bn), best, last,
+                 *(callbacks or [])]  # fmt: skip
     if interactive:
-        callbacks.append(TQDMProgressBar(refresh_rate=5))
+        callbacks.append(RunProgressBar(refresh_rate=5))
     logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
     with quiet_lightning():
-        trainer = _trainer(cfg, out, callbacks, logger=logger, enable_progress_bar=interactive)
+        trainer = _trainer(cfg, out, callbacks, logger=logger, enable_progress_bar=interactive,
+                           plugins=[AtomicCheckpointIO()])  # fmt: skip
+    try:
+        data.train_batch_size(trainer.world_size)  # at least two images per process, before anything is written
+    except DataError as error:
+        raise RunError(str(error)) from None
 
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
-        write_yaml(out / CONFIG_FILE, cfg.to_dict())
+        if changed or ckpt_path:
+            entry = {"date": dt.datetime.now().isoformat(timespec="seconds"), "from_epoch": finished + 1}
+            records["resumed"] = [*records.get("resumed", []), entry | ({"changed": changed} if changed else {})]
+        if as_given:
+            records["paths_as_given"] = as_given
+        write_yaml(out / CONFIG_FILE, cfg.to_dict() | records)
+        for key, (before, after) in changed.items():
+            print(f"resuming with {key} = {after!r} (was {before!r})")
         for line in loaded:
             print(f"initialised {line}")
     started = time.perf_counter()
@@ -214,9 +347,21 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list[L.Callback] | 
     except SystemExit:  # Lightning exits after a graceful shutdown on Ctrl-C
         if not trainer.interrupted:
             raise
+    except ValueError as error:
+        if "Expected more than 1 value per channel when training" not in str(error):
+            raise
+        raise RunError(
+            f"a training batch of one image cannot train this model's BatchNorm layers at out_size "
+            f"{format_size(tuple(cfg.out_size))}: use a batch size of 2 or more (now {cfg.batch_size})"
+        ) from None
     if trainer.interrupted:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores further Ctrl-C
-        raise KeyboardInterrupt(f"stopped; the last finished epoch is saved: taskresize train --output {out} --resume")
+        raise KeyboardInterrupt(
+            f"stopped; the last finished epoch is saved: taskresize train --output {shown} --resume"
+        )
+    if spec.monitor not in trainer.callback_metrics:  # resumed after its last epoch was saved: nothing ran
+        with quiet_lightning():
+            trainer.validate(task, datamodule=data, verbose=False)
     if trainer.is_global_zero:
         metrics = run_metrics(spec, task, trainer.callback_metrics, data)
         metrics["epochs"] = trainer.current_epoch
@@ -239,7 +384,7 @@ def train(cfg: TrainConfig, resume: bool = False, callbacks: list[L.Callback] | 
             }
             save_resizer(task.resizer, out / "resizer.safetensors", provenance=provenance)
         atomic_write_json(out / METRICS_FILE, metrics)
-    return out
+    return shown
 
 
 def run_metrics(spec: TaskSpec, task: ResizerTask, logged: dict, data: Any) -> dict[str, Any]:
@@ -263,7 +408,7 @@ def evaluate(run_dir: str | os.PathLike, data: str | None = None, checkpoint: st
     run = Path(run_dir)
     if not (run / CONFIG_FILE).is_file():
         raise RunError(f"{run} is not a run folder (no {CONFIG_FILE})")
-    cfg = load_config(run / CONFIG_FILE)
+    cfg, _ = load_run_config(run)
     ckpt = load_checkpoint(run / checkpoint)
     saved = ckpt.get("hyper_parameters", {}).get("config", {})
     if saved.get("task") != cfg.task or saved.get("backbone") != cfg.backbone:
