@@ -1,12 +1,18 @@
 """Every registered resizer, classic or learned, honours the shared contract."""
 
+import inspect
 import math
+import types
+import typing
 
 import pytest
 import torch
 
 from taskresize import UnknownResizerError, create_resizer, list_resizers, register_resizer
 from taskresize.resizers import Resizer
+from taskresize.resizers.registry import OneOf, Range, ResizerArgumentError, resizer_arguments
+
+from helpers import cli
 
 REQUIRED = {"nearest", "bilinear", "bicubic", "area", "lanczos", "learnable", "downsizenet", "muller"}
 
@@ -92,6 +98,116 @@ def test_unknown_name_lists_known_ones_and_suggests():
 def test_unknown_argument_lists_accepted_ones():
     with pytest.raises(TypeError, match="does not take depth; it takes: output_size, n, r"):
         create_resizer("learnable", depth=3)
+    with pytest.raises(ResizerArgumentError, match=r"does not take nn \(did you mean n\?\)"):
+        create_resizer("learnable", nn=3)
+
+
+# ---- issue 15, item 6: every argument of every resizer checked by its declared type and range ----------------
+
+
+def wrong_types(hint) -> list:
+    """Values that are not of type ``hint`` (JSON's forms: a string, a fraction, a boolean, a list)."""
+    if hint is bool:
+        return ["no", 1, None]
+    if hint is int:
+        return ["many", 2.5, True, None]
+    if hint is float:
+        return ["many", True, float("nan"), float("inf")]
+    if hint is str:
+        return [3, True, None]
+    options = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and set(options) == {int, tuple[int, int]}:
+        return ["many", [1, 2, 3], [1.5, 2], True, None]
+    raise AssertionError(f"no wrong values known for {hint}: add them here")
+
+
+def out_of_range(argument) -> list:
+    """Values of the right type that its constraints refuse."""
+    values = []
+    for constraint in argument.constraints:
+        if isinstance(constraint, Range):
+            step = 1 if argument.hint is not float else 0.5
+            if constraint.ge is not None:
+                low = constraint.ge - step
+                values += [low, [low, 4]] if typing.get_origin(argument.hint) else [low]
+            if constraint.gt is not None:
+                values += [constraint.gt, constraint.gt - 1]
+            if constraint.le is not None:
+                values.append(constraint.le + step)
+        elif isinstance(constraint, OneOf):
+            sample = constraint.choices[0]
+            values.append("no-such-choice" if isinstance(sample, str) else max(constraint.choices) + 1)
+        else:  # Odd
+            values.append(4)
+    return values
+
+
+ARGUMENTS = [(name, arg) for name in list_resizers() for arg in resizer_arguments(name)]
+
+
+@pytest.mark.parametrize(("name", "arg"), ARGUMENTS, ids=[f"{n}.{a}" for n, a in ARGUMENTS])
+def test_every_argument_refuses_a_wrong_type_and_an_out_of_range_value(name, arg):
+    argument = resizer_arguments(name)[arg]
+    assert argument.hint is not inspect.Parameter.empty, f"{name}.{arg} has no type hint"
+    if argument.hint is not bool:  # every number and string declares what it accepts
+        assert argument.constraints, f"{name}.{arg}: no declared range (Annotated[..., Range(...) or OneOf(...)])"
+        assert out_of_range(argument), f"{name}.{arg}: nothing is out of its range"
+    bad = wrong_types(argument.hint) + out_of_range(argument)
+    for value in bad:
+        with pytest.raises(ResizerArgumentError) as info:
+            create_resizer(name, **{arg: value})
+        message = str(info.value)
+        assert f"resizer {name!r}: {arg} = " in message and "expected " in message and "\n" not in message, message
+        assert "(default " in message
+
+
+@pytest.mark.parametrize("name", list_resizers())
+def test_the_declared_defaults_and_json_forms_pass(name):
+    arguments = resizer_arguments(name)
+    module = create_resizer(name, **{a.name: a.default for a in arguments.values()})
+    assert isinstance(module, Resizer)
+    create_resizer(name, output_size=[24, 32])  # a size from JSON is a list
+    if "sigma" in arguments:
+        create_resizer(name, sigma=2)  # an integer where a float is declared
+
+
+def test_bad_resizer_args_end_in_one_line_before_anything_is_written(tmp_path, capsys):
+    data = tmp_path / "data"  # not even created: the arguments are refused first
+    for args, expected in [
+        ('{"n": "many"}', 'n = "many" is refused: expected an integer >= 1'),
+        ('{"n": -3}', "n = -3 is refused: expected an integer >= 1"),
+        ('{"antialias": "no"}', 'antialias = "no" is refused: expected true or false'),
+        ('{"nn": 3}', "does not take nn (did you mean n?)"),
+        ('{"output_size": 64}', "output_size is set by out_size"),
+    ]:
+        out = tmp_path / "run"
+        code = cli("train", "--data", data, "--resizer", "learnable", "--resizer-args", args, "--output", out)
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and expected in err and "Traceback" not in err, err
+        assert not out.exists()
+
+
+def test_unknown_resizer_names_get_did_you_mean_in_every_command(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("name: s\nbase: {data: builtin, out_size: 32}\ngrid: {resizer: [bilinear, lanczoss]}\n")
+    for argv in (
+        ["train", "--resizer", "lanczoss", "--output", tmp_path / "run"],
+        ["resize", "--resizer", "lanczoss", tmp_path / "in", "--out", tmp_path / "out", "--size", 8],
+        ["sweep", "--config", sweep, "--dry-run", "--output", tmp_path / "sweeps"],
+    ):
+        assert cli(*argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Did you mean 'lanczos'?" in err, err
+    assert not (tmp_path / "sweeps").exists() and not (tmp_path / "run").exists()
+
+
+def test_list_aligns_every_name(capsys):
+    assert cli("list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list_resizers()
+    starts = {line.index("output_size=") for line in lines}
+    assert len(starts) == 1, lines  # learnable-strided, the longest name, included
 
 
 def test_duplicate_registration_raises():
