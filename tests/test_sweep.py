@@ -163,7 +163,9 @@ def test_a_tiny_grid_runs_resumes_and_reports(data, tmp_path, capsys):
     assert "`broken`" in report
     assert (folder / "plots" / "top1_error_vs_flops.png").stat().st_size > 1000
     csv_lines = (folder / "report.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("resizer,resizer_args,in_size,out_size,n,planned,top1_error_mean,top1_error_std")
+    assert csv_lines[0].startswith(
+        "resizer,resizer_args,in_size,out_size,resizer_as_run,base_resize,pre_resize,n,planned,top1_error_mean,"
+    )
     assert len(csv_lines) == 1 + 3
 
     capsys.readouterr()
@@ -203,7 +205,7 @@ def test_an_unfinished_run_is_resumed(data, tmp_path):
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"name": "bad", "grid": {"resizer": ["nope"]}, "base": {"epochs": -1}}))
+    bad.write_text(yaml.safe_dump({"name": "bad", "grid": {"resizer": ["bilinear"]}, "base": {"epochs": -1}}))
     assert cli("sweep", "--config", bad, "--dry-run") == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "epochs = -1" in err
@@ -245,3 +247,96 @@ def test_a_list_of_grids_and_stages_give_the_two_phase_protocol(tmp_path):
 def test_every_shipped_config_loads(path):
     sweep = load_sweep(path)
     assert sweep.runs and sweep.name == path.stem
+
+
+def test_report_names_each_rows_classic_method_as_resolved():
+    from taskresize.report import methods
+
+    base = {"out_size": [32, 32], "pre_resize": "bilinear", "pre_resize_antialias": True}
+    assert methods({**base, "resizer": "bilinear", "resizer_args": {}}) == {
+        "resizer": "bilinear (antialias)", "base resize": "—", "pre-resize": "bilinear (antialias)"}  # fmt: skip
+    assert methods({**base, "resizer": "bicubic", "resizer_args": {"antialias": False}})["resizer"] == "bicubic (plain)"
+    assert methods({**base, "resizer": "area", "resizer_args": {}})["resizer"] == "area (antialias)"
+    assert methods({**base, "resizer": "nearest", "resizer_args": {}})["resizer"] == "nearest"
+    learned = methods({**base, "resizer": "learnable", "resizer_args": {}, "pre_resize_antialias": False})
+    assert learned == {"resizer": "learnable", "base resize": "bilinear (plain)", "pre-resize": "bilinear (plain)"}
+    assert methods({**base, "resizer": "muller", "resizer_args": {"antialias": True}})["base resize"] == (
+        "bilinear (antialias)"
+    )
+    assert methods({**base, "resizer": "downsizenet", "resizer_args": {}})["base resize"] == "—"
+
+
+def test_pre_resize_at_its_defaults_stays_out_of_run_names():
+    sweep = expand({"name": "p", "base": BASE, "grid": [
+        {"resizer": ["bilinear", "learnable"], "seed": [0]},
+        {"resizer": ["bilinear"], "pre_resize_antialias": [False], "seed": [0]},
+        {"resizer": ["bilinear"], "pre_resize": ["area"], "seed": [0]},
+    ]})  # fmt: skip
+    assert names(sweep) == ["bilinear-s0", "learnable-s0", "bilinear-no_pre_resize_antialias-s0",
+                            "bilinear-pre_resizearea-s0"]  # fmt: skip
+
+
+def _fake_run(folder, sweep, name, top1, config_changes=None):
+    from taskresize.sweep import effective
+
+    run = next(r for r in sweep.runs if r.name == name)
+    path = folder / name
+    path.mkdir(parents=True)
+    config = effective(run.values, name) | (config_changes or {})
+    (path / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in config.items() if k != "stage"}))
+    (path / "metrics.json").write_text(json.dumps({"top1_error": top1, "top5_error": 0.1, "val_loss": 1.0}))
+
+
+def test_report_shows_what_ran_and_a_verdict_against_each_reference(tmp_path):
+    from taskresize.report import write_report
+
+    sweep = expand({
+        "name": "r", "base": {**BASE, "in_size": 64},
+        "grid": [{"resizer": ["bilinear", "area", "learnable"], "seed": [0, 1]},
+                 {"resizer": ["bilinear"], "resizer_args": [{"antialias": False}], "seed": [0, 1]}],
+        "report": {"references": [
+            {"label": "bilinear (plain)", "resizer": "bilinear", "resizer_args": {"antialias": False}},
+            {"label": "bilinear (antialias)", "resizer": "bilinear", "resizer_args": {}},
+            {"label": "bicubic (antialias)", "resizer": "bicubic", "resizer_args": {}},
+        ]},
+    })  # fmt: skip
+    folder = tmp_path / "r"
+    errors = {"bilinear-antialiasFalse": (0.60, 0.62), "bilinear": (0.50, 0.52), "area": (0.40, 0.42),
+              "learnable": (0.50, 0.53)}  # fmt: skip
+    for stem, values in errors.items():
+        for seed, top1 in enumerate(values):
+            _fake_run(folder, sweep, f"{stem}-s{seed}", top1)
+    write_report(sweep, folder)
+    lines = (folder / "report.md").read_text().splitlines()
+    head = next(line for line in lines if line.startswith("| resizer (as run)"))
+    assert "| base resize | pre-resize |" in head
+    assert "Δ top1_error vs bilinear (plain) | Δ top1_error vs bilinear (antialias) | Δ top1_error vs bicubic" in head
+
+    def row(start):
+        return next(line for line in lines if line.startswith(start))
+
+    learned = row("| learnable |")
+    assert "| bilinear (plain) | bilinear (antialias) |" in learned  # its base resize and the loader's pre-resize
+    assert "-9.5 (better, ±" in learned and "+0.5 (tie, ±" in learned and learned.count("not measured") == 1
+    assert "reference" in row("| bilinear (plain) |") and "| bilinear (antialias) | default |" in "".join(lines)
+    assert "-10.0 (better" in row("| area (antialias) |")
+    with (folder / "report.csv").open() as handle:
+        import csv
+
+        by_run = {r["resizer_as_run"]: r for r in csv.DictReader(handle)}
+    assert by_run["learnable"]["verdict_vs_bilinear (plain)"] == "better"
+    assert by_run["learnable"]["verdict_vs_bilinear (antialias)"] == "tie"
+    assert by_run["learnable"]["verdict_vs_bicubic (antialias)"] == "not measured"
+    assert by_run["bilinear (plain)"]["verdict_vs_bilinear (plain)"] == "reference"
+    assert float(by_run["learnable"]["delta_vs_bilinear (plain)"]) == pytest.approx(-0.095)
+
+
+def test_report_labels_come_from_the_runs_config_not_the_sweep_file(tmp_path):
+    """A run whose saved config.yaml differs from what the sweep file plans is labelled as it ran."""
+    from taskresize.report import write_report
+
+    sweep = expand({"name": "c", "base": {**BASE, "in_size": 64}, "grid": {"resizer": ["bilinear"], "seed": [0]}})
+    folder = tmp_path / "c"
+    _fake_run(folder, sweep, "bilinear-s0", 0.5, {"resizer_args": {"antialias": False}})
+    write_report(sweep, folder)
+    assert any(line.startswith("| bilinear (plain) |") for line in (folder / "report.md").read_text().splitlines())
