@@ -4,9 +4,10 @@ import pickle
 
 import pytest
 import torch
+import torchvision
 from safetensors.torch import save_file
 
-from taskresize.backbones import BackboneError, create_backbone, read_state_dict, resolve_backbone_name
+from taskresize.backbones import BackboneError, create_backbone, load_weights, read_state_dict, resolve_backbone_name
 
 
 @pytest.mark.parametrize(
@@ -71,3 +72,20 @@ def test_pickle_payload_is_refused_without_running(tmp_path):
     with pytest.raises(BackboneError, match="weights-only loading refuse"):
         read_state_dict(path)
     assert not marker.exists()
+
+
+def test_timm_weights_for_another_size_are_resampled_to_the_models(tmp_path):
+    path = tmp_path / "vit.safetensors"
+    save_file(create_backbone("timm:vit_tiny_patch16_224", 10).state_dict(), str(path))  # 14x14 patches
+    model = create_backbone("timm:vit_tiny_patch16_224", 10, pretrained=path, size=(96, 128))
+    assert model.pos_embed.shape == (1, 1 + 6 * 8, 192)
+    assert model(torch.randn(1, 3, 96, 128)).shape == (1, 10)
+
+
+def test_weights_without_auxiliary_classifiers_leave_them_fresh(tmp_path):
+    path = tmp_path / "googlenet.safetensors"
+    donor = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True)  # as torchvision saves it
+    save_file(donor.state_dict(), str(path))
+    model = create_backbone("torchvision:googlenet", 1000, pretrained=path, size=(96, 96))
+    assert model.aux1 is not None and torch.equal(model.conv1.conv.weight, donor.conv1.conv.weight)
+    assert load_weights(model, path)[0].startswith("aux1.")

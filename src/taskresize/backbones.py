@@ -2,19 +2,36 @@
 
 Nothing is downloaded: weights come from a file (safetensors, or a ``.pth``/``.pt``/``.ckpt`` state dict loaded
 with ``weights_only=True``).
+
+Every backbone is built for the size it will see (``size``): timm models with a fixed input size (ViT, Swin, ...)
+get ``img_size``, torchvision's ViT ``image_size`` and MaxViT ``input_size``; a size a model cannot take is
+refused with the smallest one it can. torchvision's ``inception_v3`` and ``googlenet`` keep their auxiliary
+classifiers: in training they return them beside the main logits, and :func:`split_outputs` gives each its loss
+weight from the papers (Inception-v3: 0.4, as in TF-slim's recipe; GoogLeNet: 0.3 per head, Szegedy et al. 2015,
+§5); in eval mode only the main logits exist. Inception-v3's auxiliary head needs at least 299x299 px (a 5x5
+convolution on the pooled 17x17 map): below that the model is built without it and trains on its main loss only.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 import torchvision
-from torch import nn
+from torch import Tensor, nn
+from torch.func import functional_call
+from torchvision.models.googlenet import GoogLeNetOutputs
+from torchvision.models.inception import InceptionOutputs
 
 from .fileio import UnsafeFileError, torch_load_weights_only
+
+INCEPTION_AUX_WEIGHT = 0.4  # Inception-v3's auxiliary loss weight (TF-slim's train_image_classifier)
+GOOGLENET_AUX_WEIGHT = 0.3  # weight of each of GoogLeNet's two auxiliary losses (Szegedy et al. 2015, §5)
+AUX_PREFIXES = ("AuxLogits.", "aux1.", "aux2.")  # the auxiliary heads' parameters in torchvision's models
+_LARGEST_PROBE = 2048  # sizes beyond this are not searched for a minimum
 
 
 class BackboneError(ValueError):
@@ -53,17 +70,26 @@ def resolve_backbone_name(name: str) -> tuple[str, str]:
     )
 
 
-def create_backbone(name: str, num_classes: int, pretrained: str | os.PathLike | None = None) -> nn.Module:
+def create_backbone(
+    name: str,
+    num_classes: int,
+    pretrained: str | os.PathLike | None = None,
+    size: Sequence[int] | None = None,
+) -> nn.Module:
     """Build a classification backbone.
 
     Args:
         name: ``torchvision:<model>``, ``timm:<model>`` or a bare model name.
         num_classes: outputs of the classifier.
         pretrained: a local weights file. When its classifier has another number of classes, the classifier
-            is left freshly initialised and everything else is loaded.
+            is left freshly initialised and everything else is loaded; timm's position embeddings and relative
+            position tables are resampled to ``size``.
+        size: ``(h, w)`` of the images the model will see; ``None`` builds the model for its default size and
+            checks nothing.
 
     Raises:
-        BackboneError: unknown name, weights requested from a hub, or a weights file that does not fit.
+        BackboneError: unknown name, weights requested from a hub, a weights file that does not fit, or a
+            ``size`` the model cannot take (the message names the smallest one it can).
     """
     library, model_name = resolve_backbone_name(name)
     if pretrained is not None and not Path(pretrained).is_file():
@@ -72,15 +98,196 @@ def create_backbone(name: str, num_classes: int, pretrained: str | os.PathLike |
             "weights on a machine with network access (e.g. torch.save(torchvision.models.resnet50(weights="
             "'DEFAULT').state_dict(), 'resnet50.pth')) and pass that file's path"
         )
-    if library == "torchvision":
-        model = torchvision.models.get_model(model_name, weights=None, num_classes=num_classes)
-    else:
-        import timm
-
-        model = timm.create_model(model_name, pretrained=False, num_classes=num_classes)
+    size = None if size is None else (int(size[0]), int(size[1]))
+    model = _build(name, library, model_name, num_classes, size)
+    if size is not None:
+        model = _fitted(model, size)
+        _check_size(model, name, size, lambda s: _build(name, library, model_name, num_classes, (s, s), meta=True))
     if pretrained is not None:
         load_weights(model, pretrained, what=name)
     return model
+
+
+def check_backbone_size(name: str, size: Sequence[int]) -> None:
+    """Raise :class:`BackboneError` (naming the smallest size it takes) if backbone ``name`` cannot train at ``size``.
+
+    For checking a configuration before anything runs; :func:`create_backbone` checks the same when given ``size``.
+    The model is built without weights where it can be (on the meta device), so this costs little.
+    """
+    library, model_name = resolve_backbone_name(name)
+    size = (int(size[0]), int(size[1]))
+    model = _fitted(_build(name, library, model_name, 2, size, meta=True), size)
+    _check_size(model, name, size, lambda s: _build(name, library, model_name, 2, (s, s), meta=True))
+
+
+def split_outputs(outputs: Tensor | tuple) -> tuple[Tensor, list[tuple[float, Tensor]]]:
+    """A backbone's output as ``(logits, [(weight, auxiliary logits), ...])``.
+
+    torchvision's ``inception_v3`` and ``googlenet`` return their auxiliary classifiers' logits beside the main
+    ones in training mode; each is paired with the weight of its loss in the paper's recipe. Every other model
+    (and these in eval mode) gives ``(outputs, [])``.
+    """
+    if isinstance(outputs, InceptionOutputs):
+        aux = [(INCEPTION_AUX_WEIGHT, outputs.aux_logits)]
+    elif isinstance(outputs, GoogLeNetOutputs):
+        aux = [(GOOGLENET_AUX_WEIGHT, outputs.aux_logits1), (GOOGLENET_AUX_WEIGHT, outputs.aux_logits2)]
+    else:
+        return outputs, []
+    return outputs.logits, [(weight, logits) for weight, logits in aux if logits is not None]
+
+
+def auxiliary_heads(model: nn.Module) -> list[nn.Module]:
+    """The auxiliary classifiers of torchvision's ``inception_v3`` / ``googlenet`` (used in training only)."""
+    if isinstance(model, torchvision.models.Inception3):
+        heads = [model.AuxLogits]
+    elif isinstance(model, torchvision.models.GoogLeNet):
+        heads = [model.aux1, model.aux2]
+    else:
+        return []
+    return [head for head in heads if head is not None]
+
+
+def _fitted(model: nn.Module, size: tuple[int, int]) -> nn.Module:
+    """``model``, without its auxiliary classifiers if they are all that keeps it from taking ``size``."""
+    if auxiliary_heads(model) and _size_error(model, size) and not _size_error(_without_aux(model), size):
+        return _without_aux(model, in_place=True)
+    return model
+
+
+def _without_aux(model: nn.Module, in_place: bool = False) -> nn.Module:
+    """``model`` without its auxiliary classifiers: in place, or a meta-device twin for probing sizes."""
+    if not in_place:
+        kind = type(model)
+        twin = kind.__new__(kind)
+        twin.__dict__ = {**model.__dict__, "_modules": dict(model._modules)}
+        model = twin
+    model.aux_logits = False
+    for attribute in ("AuxLogits", "aux1", "aux2"):
+        if attribute in model._modules:
+            model._modules[attribute] = None
+    return model
+
+
+def _build(
+    name: str, library: str, model_name: str, num_classes: int, size: tuple[int, int] | None, meta: bool = False
+) -> nn.Module:
+    """The model for ``size``; with ``meta``, on the meta device where its construction allows (no weights)."""
+    if meta:
+        try:
+            with torch.device("meta"):
+                return _build(name, library, model_name, num_classes, size)
+        except (NotImplementedError, RuntimeError):  # construction reads tensor values (e.g. RegNet's widths)
+            pass
+    try:
+        if library == "torchvision":
+            kwargs = _torchvision_kwargs(name, model_name, size)
+            return torchvision.models.get_model(model_name, weights=None, num_classes=num_classes, **kwargs)
+        import timm
+
+        pretrained_cfg = timm.get_pretrained_cfg(model_name)
+        kwargs = {"img_size": size} if size and getattr(pretrained_cfg, "fixed_input_size", False) else {}
+        try:
+            return timm.create_model(model_name, pretrained=False, num_classes=num_classes, **kwargs)
+        except TypeError as error:  # a fixed-size model without an img_size argument: the size check explains
+            if "img_size" not in str(error):
+                raise
+            return timm.create_model(model_name, pretrained=False, num_classes=num_classes)
+    except BackboneError:
+        raise
+    except (ValueError, AssertionError) as error:  # a size the architecture cannot be built for
+        if size is None:
+            raise
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BackboneError(
+            f"backbone {name} cannot be built for {size[0]}x{size[1]} px inputs: {first_line}"
+        ) from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _torchvision_kwargs(name: str, model_name: str, size: tuple[int, int] | None) -> dict:
+    # init_weights=True is these models' current default, stated so that torchvision does not warn about it
+    kwargs: dict = {"init_weights": True} if model_name in ("inception_v3", "googlenet") else {}
+    if size is not None and model_name.startswith("vit_"):
+        if size[0] != size[1]:
+            raise BackboneError(
+                f"backbone {name} takes square inputs only, not {size[0]}x{size[1]}: use a square size or a timm "
+                f"ViT (e.g. timm:vit_base_patch16_224), which takes any"
+            )
+        kwargs["image_size"] = size[0]
+    elif size is not None and model_name.startswith("maxvit_"):
+        kwargs["input_size"] = size
+    return kwargs
+
+
+def _size_error(model: nn.Module, size: tuple[int, int]) -> str | None:
+    """Why a training-mode forward pass of a batch of 2 at ``size`` fails, or ``None`` if it runs.
+
+    Runs on the meta device (shapes only, no arithmetic); the model and its weights are left as they are.
+    """
+    tensors = {key: torch.empty_like(value, device="meta") for key, value in model.named_parameters()}
+    tensors |= {key: torch.empty_like(value, device="meta") for key, value in model.named_buffers()}
+    was_training = model.training
+    model.train()
+    try:
+        functional_call(model, tensors, (torch.empty(2, 3, *size, device="meta"),), strict=False)
+    except Exception as error:  # any failure means "cannot take this size" (or: meta tensors cannot tell)
+        return _first_line(error)
+    finally:
+        model.train(was_training)
+    return None
+
+
+def _check_size(model: nn.Module, name: str, size: tuple[int, int], rebuild: Callable[[int], nn.Module]) -> None:
+    """Raise a one-line :class:`BackboneError` naming the smallest square size if ``model`` cannot take ``size``.
+
+    ``rebuild(s)`` builds the model for ``s x s`` inputs (models built for one size, e.g. ViT, are probed that way).
+    Where no size up to 2048 px runs (the failure is not about size, or meta tensors cannot tell), nothing is
+    raised here: the real run will show the error.
+    """
+    error = _size_error(model, size)
+    if error is None:
+        return
+    fixed = _built_for_its_size(model)
+
+    def runs(side: int) -> bool:
+        try:
+            probe = rebuild(side) if fixed else model
+        except BackboneError:
+            return False
+        if _size_error(probe, (side, side)) is None:
+            return True
+        return bool(auxiliary_heads(probe)) and _size_error(_without_aux(probe), (side, side)) is None
+
+    high = max(size)
+    while not runs(high):
+        high *= 2
+        if high > _LARGEST_PROBE:
+            return
+    low = 1
+    while low < high:
+        middle = (low + high) // 2
+        if runs(middle):
+            high = middle
+        else:
+            low = middle + 1
+    h, w = size
+    if min(size) < low:
+        raise BackboneError(
+            f"backbone {name} needs inputs of at least {low}x{low} px, not {h}x{w}: use a larger out_size"
+        )
+    raise BackboneError(f"backbone {name} cannot take {h}x{w} px inputs: {error}")
+
+
+def _built_for_its_size(model: nn.Module) -> bool:
+    """Whether the model's layers depend on the input size it was built for (position embeddings, windows)."""
+    if isinstance(model, torchvision.models.VisionTransformer | torchvision.models.MaxVit):
+        return True
+    cfg = getattr(model, "pretrained_cfg", None)  # timm models
+    return bool(cfg and cfg.get("fixed_input_size", False))
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -109,17 +316,24 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def load_weights(model: nn.Module, path: str | os.PathLike, what: str = "the model") -> list[str]:
     """Load a weights file into ``model``; parameters whose shape differs (the classifier) are left as they are.
 
+    timm models adapt the file to themselves first (their ``checkpoint_filter_fn``: position embeddings and
+    relative position tables resampled to the size the model was built for). Auxiliary classifiers
+    (``inception_v3`` / ``googlenet``) are optional on both sides: absent from the file, they stay freshly
+    initialised (torchvision's pretrained files may lack them); absent from the model, the file's are ignored.
+
     Returns:
-        The names of the parameters that were not loaded because their shape differs.
+        The names of the model's parameters left as initialised (shape differs, or an auxiliary head's).
 
     Raises:
         BackboneError: the file has parameters the model lacks, or lacks any beyond those of different shape.
     """
-    state = read_state_dict(path)
+    state = _adapted(model, read_state_dict(path))
     own = model.state_dict()
+    state = {k: v for k, v in state.items() if k in own or not k.startswith(AUX_PREFIXES)}
+    fresh_aux = sorted(k for k in set(own) - set(state) if k.startswith(AUX_PREFIXES))
     unexpected = sorted(set(state) - set(own))
     mismatched = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
-    missing = sorted(set(own) - set(state))
+    missing = sorted(set(own) - set(state) - set(fresh_aux))
     if unexpected or missing or len(mismatched) > 2:
         details = "; ".join(
             f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
@@ -132,4 +346,15 @@ def load_weights(model: nn.Module, path: str | os.PathLike, what: str = "the mod
         )
         raise BackboneError(f"{path} does not fit {what} ({details})")
     model.load_state_dict({k: v for k, v in state.items() if k not in mismatched}, strict=False)
-    return mismatched
+    return mismatched + fresh_aux
+
+
+def _adapted(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` through the ``checkpoint_filter_fn`` of the timm module that defines ``model``, if it has one."""
+    module = type(model).__module__
+    if not module.startswith("timm."):
+        return state
+    import importlib
+
+    filter_fn = getattr(importlib.import_module(module), "checkpoint_filter_fn", None)
+    return filter_fn(state, model) if filter_fn is not None else state

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 
-from ..backbones import create_backbone
+from ..backbones import auxiliary_heads, create_backbone, split_outputs
 from ..flops import count_flops
 from ..resizers import create_resizer
 from ..resizers.classic import ClassicResizer
@@ -43,8 +44,8 @@ class ResizerTask(L.LightningModule):
             part.requires_grad_(not frozen)
 
     def build_backbone(self, num_outputs: int) -> nn.Module:
-        """The model behind the resizer; tasks whose models are not classifiers override this."""
-        return create_backbone(self.cfg.backbone, num_outputs)
+        """The model behind the resizer, built for ``out_size``; tasks whose models aren't classifiers override this."""
+        return create_backbone(self.cfg.backbone, num_outputs, size=self.out_size)
 
     @property
     def has_learned_resizer(self) -> bool:
@@ -63,7 +64,28 @@ class ResizerTask(L.LightningModule):
         return self.resizer(self.normalize(images), self.out_size)
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.backbone(self.resize(images))
+        """The backbone's main logits, in training as in eval (auxiliary classifiers' logits are dropped)."""
+        return self.outputs(images)[0]
+
+    def outputs(self, images: Tensor) -> tuple[Tensor, list[tuple[float, Tensor]]]:
+        """The main logits and, in training, the auxiliary classifiers' ``(loss weight, logits)``.
+
+        Only torchvision's ``inception_v3`` and ``googlenet`` have auxiliary classifiers (see
+        :func:`~taskresize.backbones.split_outputs`); for every other backbone the list is empty.
+        """
+        return split_outputs(self.backbone(self.resize(images)))
+
+    def training_loss(self, images: Tensor, criterion: Callable[[Tensor], Tensor]) -> Tensor:
+        """``criterion(logits)`` plus each auxiliary classifier's ``weight * criterion(aux logits)``.
+
+        This is the papers' training loss of Inception-v3 (main + 0.4 aux) and GoogLeNet (main + 0.3 per auxiliary
+        head); for every other backbone it is ``criterion(logits)``. The logged training loss is this sum.
+        """
+        logits, auxiliary = self.outputs(images)
+        loss = criterion(logits)
+        for weight, aux_logits in auxiliary:
+            loss = loss + weight * criterion(aux_logits)
+        return loss
 
     def train(self, mode: bool = True) -> ResizerTask:
         """Frozen parts stay in eval mode, so their BatchNorm statistics do not move either."""
@@ -97,9 +119,13 @@ class ResizerTask(L.LightningModule):
         }
 
     def trainable_batchnorms(self) -> list[nn.modules.batchnorm._BatchNorm]:
-        """BatchNorm layers whose statistics training moves (not those of frozen parts)."""
+        """BatchNorm layers whose statistics training moves and evaluation uses.
+
+        Not those of frozen parts, nor those of auxiliary classifiers: these run in training only, so their running
+        statistics are never used (and an eval-mode pass could not re-estimate them).
+        """
         frozen = [
             m for m, f in ((self.backbone, self.cfg.freeze_backbone), (self.resizer, self.cfg.freeze_resizer)) if f
         ]
-        skip = {id(m) for part in frozen for m in part.modules()}
+        skip = {id(m) for part in [*frozen, *auxiliary_heads(self.backbone)] for m in part.modules()}
         return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in skip]

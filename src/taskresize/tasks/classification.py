@@ -36,7 +36,9 @@ class ClassificationTask(ResizerTask):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
-        loss = F.cross_entropy(self(images), labels, label_smoothing=self.cfg.label_smoothing)
+        loss = self.training_loss(
+            images, lambda z: F.cross_entropy(z, labels, label_smoothing=self.cfg.label_smoothing)
+        )
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
         return loss
 

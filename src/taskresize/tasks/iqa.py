@@ -77,7 +77,7 @@ class IQATask(ResizerTask):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, histograms = batch
-        loss = emd(self(images).float().softmax(-1), histograms).mean()
+        loss = self.training_loss(images, lambda logits: emd(logits.float().softmax(-1), histograms).mean())
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(histograms))
         return loss
 
