@@ -10,6 +10,8 @@ A sweep file::
     overrides: [{match: {in_size: 64}, set: {batch_size: 16}}]   # optional: extra values for matching runs
     runs: [{resizer: bilinear, in_size: 64, out_size: 64, seed: 0}]   # optional: explicit runs over base
     report: {reference: {resizer: bilinear, in_size: $out_size}}    # optional: see taskresize.report
+    # or several, one Δ column each: report: {references: [{label: "bilinear (plain)", resizer: bilinear,
+    #     resizer_args: {antialias: false}}, {label: "area (antialias)", resizer: area}]}
 
 Grid values are any TrainConfig values: sizes (``64``, ``"80x64"``, ``[80, 64]``), mappings for ``resizer_args``,
 booleans. ``grid`` may also be a list of such mappings: the runs of each, one after the other. Besides TrainConfig
