@@ -338,5 +338,17 @@ def test_report_labels_come_from_the_runs_config_not_the_sweep_file(tmp_path):
     sweep = expand({"name": "c", "base": {**BASE, "in_size": 64}, "grid": {"resizer": ["bilinear"], "seed": [0]}})
     folder = tmp_path / "c"
     _fake_run(folder, sweep, "bilinear-s0", 0.5, {"resizer_args": {"antialias": False}})
+    metrics_path = folder / "bilinear-s0" / "metrics.json"  # FLOPs of an older convention (classic resizers 0)
+    metrics_path.write_text(json.dumps(json.loads(metrics_path.read_text()) | {
+        "flops_resizer": 0, "flops_backbone": 1000, "flops_total": 1000}))  # fmt: skip
     write_report(sweep, folder)
     assert any(line.startswith("| bilinear (plain) |") for line in (folder / "report.md").read_text().splitlines())
+    from taskresize import count_flops, create_resizer
+
+    now = count_flops(create_resizer("bilinear", output_size=32, antialias=False), (1, 3, 64, 64), size=(32, 32))
+    with (folder / "report.csv").open() as handle:
+        import csv
+
+        row = next(csv.DictReader(handle))
+    assert now > 0 and float(row["flops_resizer_mean"]) == now and float(row["flops_total_mean"]) == 1000 + now
+    assert float(row["flops_resizer_measured_mean"]) == 0

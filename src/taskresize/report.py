@@ -178,7 +178,40 @@ def collect(sweep: Sweep, folder: Path) -> list[Condition]:
             condition.metrics.append(json.loads((run_dir / METRICS_FILE).read_text()))
             config = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) if (run_dir / CONFIG_FILE).is_file() else {}
             condition.configs.append(config or {})
+            _recount_flops(condition.metrics[-1], config or condition.resolved)
     return list(conditions.values())
+
+
+_FLOPS_CACHE: dict[str, int | None] = {}
+
+
+def resizer_flops(config: dict[str, Any]) -> int | None:
+    """The resizer's FLOPs per image counted now by :func:`taskresize.count_flops` (the one convention of
+    ``taskresize.flops``) from a run's config, input ``in_size`` to ``out_size``; None when it cannot be built."""
+    from .flops import count_flops
+    from .resizers import create_resizer
+
+    key = _flow({k: config.get(k) for k in ("resizer", "resizer_args", "in_size", "out_size")})
+    if key not in _FLOPS_CACHE:
+        try:
+            out = to_size(config.get("out_size") or 224, what="out_size")
+            src = to_size(config["in_size"], what="in_size") if config.get("in_size") is not None else out
+            module = create_resizer(str(config["resizer"]), output_size=out, **dict(config.get("resizer_args") or {}))
+            _FLOPS_CACHE[key] = count_flops(module, (1, 3, *src), size=out)
+        except Exception:  # a resizer that no longer builds: keep what the run measured
+            _FLOPS_CACHE[key] = None
+    return _FLOPS_CACHE[key]
+
+
+def _recount_flops(metrics: dict[str, Any], config: dict[str, Any]) -> None:
+    """Replace a run's resizer FLOPs (and the total) with today's count, so that runs measured under an older FLOP
+    convention compare; what the run wrote stays as ``flops_resizer_measured``."""
+    now = resizer_flops(config)
+    if now is None or metrics.get("flops_backbone") is None:
+        return
+    metrics["flops_resizer_measured"] = metrics.get("flops_resizer")
+    metrics["flops_resizer"] = now
+    metrics["flops_total"] = metrics["flops_backbone"] + now
 
 
 def reference_of(condition: Condition, conditions: list[Condition], spec: dict[str, Any]) -> Condition | None:
@@ -420,6 +453,7 @@ def condition_rows(sweep: Sweep, conditions: list[Condition]) -> list[dict[str, 
             *metrics,
             "flops_total",
             "flops_resizer",
+            "flops_resizer_measured",
             "flops_backbone",
             "train_images_per_s",
             "wall_seconds",
@@ -491,7 +525,9 @@ def metrics_note(sweep: Sweep, refs: list[tuple[str, dict[str, Any]]]) -> str:
         f"Metrics: the {sweep.task} task's validation metrics ({', '.join(spec.metrics)}; "
         f"{'lower' if spec.mode == 'min' else 'higher'} is better for {next(iter(spec.metrics))}), "
         "mean ± sample standard deviation over seeds, n = finished seeds. "
-        "FLOPs per image from `torch.utils.flop_counter` (a multiply-add counts 2), resizer in brackets; "
+        "FLOPs per image (a multiply-add counts 2; convolutions by `torch.utils.flop_counter`, every resampling "
+        "tap by formula, as `taskresize.count_flops`), resizer in brackets, the resizer's counted when the report "
+        "is written (so runs of older FLOP conventions compare), the backbone's as the run measured it; "
         "train images/s measured on this machine, shared with other jobs, so compare it only roughly. "
         f"{against} (percentage points for percentages); a tie when within ±{TIE_SE:g} standard errors of the "
         "difference, no verdict with fewer than 2 seeds on either side, not measured where the sweep has no "
