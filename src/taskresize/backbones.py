@@ -258,9 +258,9 @@ def _check_size(model: nn.Module, name: str, size: tuple[int, int], rebuild: Cal
             probe = rebuild(side) if fixed else model
         except BackboneError:
             return False
-        if _size_error(probe, (side, side)) is None:
-            return True
-        return bool(auxiliary_heads(probe)) and _size_error(_without_aux(probe), (side, side)) is None
+        if auxiliary_heads(probe):  # dropped where they do not fit (inception_v3 below 299 px)
+            probe = _without_aux(probe)
+        return _size_error(probe, (side, side)) is None
 
     high = max(size)
     while not runs(high):
