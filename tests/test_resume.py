@@ -15,7 +15,7 @@ from taskresize.data.folder import DataError
 from taskresize.tasks.data import EpochShuffle, SeededItems, TaskData
 from taskresize.training.callbacks import RunProgressBar
 from taskresize.training.config import load_config
-from taskresize.training.run import load_checkpoint, quiet_lightning, train
+from taskresize.training.run import AtomicCheckpointIO, load_checkpoint, quiet_lightning, train
 
 from helpers import StopAtEpoch, cli, colour_folders, train_args
 
@@ -212,3 +212,12 @@ def test_the_terminal_progress_bar_counts_epochs_from_one_and_shows_the_runs_tim
         trainer.fit(Tiny(), loader)
     shown = "".join(capfd.readouterr())  # Lightning's bars write to stdout
     assert "epoch 1/2" in shown and "epoch 2/2" in shown and "Epoch 0" not in shown and " left" in shown
+
+
+def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_whole(tmp_path):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
+    with pytest.raises(Exception):  # noqa: B017 - whatever torch.save raises for an object it cannot pickle
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "bad": lambda: 0}, path)
+    assert torch.equal(load_checkpoint(path)["state_dict"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left

@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import io
 import logging
 import os
 import shutil
 import signal
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Collection
@@ -30,7 +30,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from ..backbones import load_weights
 from ..data.folder import DataError
-from ..fileio import DamagedFileError, UnsafeFileError, atomic_write_bytes, atomic_write_json, torch_load_weights_only
+from ..fileio import DamagedFileError, UnsafeFileError, atomic_write_json, torch_load_weights_only
 from ..flops import count_parameters
 from ..io import load_resizer, read_resizer_header, save_resizer
 from ..sizes import format_size
@@ -212,7 +212,7 @@ def _checkpoint_to_resume(out: Path) -> tuple[Path | None, int]:
         except RunError as error:
             problems.append(str(error))
             continue
-        if problems:
+        if problems and rank_zero_only.rank == 0:
             print(f"warning: {problems[0]}; resuming from {path} (epoch {epoch + 1}) instead", file=sys.stderr)
         return path, epoch
     if problems:
@@ -259,9 +259,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     previous checkpoint whole instead of a truncated one."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options=None) -> None:
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def train(
@@ -283,8 +292,7 @@ def train(
     cfg.output = str(shown)
     as_given = cfg.resolve_paths(Path.cwd())
     out = Path(cfg.output)
-    ckpt_path, records, changed, finished = None, {}, {}, -1
-    rank_zero = rank_zero_only.rank == 0
+    ckpt_path, records, changed, finished, restart = None, {}, {}, -1, False
     if (out / CONFIG_FILE).exists():
         if resume and is_finished(out):
             print(f"{shown} is finished ({METRICS_FILE} exists); nothing to do")
@@ -298,9 +306,7 @@ def train(
             ckpt_path = str(ckpt) if ckpt else None
             cfg, changed = _resumed_config(saved, cfg, given, finished, shown)
             as_given = records.get("paths_as_given", {}) | as_given
-        if ckpt_path is None and rank_zero:  # other processes may see rank 0's new file
-            print(f"{shown} holds a run that finished no epoch; starting it again", file=sys.stderr)
-            _clear_unstarted(out)
+        restart = ckpt_path is None and rank_zero_only.rank == 0  # other processes may see rank 0's new file
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     spec, data, task = build(cfg)
@@ -329,15 +335,18 @@ def train(
         raise RunError(str(error)) from None
 
     if trainer.is_global_zero:
+        if restart:
+            print(f"{shown} holds a run that finished no epoch; starting it again", file=sys.stderr)
+            _clear_unstarted(out)
         out.mkdir(parents=True, exist_ok=True)
-        if changed or ckpt_path:
+        if ckpt_path:
             entry = {"date": dt.datetime.now().isoformat(timespec="seconds"), "from_epoch": finished + 1}
             records["resumed"] = [*records.get("resumed", []), entry | ({"changed": changed} if changed else {})]
         if as_given:
             records["paths_as_given"] = as_given
         write_yaml(out / CONFIG_FILE, cfg.to_dict() | records)
         for key, (before, after) in changed.items():
-            print(f"resuming with {key} = {after!r} (was {before!r})")
+            print(f"{'resuming' if ckpt_path else 'starting'} with {key} = {after!r} (was {before!r})")
         for line in loaded:
             print(f"initialised {line}")
     started = time.perf_counter()
