@@ -119,14 +119,17 @@ def test_a_training_set_too_small_for_batchnorm_is_a_clear_error():
 
 def test_a_run_that_failed_before_its_first_epoch_does_not_block_its_folder(data, tmp_path, capsys):
     run = tmp_path / "run"
-    args = train_args(data, run, **{"--backbone": "timm:resnet10t", "--epochs": 1})
-    assert cli("train", *args, "--batch-size", "1") == 2  # a batch of one image: BatchNorm cannot train
-    err = capsys.readouterr().err
-    assert "use a batch size of 2 or more" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    args = train_args(data, run, **{"--backbone": "timm:resnet10t", "--epochs": 1, "--lr": None, "--batch-size": 1})
+    for _ in range(2):  # a batch of one image: BatchNorm cannot train; the second time the folder does not block
+        assert cli("train", *args) == 2
+        err = capsys.readouterr().err
+        assert "use a batch size of 2 or more" in err.strip().splitlines()[-1] and "Traceback" not in err
     assert (run / "config.yaml").exists() and not (run / "last.ckpt").exists()
-    assert cli("train", *args) == 0  # plain, fixed: starts again in the same folder
+    assert cli("train", "--output", run, "--resume", "--batch-size", 4) == 0  # the saved settings, fixed
     assert "finished no epoch; starting it again" in capsys.readouterr().err
-    assert [r["epoch"] for r in rows(run)] == ["0"] and load_config(run / "config.yaml").batch_size == 8
+    assert [r["epoch"] for r in rows(run)] == ["0"]
+    saved = load_config(run / "config.yaml")
+    assert saved.batch_size == 4 and saved.lr == 0.05 * 4 / 128 and saved.backbone == "timm:resnet10t"
 
 
 def test_resume_refuses_changes_of_what_the_model_is_and_damaged_checkpoints_fall_back(data, tmp_path, capsys):

@@ -21,7 +21,7 @@ PRECISIONS = ("32-true", "bf16-mixed")
 BACKBONE_LIBRARIES = ("torchvision", "timm")
 PATH_KEYS = ("data", "images", "pretrained", "init", "init_resizer", "output")  # resolved against the working folder
 # Keys config.yaml holds beside the settings: a record of the run, not settings (from_dict ignores them).
-RECORD_KEYS = ("paths_as_given", "resumed")
+RECORD_KEYS = ("paths_as_given", "lr_default", "resumed")
 
 
 class ConfigError(ValueError):

@@ -224,9 +224,16 @@ def _checkpoint_to_resume(out: Path) -> tuple[Path | None, int]:
 
 
 def _resumed_config(
-    saved: TrainConfig, cfg: TrainConfig, given: Collection[str] | None, finished: int, shown: Path
+    saved: TrainConfig,
+    cfg: TrainConfig,
+    given: Collection[str] | None,
+    finished: int,
+    shown: Path,
+    lr_default: bool = False,
 ) -> tuple[TrainConfig, dict[str, list]]:
-    """The saved config with the settings given again that differ from it; refuses changes that are not safe."""
+    """The saved config with the settings given again that differ from it; refuses changes that are not safe.
+    A run that finished no epoch starts again with any change, its default learning rate scaled to a new batch
+    size (``lr_default``: the saved rate was the default); a resumed one keeps its optimiser's rate."""
     if given is None:  # the library's plain resume (sweeps): the saved config as it is
         return saved, {}
     old, new = saved.to_dict(), cfg.to_dict()
@@ -244,7 +251,13 @@ def _resumed_config(
                 f"epochs = {changed['epochs'][1]}: {shown} has already finished {finished + 1} epochs; "
                 f"give --epochs {finished + 1} or more"
             )
-    return TrainConfig.from_dict({**old, **{k: v[1] for k, v in changed.items()}}), changed
+    values = {**old, **{k: v[1] for k, v in changed.items()}}
+    if finished < 0 and lr_default and "lr" not in given:
+        values["lr"] = None
+    merged = TrainConfig.from_dict(values)
+    if merged.learning_rate != old["lr"]:
+        changed["lr"] = [old["lr"], merged.learning_rate]
+    return merged, changed
 
 
 def _clear_unstarted(out: Path) -> None:
@@ -304,7 +317,7 @@ def train(
             saved, records = load_run_config(out)
             ckpt, finished = _checkpoint_to_resume(out)
             ckpt_path = str(ckpt) if ckpt else None
-            cfg, changed = _resumed_config(saved, cfg, given, finished, shown)
+            cfg, changed = _resumed_config(saved, cfg, given, finished, shown, records.get("lr_default", False))
             as_given = records.get("paths_as_given", {}) | as_given
         restart = ckpt_path is None and rank_zero_only.rank == 0  # other processes may see rank 0's new file
 
@@ -344,6 +357,8 @@ def train(
             records["resumed"] = [*records.get("resumed", []), entry | ({"changed": changed} if changed else {})]
         if as_given:
             records["paths_as_given"] = as_given
+        if ckpt_path is None:
+            records["lr_default"] = cfg.lr is None
         write_yaml(out / CONFIG_FILE, cfg.to_dict() | records)
         for key, (before, after) in changed.items():
             print(f"{'resuming' if ckpt_path else 'starting'} with {key} = {after!r} (was {before!r})")
