@@ -23,9 +23,12 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from .. import cli
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colour and cursor codes in the exporters' messages
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +53,16 @@ def default_output(resizer: str, fmt: str) -> Path:
     return Path(f"{resizer}{FORMATS[fmt]}")
 
 
+def fixed_size_base(module) -> str | None:
+    """The base resizer of ``module`` if it exports only at a fixed input size to onnx or pt2 (lanczos, antialiased
+    area: their weight tables are computed in Python from concrete sizes), else None."""
+    config = module.config()
+    method = getattr(module, "method", None) or config.get("interpolation")
+    if method == "lanczos" or (method == "area" and config.get("antialias")):
+        return "antialiased area" if method == "area" else method
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..deploy import load_image_resizer
@@ -69,6 +82,14 @@ def run(args: argparse.Namespace) -> int:
         )
     if size is None and resizer.classic:
         raise cli.UserError(f"--size is needed with the classic method {args.resizer!r}, e.g. --size 224")
+    base = fixed_size_base(resizer.pixels.resizer)
+    if base and (args.dynamic or args.format == "torchscript"):
+        # refused before tracing: the exporters fail on these only after minutes, printing colour codes
+        raise cli.UserError(
+            f"{args.resizer}: its base resizer, {base}, builds its weight tables from concrete sizes, so it exports "
+            f"only to onnx or pt2 and without --dynamic (given: --format {args.format}"
+            f"{' --dynamic' if args.dynamic else ''})"
+        )
     output = Path(args.output) if args.output else default_output(args.resizer, args.format)
     header = resizer.header or {"name": args.resizer, "config": resizer.pixels.resizer.config()}
     metadata = {
@@ -87,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             tolerance=args.tolerance, metadata=metadata,
         )  # fmt: skip
     except ExportError as error:
-        raise cli.UserError(str(error)) from None
+        raise cli.UserError(ANSI.sub("", str(error))) from None
     inputs = "any HxW" if report.dynamic else format_size(report.input_size)
     runtime = "onnxruntime" if args.format == "onnx" else "the loaded file"
     print(
