@@ -48,6 +48,13 @@ def guarded(fn, *args, **kwargs):
         raise UserError(str(error)) from None
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line (not the usage first): ``taskresize train: error: ...``."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def summary(module_name: str) -> str:
     """The first line of a command module's docstring, read from its source without importing it (the modules
     import torch and the like, which ``taskresize --help`` must not wait for)."""
@@ -76,7 +83,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; of the subcommands, only the one ``argv`` names is imported and given its options (all of them
     when ``argv`` is None). The others are listed with their summaries, so ``--help`` and ``--version`` stay fast.
     """
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="taskresize",
         description="Learned image resizers trained jointly with vision models, and Pillow-exact classic resizers.",
     )

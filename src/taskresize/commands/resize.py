@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         raise cli.UserError(f"--quality {args.quality}: use a value from 1 to 100")
     if args.batch_size < 1 or args.workers < 0:
         raise cli.UserError("--batch-size must be at least 1 and --workers at least 0")
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise cli.UserError(f"--max-pixels {args.max_pixels}: give a positive number of pixels")
     try:
         size = to_size(args.size, what="--size") if args.size else None
         if args.in_size is None:
