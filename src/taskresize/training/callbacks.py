@@ -219,9 +219,18 @@ class RunProgressBar(TQDMProgressBar):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
-        self._started = time.perf_counter()
-        self._first_epoch = trainer.current_epoch
-        self._first_batch = None
+        self._started: float | None = None  # when this process's first training batch started
+        self._first = 0.0  # ... and at which point of the run, in epochs
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if self._started is None:  # not at train start: a resumed run first re-enters its finished epoch
+            self._started, self._first = time.perf_counter(), trainer.current_epoch + self._within()
+
+    def _within(self) -> float:
+        total = self.total_train_batches
+        if not isinstance(total, int | float) or not total or total == float("inf"):
+            return 0.0
+        return min(self.train_progress_bar.n / total, 1.0)
 
     def on_train_epoch_start(self, trainer: L.Trainer, *args) -> None:
         # Lightning's own, but for the description (it would show "Epoch 0" for a moment first)
@@ -235,13 +244,12 @@ class RunProgressBar(TQDMProgressBar):
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
-        total = self.total_train_batches
-        if isinstance(total, int | float) and total and total != float("inf"):
-            within = min(self.train_progress_bar.n / total, 1.0)
-            done = trainer.current_epoch - self._first_epoch + within
-            left = trainer.max_epochs - trainer.current_epoch - within
-            if done > 0:
-                items["run"] = format_duration((time.perf_counter() - self._started) / done * left) + " left"
+        started = getattr(self, "_started", None)
+        if started is not None:
+            at = trainer.current_epoch + self._within()
+            if at > self._first:
+                left = (time.perf_counter() - started) / (at - self._first) * (trainer.max_epochs - at)
+                items["run"] = format_duration(left) + " left"
         return items
 
 
