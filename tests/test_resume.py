@@ -153,6 +153,13 @@ def test_resume_refuses_changes_of_what_the_model_is_and_damaged_checkpoints_fal
     err = capsys.readouterr().err
     assert "last.ckpt is damaged or incomplete" in err and "resuming from" in err and "best.ckpt (epoch 1)" in err
     assert [r["epoch"] for r in rows(run)] == ["0", "1"] and metrics(run)["epochs"] == 2
+    finished = metrics(run)
+    (run / "metrics.json").unlink()  # as if killed after the last epoch was saved, before metrics.json
+    assert cli("train", "--output", run, "--resume") == 0
+    again = metrics(run)
+    assert again["epochs"] == 2 and again["top1_error"] == finished["top1_error"]
+    assert again["val_loss"] == pytest.approx(finished["val_loss"], abs=1e-6)
+    assert [r["epoch"] for r in rows(run)] == ["0", "1"] and all(v != "" for r in rows(run) for v in r.values())
     (run / "metrics.json").unlink()
     for name in ("last.ckpt", "best.ckpt"):
         (run / name).write_bytes(b"")
