@@ -131,7 +131,9 @@ def tiny_sweep(data, path):
         "base": {"data": str(data), "backbone": "torchvision:resnet18", "in_size": 24, "out_size": 16, "epochs": 1,
                  "batch_size": 8, "workers": 0, "lr": 0.01, "precise_bn": 1},
         "grid": {"resizer": ["bilinear", "muller"], "seed": [0, 1]},
-        "runs": [{"name": "broken", "resizer": "learnable", "resizer_args": {"bogus": 1}, "seed": 0}],
+        # a run that is valid as planned (unknown arguments are refused then) but fails when it trains: a resizer
+        # for 1-channel images on RGB data
+        "runs": [{"name": "broken", "resizer": "learnable", "resizer_args": {"in_channels": 1}, "seed": 0}],
     }  # fmt: skip
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -148,7 +150,7 @@ def test_a_tiny_grid_runs_resumes_and_reports(data, tmp_path, capsys):
     folder = out / "tiny"
     for name in ("bilinear-s0", "bilinear-s1", "muller-s0", "muller-s1"):
         assert (folder / name / "metrics.json").is_file(), name
-    assert "bogus" in (folder / "broken" / "error.txt").read_text()
+    assert "channels" in (folder / "broken" / "error.txt").read_text()
     assert "broken" in yaml.safe_load((folder / "failures.yaml").read_text())
     stamp = (folder / "muller-s1" / "metrics.json").stat().st_mtime_ns
 

@@ -51,11 +51,6 @@ def scan_class_folders(root: str | os.PathLike, classes: Sequence[str] | None = 
     found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not found:
         raise DataError(f"{root} has no class folders: expected {root}/<class name>/<images>")
-    if classes is None and len(found) == 1:
-        raise DataError(
-            f"{root} has one class folder ({found[0]}): a classifier needs at least two, one sub-folder of images "
-            f"per class ({root}/<class name>/<images>)"
-        )
     if classes is not None and list(classes) != found:
         raise DataError(f"{root} has classes {found}, expected the training classes {list(classes)}")
     samples = []
@@ -66,6 +61,11 @@ def scan_class_folders(root: str | os.PathLike, classes: Sequence[str] | None = 
         if not files:
             raise DataError(f"class folder {root / name} has no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
         samples += [Sample(f, label) for f in files]
+    if classes is None and len(found) == 1:
+        raise DataError(
+            f"{root} has one class folder ({found[0]}): a classifier needs at least two, one sub-folder of images "
+            f"per class ({root}/<class name>/<images>)"
+        )
     return ClassFolders(root, found, samples)
 
 
