@@ -113,6 +113,8 @@ def test_fractions_are_reported_in_percent():
         ({"name": "x", "base": BASE, "grid": {"in_scale": [-1]}}, "in_scale = -1"),
         ({"name": "x", "base": BASE, "grid": {"task": ["segmentation", "detection"]}},
          "mix the tasks detection, segmentation"),
+        ({"name": "x", "base": BASE, "grid": {"seed": [0]}, "report": {"references": {"resizer": "area"}}},
+         "report.references"),
     ],
 )  # fmt: skip
 def test_invalid_sweeps_name_the_problem(spec, message):

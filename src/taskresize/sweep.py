@@ -268,6 +268,10 @@ def expand(spec: dict[str, Any], source: str = "sweep") -> Sweep:
     report = spec.get("report") or {}
     if not isinstance(report, dict):
         raise _fail(source, f"report must be a mapping, got {report!r}")
+    listed = report.get("references")
+    if listed is not None and not (isinstance(listed, list) and listed and all(isinstance(r, dict) for r in listed)):
+        raise _fail(source, f"report.references = {listed!r}: must be a non-empty list of mappings, e.g. "
+                    "[{label: bilinear (plain), resizer: bilinear, resizer_args: {antialias: false}}]")  # fmt: skip
 
     # the varying keys: grid keys, then keys of explicit runs, seed last
     keys: list[str] = []
