@@ -28,6 +28,11 @@ def test_importing_the_package_and_the_cli_imports_no_heavy_library():
     assert heavy_modules_after("import taskresize, taskresize.cli; taskresize.__version__") == []
 
 
+def test_the_image_decoder_imports_no_heavy_library():
+    # training/config.py needs its limits at start-up; torch comes with the first tensor
+    assert heavy_modules_after("import taskresize.data.images") == []
+
+
 @pytest.mark.parametrize("argv", [["--version"], ["--help"], []], ids=["version", "help", "no-command"])
 def test_version_and_help_import_no_heavy_library(argv):
     assert heavy_modules_after(run_main(*argv)) == []

@@ -9,11 +9,13 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:  # imported where tensors are made: the configuration and `--help` need this module, not torch
+    import torch
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 DEFAULT_MAX_PIXELS = 100_000_000  # about 10,000 x 10,000: above this a file is treated as a decompression bomb
@@ -208,11 +210,15 @@ def load_image(
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """Pillow image -> uint8 RGB ``(3, H, W)`` tensor with channels-last memory."""
+    import torch
+
     return torch.from_numpy(np.array(to_rgb(image))).permute(2, 0, 1)
 
 
 def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
     """uint8 ``(3, H, W)`` tensor -> RGB Pillow image."""
+    import torch
+
     if tensor.dtype != torch.uint8:
         raise TypeError(f"expected a uint8 tensor, got {tensor.dtype}")
     return Image.fromarray(tensor.permute(1, 2, 0).contiguous().cpu().numpy())
