@@ -84,7 +84,8 @@ def test_parameters_and_flops():
     convs = (3 * 16 * 9 + 16) + 2 * (16 * 16 * 9 + 16)
     assert sum(p.numel() for p in net.parameters()) == convs + (16 + 4) * 4 + 4
     H, W, h, w = 64, 48, 32, 24
-    expected = 2 * (H * W * (3 * 16 * 9 + 2 * 16 * 16 * 9) + h * w * (16 + 4) * 4)
+    # texture convs at full resolution, the 1x1 coefficient conv, the weighted sum of 2 x 2 neighbours per value
+    expected = 2 * (H * W * (3 * 16 * 9 + 2 * 16 * 16 * 9) + h * w * (16 + 4) * 4 + h * w * 3 * 4)
     assert count_flops(net, (1, 3, H, W), size=(h, w)) == expected
 
 

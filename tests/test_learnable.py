@@ -88,6 +88,7 @@ def test_flops_match_the_architecture():
     m = LearnableResizer((h, w), n=n, r=r)
     full_res = H * W * (3 * n * 49 + n * n)  # conv7x7 3->n, conv1x1 n->n
     low_res = h * w * (r * 2 * 9 * n * n + 9 * n * n + 49 * n * 3)  # blocks, merge conv, head
+    low_res += h * w * (3 + n) * 4  # plain bilinear skip and feature resizes: 2 x 2 taps per output value
     assert count_flops(m, (1, 3, H, W)) == 2 * (full_res + low_res)
 
 

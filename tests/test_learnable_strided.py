@@ -35,6 +35,8 @@ def test_flops_at_256_to_64():
     paper = count_flops(LearnableResizer(h), (1, 3, H, H))
     strided = count_flops(create_resizer("learnable-strided", output_size=h), (1, 3, H, H))
     low_res = h * h * (2 * 9 * n * n + 9 * n * n + 49 * n * 3)
-    assert paper == 2 * (H * H * (3 * n * 49 + n * n) + low_res)
-    assert strided == 2 * (h * h * (3 * n * 49 + n * n) + low_res)
+    skip, features = h * h * 3 * 4, h * h * n * 4  # plain bilinear resizes: 2 x 2 taps per output value
+    assert paper == 2 * (H * H * (3 * n * 49 + n * n) + low_res + skip + features)
+    # the stem at stride 4 is already 64 px: no feature resize
+    assert strided == 2 * (h * h * (3 * n * 49 + n * n) + low_res + skip)
     assert paper / strided > 4
