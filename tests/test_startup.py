@@ -40,7 +40,7 @@ def test_version_and_help_import_no_heavy_library(argv):
 
 @pytest.mark.parametrize(
     "command",
-    [*COMMANDS, pytest.param("train", marks=pytest.mark.xfail(reason="training/config.py imports data.transforms"))],
+    [*COMMANDS, "train"],
 )
 def test_each_subcommand_help_imports_no_heavy_library(command):
     assert heavy_modules_after(run_main(command, "--help")) == []

@@ -13,7 +13,6 @@ from typing import Any
 import yaml
 
 from ..data.images import DEFAULT_MAX_PIXELS
-from ..data.transforms import DISTORTIONS
 from ..sizes import to_size
 
 PAPER_BATCH_SIZE = 128  # Talebi & Milanfar's batch size at 224 px, where their learning rates apply
@@ -136,6 +135,8 @@ class TrainConfig:
             fail("pre_resize", f"{hint}must be one of {', '.join(METHODS)}")
         if self.precision not in PRECISIONS:
             fail("precision", f"must be one of {', '.join(PRECISIONS)}")
+        from ..data.transforms import DISTORTIONS  # imports torch: not at module level, so --help stays fast
+
         if self.distortion not in DISTORTIONS:
             fail("distortion", f"must be one of {', '.join(DISTORTIONS)}")
 
