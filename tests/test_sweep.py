@@ -356,3 +356,20 @@ def test_report_labels_come_from_the_runs_config_not_the_sweep_file(tmp_path):
         row = next(csv.DictReader(handle))
     assert now > 0 and float(row["flops_resizer_mean"]) == now and float(row["flops_total_mean"]) == 1000 + now
     assert float(row["flops_resizer_measured_mean"]) == 0
+
+
+def test_a_started_run_saved_with_absolute_paths_matches_its_relative_sweep_entry(tmp_path, monkeypatch):
+    from taskresize.sweep import _changed_config
+    from taskresize.training.config import TrainConfig, write_yaml
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    cfg = TrainConfig(data="data", resizer="bilinear", out_size=(32, 32))
+    saved = TrainConfig(data="data", resizer="bilinear", out_size=(32, 32))
+    saved.resolve_paths(tmp_path)  # what train writes into config.yaml
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_yaml(run_dir / "config.yaml", saved.to_dict())
+    assert _changed_config(run_dir, cfg) == ""
+    write_yaml(run_dir / "config.yaml", {**saved.to_dict(), "epochs": saved.epochs + 1})
+    assert "epochs" in _changed_config(run_dir, cfg)

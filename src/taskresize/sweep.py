@@ -40,6 +40,7 @@ are left out (``bilinear-in32-out32-no_pre_resize_antialias-s0`` beside ``biline
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import fnmatch
 import itertools
@@ -516,7 +517,9 @@ def _changed_config(run_dir: Path, cfg: TrainConfig) -> str:
     if not (run_dir / CONFIG_FILE).is_file():
         return ""
     saved = read_yaml(run_dir / CONFIG_FILE)
-    now = cfg.to_dict()
+    resolved = copy.copy(cfg)
+    resolved.resolve_paths(Path.cwd())  # a run folder saves absolute paths; the sweep file may give relative ones
+    now = resolved.to_dict()
     changed = sorted(k for k in now if k != "output" and normalise(k, saved.get(k)) != normalise(k, now[k]))
     if not changed:
         return ""
