@@ -37,6 +37,8 @@ def published(folder: Path, command: str | None, note: str | None) -> str:
         source = folder / match.group(2)
         # dated, so that publishing a sweep again never replaces the figure of an older section
         target = FIGURES / f"{folder.name}_{today}_{source.name}"
+        if target.exists():  # published twice in a day: keep the first one's figure
+            target = FIGURES / f"{folder.name}_{today}T{dt.datetime.now():%H%M}_{source.name}"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         return f"![{match.group(1)}]({target.relative_to(RESULTS.parent).as_posix()})"
