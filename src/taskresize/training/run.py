@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Collection
@@ -30,7 +29,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from ..backbones import load_weights
 from ..data.folder import DataError
-from ..fileio import DamagedFileError, UnsafeFileError, atomic_write_json, torch_load_weights_only
+from ..fileio import DamagedFileError, UnsafeFileError, atomic_open, atomic_write_json, torch_load_weights_only
 from ..flops import count_parameters
 from ..io import load_resizer, read_resizer_header, save_resizer
 from ..sizes import format_size
@@ -272,18 +271,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     previous checkpoint whole instead of a truncated one."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_open(path) as f:
+            torch.save(checkpoint, f)
 
 
 def train(
