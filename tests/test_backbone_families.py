@@ -75,14 +75,13 @@ def test_every_family_trains_and_validates_at_a_size_other_than_its_default(back
         trainer.fit(task, datamodule=data)  # the task's training_step, precise BN (train-mode BN), validation_step
     logged = trainer.callback_metrics
     assert math.isfinite(logged["train/loss_epoch"]) and math.isfinite(logged["val/loss"])
-    assert 0 <= logged["val/top1_error"] <= 1
 
     images, _ = data.data[:]
     task.train()  # in training the auxiliary classifiers run too; the task's forward gives the main logits
     logits, auxiliary = task.outputs(images)
     assert logits.shape == (2, 3) and len(auxiliary) == FAMILIES[backbone]
     assert task(images).shape == (2, 3)
-    assert task.flops()["backbone"] > 0  # metrics.json's FLOPs: the backbone at the output size, inference graph
+    assert task.flops()["backbone"] > 0  # metrics.json's FLOPs are counted on the inference graph without error
 
 
 def test_auxiliary_classifiers_carry_the_papers_loss_weights():

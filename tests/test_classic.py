@@ -31,7 +31,7 @@ def pillow_resize(img: np.ndarray, size, method) -> np.ndarray:
 
 
 # Bicubic and Lanczos up-scaling overshoot by more than 16 grey levels next to the test image's one-pixel
-# lines, so Pillow's uint8 passes clip even inside [16, 239]: those cases are covered by the test above.
+# lines, so Pillow's uint8 passes clip even inside [16, 239]: test_pillow_grid.py covers them (float and uint8).
 ROUNDED_CASES = [(m, f) for m in PILLOW for f in DOWN] + [(m, f) for m in ("bilinear", "area") for f in UP]
 
 

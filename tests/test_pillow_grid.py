@@ -1,8 +1,8 @@
 """Pillow parity over a grid: every method x each axis down (strongly, mildly) / up / unchanged x three images.
 
-uint8 results must be within one grey level of Pillow's ``Image.resize``; float results within 1e-3 of the range
-of Pillow's float ("F" mode) resampling. Sizes are odd and factors fractional; the grid holds both orders of
-Pillow's two passes (:func:`pillow_vertical_first`), which decide what a uint8 result clips.
+uint8 results must be within one grey level of Pillow's ``Image.resize``; float64 results within 2e-3 (of 0-255)
+of Pillow's float ("F" mode) resampling, which stores float32. Sizes are odd and factors fractional; the grid holds
+both orders of Pillow's two passes (:func:`pillow_vertical_first`), which decide what a uint8 result clips.
 """
 
 import itertools
@@ -75,10 +75,10 @@ def test_uint8_within_one_grey_level_of_pillow(method, size, image):
 @pytest.mark.parametrize("image", list(IMAGES))
 @pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
 @pytest.mark.parametrize("method", list(PILLOW))
-def test_float_within_1e3_of_the_range_of_pillow_float(method, size, image):
+def test_float_within_2e3_of_pillow_float(method, size, image):
     img = IMAGES[image]
-    ours = to_array(resize(to_tensor(img).float(), size, method, antialias=True))
-    np.testing.assert_allclose(ours, pillow_float(img, size, method), atol=1e-3 * 255, rtol=0)
+    ours = to_array(resize(to_tensor(img).double(), size, method, antialias=True))
+    np.testing.assert_allclose(ours, pillow_float(img, size, method), atol=2e-3, rtol=0)  # Pillow stores float32
 
 
 @pytest.mark.parametrize("method", ["bicubic", "lanczos"])

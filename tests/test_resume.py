@@ -231,3 +231,30 @@ def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_who
         AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "bad": lambda: 0}, path)
     assert torch.equal(load_checkpoint(path)["state_dict"]["w"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left
+
+
+def test_a_finished_run_whose_checkpoints_were_deleted_is_not_started_over(tmp_path, capsys):
+    from helpers import cli, colour_folders, train_args
+
+    data = colour_folders(tmp_path / "data", per_class=4)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("task: classification\n")
+    (run / "metrics.json").write_text('{"top1_error": 0.25}\n')
+    (run / "epochs.csv").write_text("epoch,lr\n1,0.01\n")
+    assert cli("train", *train_args(data, run)) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (run / "metrics.json").read_text() == '{"top1_error": 0.25}\n'
+    assert (run / "epochs.csv").read_text() == "epoch,lr\n1,0.01\n"
+
+
+@pytest.mark.parametrize("task", ["[a]", "5", "null", "{x: 1}"])
+def test_a_task_that_is_no_name_is_one_line(tmp_path, capsys, task):
+    from helpers import cli
+
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"task: {task}\n")
+    assert cli("train", "--config", config, "--output", tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

@@ -1,5 +1,7 @@
 """Size parsing and FLOP accounting."""
 
+import math
+
 import pytest
 import torch
 import torchvision
@@ -82,10 +84,26 @@ def test_classic_flops_by_hand(method, antialias, expected):
 def test_every_classic_resize_counts_its_taps(method, antialias, shape, size):
     resizer = create_resizer(method, output_size=size, antialias=antialias)
     flops = count_flops(resizer, shape)
-    assert flops == resize_flops(shape, size, method, antialias) > 0
-    # at least one multiply-add per output value and pass, never the block products' zeros
-    out = to_size(size)
-    assert flops >= 2 * shape[0] * shape[1] * out[0] * out[1]
+    assert flops == resize_flops(shape, size, method, antialias) > 0  # the formula replaces what the counter saw
+    # independent bounds: at least one multiply-add per output value and pass, at most the filter's whole window
+    # (Pillow widens a support of r by the down-scaling factor: 2 ceil(r * factor) + 1 taps), in either order
+    out, planes = to_size(size), shape[0] * shape[1]
+    assert flops >= 2 * planes * out[0] * out[1]
+    radius = {"bilinear": 1, "bicubic": 2, "area": 0.5, "lanczos": 3}[method]
+
+    def window(n_in, n_out):
+        return 2 * math.ceil(radius * (max(n_in / n_out, 1) if antialias else 1)) + 1
+
+    (h, w), (oh, ow) = shape[-2:], out
+    if not antialias and method != "lanczos":  # torch's 2-D kernels: one window of both axes per output pixel
+        if method == "area":
+            window = lambda n_in, n_out: math.ceil(n_in / n_out) + 1  # noqa: E731 (adaptive pooling)
+        taps = oh * ow * window(h, oh) * window(w, ow)
+    else:
+        width_first = oh * ow * window(h, oh) + h * ow * window(w, ow)
+        height_first = oh * w * window(h, oh) + oh * ow * window(w, ow)
+        taps = max(width_first, height_first)
+    assert flops <= 2 * planes * taps
     # linear in the number of planes
     assert count_flops(resizer, (2 * shape[0], *shape[1:])) == 2 * flops
 
@@ -110,3 +128,26 @@ def test_learned_resizers_count_their_base_resizes(name):
     resizer = create_resizer(name, output_size=64, interpolation="bicubic", antialias=True)
     shape = (1, 3, 256, 256)
     assert count_flops(resizer, shape) > _raw_counter_flops(resizer, shape)
+
+
+def test_flop_counts_are_not_disturbed_by_resizes_in_other_threads():
+    import threading
+
+    from taskresize import resize
+
+    resizer = create_resizer("learnable", output_size=64)
+    alone = count_flops(resizer, (1, 3, 256, 256))
+    stop = threading.Event()
+
+    def resize_meanwhile():
+        x = torch.rand(1, 3, 64, 64)
+        while not stop.is_set():
+            resize(x, 32)
+
+    thread = threading.Thread(target=resize_meanwhile)
+    thread.start()
+    try:
+        assert [count_flops(resizer, (1, 3, 256, 256)) for _ in range(3)] == [alone] * 3
+    finally:
+        stop.set()
+        thread.join()

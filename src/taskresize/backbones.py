@@ -197,9 +197,8 @@ def _build(
     except (ValueError, AssertionError) as error:  # a size the architecture cannot be built for
         if size is None:
             raise
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise BackboneError(
-            f"backbone {name} cannot be built for {size[0]}x{size[1]} px inputs: {first_line}"
+            f"backbone {name} cannot be built for {size[0]}x{size[1]} px inputs: {_first_line(error)}"
         ) from None
 
 

@@ -469,6 +469,7 @@ def plan_jobs(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, f
             it), or two inputs would go to the same output.
     """
     extension = FORMATS[fmt][1]
+    inputs = list(inputs)  # read twice below
     out_dir = Path(out_dir)
     out_real = Path(os.path.realpath(out_dir))
     for given in inputs:

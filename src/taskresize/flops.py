@@ -17,6 +17,7 @@ counter gives 8.2 B): compare trends, not absolute values.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -57,12 +58,12 @@ def count_flops(module: nn.Module, input_shape: Sequence[int], **forward_kwargs)
     was_training = module.training
     module.eval()
     ledger = _Ledger(FlopCounterMode(display=False))
-    _LEDGERS.append(ledger)
+    _LEDGERS.stack.append(ledger)
     try:
         with torch.no_grad(), ledger.counter:
             module(x, **forward_kwargs)
     finally:
-        _LEDGERS.pop()
+        _LEDGERS.stack.pop()
         module.train(was_training)
     return ledger.total()
 
@@ -78,12 +79,19 @@ class _Ledger:
         return int(self.counter.get_total_flops()) + self.correction
 
 
-_LEDGERS: list[_Ledger] = []  # the count_flops calls in progress, innermost last
+class _Ledgers(threading.local):
+    """The count_flops calls in progress in this thread, innermost last (FlopCounterMode counts one thread)."""
+
+    def __init__(self) -> None:
+        self.stack: list[_Ledger] = []
+
+
+_LEDGERS = _Ledgers()
 
 
 def counting_flops() -> bool:
     """Whether a :func:`count_flops` call is in progress (a cheap check for hot paths and traced code)."""
-    return bool(_LEDGERS)
+    return bool(_LEDGERS.stack)
 
 
 @contextlib.contextmanager
@@ -94,10 +102,10 @@ def counted_by_formula(flops: Callable[[], int]) -> Iterator[None]:
     block matrix products (counted with the blocks' zeros). Outside :func:`count_flops` this does nothing and
     ``flops`` is never called, so it costs nothing on the data path. Nested uses count the outermost formula.
     """
-    if not _LEDGERS:
+    if not _LEDGERS.stack:
         yield
         return
-    ledger = _LEDGERS[-1]
+    ledger = _LEDGERS.stack[-1]
     before = ledger.total()
     yield
     ledger.correction += int(flops()) - (ledger.total() - before)

@@ -13,13 +13,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from ..resizers.registry import list_resizers, resizer_arguments
 
     names = list_resizers()
     width = max(map(len, names))  # every name fits its column: "learnable-strided" is 17 characters
     for name in names:  # defaults as --resizer-args takes them (JSON)
-        arguments = ", ".join(f"{a.name}={json.dumps(a.default)}" for a in resizer_arguments(name).values())
+        arguments = ", ".join(_shown(a) for a in resizer_arguments(name).values())
         print(f"{name:{width}s}  {arguments}")
     return 0
+
+
+def _shown(argument) -> str:
+    """``name=default`` with the default as JSON (as --resizer-args takes it); ``name`` alone when required."""
+    import inspect
+    import json
+
+    if argument.default is inspect.Parameter.empty:
+        return argument.name
+    try:
+        return f"{argument.name}={json.dumps(argument.default)}"
+    except TypeError:
+        return f"{argument.name}={argument.default!r}"

@@ -217,7 +217,10 @@ def resizer_arguments(name: str) -> dict[str, Argument]:
     factory = resizer_factory(name)
     if factory not in _ARGUMENTS:
         function = factory.__init__ if isinstance(factory, type) else factory
-        hints = typing.get_type_hints(function, include_extras=True)
+        try:
+            hints = typing.get_type_hints(function, include_extras=True)
+        except (NameError, TypeError):  # hints naming what is imported only for type checkers: unchecked
+            hints = {}
         arguments = {}
         for p in inspect.signature(factory).parameters.values():
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):

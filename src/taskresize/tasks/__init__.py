@@ -67,8 +67,8 @@ def get_task(name: str) -> TaskSpec:
     _load_builtin_tasks()
     try:
         return _TASKS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _TASKS, n=1)
+    except (KeyError, TypeError):  # TypeError: a YAML value that is no name (a list, a mapping)
+        close = difflib.get_close_matches(str(name), _TASKS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown task {name!r}.{hint} Known tasks: {', '.join(sorted(_TASKS))}") from None
 

@@ -300,7 +300,7 @@ def train(
             print(f"{shown} is finished ({METRICS_FILE} exists); nothing to do")
             return shown
         has_checkpoint = (out / LAST).exists() or (out / BEST).exists()
-        if has_checkpoint and not resume:
+        if (has_checkpoint or is_finished(out)) and not resume:  # a finished run whose checkpoints were deleted too
             raise RunError(f"{shown} already holds a run: pass --resume to continue it, or choose another --output")
         if resume:
             saved, records = load_run_config(out)
