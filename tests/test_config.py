@@ -48,3 +48,11 @@ def test_resizer_args_flag_must_be_a_json_object():
     assert overrides(argparse.Namespace(resizer_args='{"n": 8}'))["resizer_args"] == {"n": 8}
     with pytest.raises(ConfigError, match="JSON"):
         overrides(argparse.Namespace(resizer_args="{n: 8}"))
+
+
+@pytest.mark.parametrize(("key", "value"), [("lr", float("inf")), ("lr", float("nan")), ("weight_decay", float("inf"))])
+def test_learning_rate_and_weight_decay_must_be_finite(key, value):
+    from taskresize.training.config import ConfigError, TrainConfig
+
+    with pytest.raises(ConfigError, match=key):
+        TrainConfig(**{key: value})

@@ -121,7 +121,7 @@ class EpochLog(L.Callback):
         self._batches += 1
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None:
-            self._loss_sum += float(loss.detach()) * len(batch[1])
+            self._loss_sum = self._loss_sum + loss.detach() * len(batch[1])  # on the device: no sync per step
             self._loss_count += len(batch[1])
 
     def _fitting(self, trainer: L.Trainer) -> bool:
@@ -144,7 +144,7 @@ class EpochLog(L.Callback):
         row = {
             "epoch": trainer.current_epoch,
             "lr": self._lr,
-            "train_loss": round(self._loss_sum / self._loss_count, 6) if self._loss_count else "",
+            "train_loss": round(float(self._loss_sum) / self._loss_count, 6) if self._loss_count else "",
             **{column: value(name) for column, name in self.metrics.items()},
             "train_seconds": round(train_seconds, 3),
             "train_images_per_s": round(self._images / max(train_seconds, 1e-9), 2),

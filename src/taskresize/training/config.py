@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,12 +114,12 @@ class TrainConfig:
                 fail(key, "must be a non-negative integer")
         if not 0.0 < self.val_split < 1.0:
             fail("val_split", "must be between 0 and 1")
-        if self.lr is not None and not self.lr > 0:
-            fail("lr", "must be positive")
+        if self.lr is not None and not 0 < self.lr < math.inf:
+            fail("lr", "must be a positive finite number")
         if not 0.0 <= self.momentum < 1.0:
             fail("momentum", "must be in [0, 1)")
-        if not self.weight_decay >= 0:
-            fail("weight_decay", "must be zero or positive")
+        if not 0 <= self.weight_decay < math.inf:
+            fail("weight_decay", "must be zero or a positive finite number")
         if not 0.0 < self.lr_decay <= 1.0:
             fail("lr_decay", "must be in (0, 1]")
         if not 0.0 <= self.label_smoothing < 1.0:
