@@ -201,10 +201,11 @@ def _resample_axis(x: Tensor, dim: int, plan: tuple[list[int], Tensor], out_size
     first, blocks = plan
     blocks = blocks.to(device=x.device, dtype=dtype)
     span = blocks.shape[-1]
-    rows = x.transpose(-1, -2) if dim == -1 else x
-    pieces = [torch.matmul(block, rows[..., f : f + span, :].to(dtype)) for f, block in zip(first, blocks, strict=True)]
-    y = torch.cat(pieces, dim=-2)[..., :out_size, :]
-    return y.transpose(-1, -2) if dim == -1 else y
+    if dim == -1:  # row slices times the transposed block: each slice is read (and converted) row by row
+        pieces = [torch.matmul(x[..., f : f + span].to(dtype), block.T) for f, block in zip(first, blocks, strict=True)]
+        return torch.cat(pieces, dim=-1)[..., :out_size]
+    pieces = [torch.matmul(block, x[..., f : f + span, :].to(dtype)) for f, block in zip(first, blocks, strict=True)]
+    return torch.cat(pieces, dim=-2)[..., :out_size, :]
 
 
 def pillow_vertical_first(in_size: Size, out_size: Size) -> bool:
