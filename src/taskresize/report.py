@@ -281,12 +281,11 @@ def compare(a: Condition, b: Condition | None, metric: str, mode: str) -> str:
 
 def references(sweep: Sweep) -> list[tuple[str, dict[str, Any]]]:
     """The report's references as ``(label, criteria)``: ``report.references`` (each a mapping, its optional
-    ``label`` taken out; default label: the criteria in flow style), else the one ``report.reference``."""
+    ``label`` taken out; default label: the criteria in flow style), else the one ``report.reference``. (Their
+    form was checked when the sweep file was read.)"""
     listed = sweep.report.get("references")
     if listed is None:
         return [("reference", sweep.report.get("reference", DEFAULT_REFERENCE))]
-    if not isinstance(listed, list) or not all(isinstance(r, dict) for r in listed) or not listed:
-        raise SweepError(f"{sweep.source}: report.references must be a non-empty list of mappings, got {listed!r}")
     out = []
     for entry in listed:
         entry = dict(entry)
