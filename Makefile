@@ -27,6 +27,7 @@ bench: install
 	$(PY) benchmarks/perf.py --append
 	$(PY) benchmarks/resize_speed.py --append
 	$(PY) benchmarks/startup.py --append
+	$(PY) benchmarks/classic_vs_pillow.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

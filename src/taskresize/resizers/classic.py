@@ -201,10 +201,19 @@ def _resample_axis(x: Tensor, dim: int, plan: tuple[list[int], Tensor], out_size
     first, blocks = plan
     blocks = blocks.to(device=x.device, dtype=dtype)
     span = blocks.shape[-1]
-    if dim == -1:  # row slices times the transposed block: each slice is read (and converted) row by row
-        pieces = [torch.matmul(x[..., f : f + span].to(dtype), block.T) for f, block in zip(first, blocks, strict=True)]
+
+    def window(f: int) -> Tensor:  # the input a block reads: row slices for the horizontal pass
+        return x[..., f : f + span] if dim == -1 else x[..., f : f + span, :]
+
+    if x.dtype == dtype:
+        inputs = (window(f) for f in first)
+    else:  # uint8: converted block by block into one buffer, reused (fresh pages for every block cost more)
+        buffer = torch.empty(window(first[0]).shape, dtype=dtype, device=x.device)
+        inputs = (buffer.copy_(window(f)) for f in first)
+    if dim == -1:
+        pieces = [torch.matmul(rows, block.T) for rows, block in zip(inputs, blocks, strict=True)]
         return torch.cat(pieces, dim=-1)[..., :out_size]
-    pieces = [torch.matmul(block, x[..., f : f + span, :].to(dtype)) for f, block in zip(first, blocks, strict=True)]
+    pieces = [torch.matmul(block, columns) for columns, block in zip(inputs, blocks, strict=True)]
     return torch.cat(pieces, dim=-2)[..., :out_size, :]
 
 
