@@ -1,4 +1,4 @@
-"""uint8 classic resizers against Pillow on one large image, the data-loader case (one thread, best of N).
+"""uint8 classic resizers against Pillow on one large image, the data-loader case (one thread, median of N).
 
 Each method resizes a random RGB image of 2 MP and of 12 MP to 224 x 224: Pillow's ``Image.resize`` against
 ``taskresize.resize`` on a contiguous ``(3, H, W)`` tensor (what ``torchvision.io.decode_*`` returns) and on the
@@ -10,27 +10,16 @@ channels-last ``(H, W, 3)`` view of a NumPy array. Prints the times and the spee
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
 import taskresize
+from timing import timed
 
 PILLOW = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
           "lanczos": Image.Resampling.LANCZOS, "area": Image.Resampling.BOX}  # fmt: skip
-
-
-def best(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -47,9 +36,9 @@ def main() -> None:
         planar = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
         view = torch.from_numpy(pixels).permute(2, 0, 1)
         for method, resample in PILLOW.items():
-            pillow = best(lambda r=resample, i=image: i.resize((224, 224), r), args.repeats)
-            ours = best(lambda m=method, x=planar: taskresize.resize(x, 224, m), args.repeats)
-            on_view = best(lambda m=method, x=view: taskresize.resize(x, 224, m), args.repeats)
+            pillow = timed(lambda r=resample, i=image: i.resize((224, 224), r), args.repeats)
+            ours = timed(lambda m=method, x=planar: taskresize.resize(x, 224, m), args.repeats)
+            on_view = timed(lambda m=method, x=view: taskresize.resize(x, 224, m), args.repeats)
             print(
                 f"| {height}x{width} | {method} | {pillow * 1e3:.1f} | {ours * 1e3:.1f} | {pillow / ours:.2f} "
                 f"| {on_view * 1e3:.1f} | {pillow / on_view:.2f} |"
