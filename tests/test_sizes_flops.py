@@ -92,12 +92,12 @@ def test_every_classic_resize_counts_its_taps(method, antialias, shape, size):
     radius = {"bilinear": 1, "bicubic": 2, "area": 0.5, "lanczos": 3}[method]
 
     def window(n_in, n_out):
+        if method == "area" and not antialias:  # adaptive pooling
+            return math.ceil(n_in / n_out) + 1
         return 2 * math.ceil(radius * (max(n_in / n_out, 1) if antialias else 1)) + 1
 
     (h, w), (oh, ow) = shape[-2:], out
     if not antialias and method != "lanczos":  # torch's 2-D kernels: one window of both axes per output pixel
-        if method == "area":
-            window = lambda n_in, n_out: math.ceil(n_in / n_out) + 1  # noqa: E731 (adaptive pooling)
         taps = oh * ow * window(h, oh) * window(w, ow)
     else:
         width_first = oh * ow * window(h, oh) + h * ow * window(w, ow)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import json
 import math
@@ -93,12 +94,21 @@ def _antialias_label(method: str, antialias: Any) -> str:
 def _resizer_settings(config: dict[str, Any]) -> dict[str, Any] | None:
     """The resizer's keyword arguments as the task resolves them (``create_resizer(...).config()``), or None when
     it cannot be built."""
+    key = {k: config.get(k) for k in ("resizer", "out_size", "resizer_args")}
+    settings = _built_settings(json.dumps(key, sort_keys=True, default=str))
+    return dict(settings) if settings is not None else None  # the cached one stays as built
+
+
+@functools.lru_cache(maxsize=256)
+def _built_settings(key: str) -> dict[str, Any] | None:
+    """:func:`_resizer_settings` of one resizer, built once per report (many runs share a resizer)."""
     from .resizers import create_resizer
 
+    config = json.loads(key)
     try:
         out = to_size(config.get("out_size") or 224, what="out_size")
         module = create_resizer(str(config.get("resizer")), output_size=out, **dict(config.get("resizer_args") or {}))
-    except Exception:  # an unknown name or argument: the run failed, or the registry changed since
+    except (TypeError, ValueError):  # an unknown name or argument: the run failed, or the registry changed since
         return None
     return {"method": getattr(module, "method", None), **module.config()}
 
