@@ -6,7 +6,8 @@ and bias (``W' = a W``, ``bias' = a (bias - mean) + beta``) and the BatchNorm di
 anything else (a LeakyReLU, in the learnable resizer's stem) cannot fold into the convolution before the
 nonlinearity, nor exactly into the next one (that one pads with zeros, which the shift would change): it becomes a
 :class:`ChannelAffine`, the same map without the running statistics. Either way the fused module computes the same
-function as the eval-mode original, up to float rounding.
+function as the eval-mode original, up to float rounding. The convolution folding is PyTorch's
+(:func:`torch.nn.utils.fusion.fuse_conv_bn_weights`); the affine map has no library counterpart.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import copy
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 _BatchNorm = nn.BatchNorm2d
 
@@ -31,10 +33,14 @@ class ChannelAffine(nn.Module):
         return torch.addcmul(self.shift, x, self.scale)
 
 
-def batchnorm_affine(bn: _BatchNorm) -> tuple[Tensor, Tensor]:
-    """The eval-mode map of ``bn`` as ``(scale, shift)``, each ``(C,)``, computed in float64."""
+def _require_statistics(bn: _BatchNorm) -> None:
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError(f"{bn} tracks no running statistics: it is not an affine map in eval mode, cannot fold it")
+
+
+def batchnorm_affine(bn: _BatchNorm) -> tuple[Tensor, Tensor]:
+    """The eval-mode map of ``bn`` as ``(scale, shift)``, each ``(C,)``, computed in float64."""
+    _require_statistics(bn)
     var, mean = bn.running_var.double(), bn.running_mean.double()
     gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(var)
     beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(var)
@@ -43,15 +49,32 @@ def batchnorm_affine(bn: _BatchNorm) -> tuple[Tensor, Tensor]:
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
-    """A new convolution computing ``bn(conv(x))`` of the eval-mode ``bn`` (always with a bias)."""
+    """A new convolution computing ``bn(conv(x))`` of the eval-mode ``bn`` (always with a bias).
+
+    The arithmetic is :func:`torch.nn.utils.fusion.fuse_conv_bn_weights`, fed float64 copies so the folded weights
+    are rounded once, to the convolution's dtype. The checks around it are ours: the library broadcasts a
+    one-channel BatchNorm over any convolution without complaint and (in ``fuse_conv_bn_eval``) refuses modules in
+    training mode and missing statistics with bare ``AssertionError``.
+    """
     if conv.out_channels != bn.num_features:
         raise ValueError(f"cannot fold {bn} into {conv}: {conv.out_channels} channels against {bn.num_features}")
-    scale, shift = batchnorm_affine(bn)
+    _require_statistics(bn)
+
+    def double(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.detach().double()
+
+    weight, bias = fuse_conv_bn_weights(
+        double(conv.weight),
+        double(conv.bias),
+        double(bn.running_mean),
+        double(bn.running_var),
+        bn.eps,
+        double(bn.weight),
+        double(bn.bias),
+    )
     fused = copy.deepcopy(conv)
-    weight = conv.weight.double() * scale.reshape(-1, *([1] * (conv.weight.dim() - 1)))
-    bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
     fused.weight = nn.Parameter(weight.to(conv.weight.dtype), requires_grad=False)
-    fused.bias = nn.Parameter((scale * bias + shift).to(conv.weight.dtype), requires_grad=False)
+    fused.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=False)
     return fused
 
 
