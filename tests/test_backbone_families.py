@@ -10,10 +10,10 @@ from torchvision.models.googlenet import GoogLeNetOutputs
 from torchvision.models.inception import InceptionOutputs
 
 from taskresize.backbones import BackboneError, check_backbone_size, split_outputs
-from taskresize.tasks.classification import ClassificationTask
 from taskresize.training.callbacks import PreciseBatchNorm
 from taskresize.training.config import TrainConfig
 from taskresize.training.run import quiet_lightning
+from taskresize.training.tasks.classification import ClassificationTask
 
 from helpers import cli, colour_folders, train_args
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from taskresize.report import Condition, classic_baseline, methods, reference_of, references
+from taskresize.experiments.sweep.plan import effective, load_sweep
+from taskresize.experiments.sweep.report import Condition, classic_baseline, methods, reference_of, references
 from taskresize.resizers import METHODS
-from taskresize.sweep import effective, load_sweep
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 BASELINES = ("bilinear (plain)", "bilinear (antialias)", "area (antialias)")

@@ -4,9 +4,11 @@ import pytest
 import torch
 from PIL import Image
 
-from taskresize.data import builtin
-from taskresize.data.folder import DataError, scan_class_folders, split_samples, train_val_folders
-from taskresize.data.transforms import PreResize, collate_uint8
+from taskresize.data.builtin import classification as builtin
+from taskresize.data.collate import collate_classes, collate_histograms, collate_label_maps, collate_targets
+from taskresize.data.formats.folders import scan_class_folders, split_samples, train_val_folders
+from taskresize.data.transforms import PreResize
+from taskresize.errors import DataError
 
 from helpers import colour_folders
 
@@ -52,7 +54,7 @@ def test_pre_resize_without_augmentation_is_the_classic_resize(tmp_path):
     image = PreResize((16, 20))(path)
     assert image.shape == (3, 16, 20) and image.dtype == torch.uint8
     from taskresize import resize
-    from taskresize.data.images import load_image
+    from taskresize.data.decode import load_image
 
     # the JPEG decodes at half scale (Pillow's draft), still at least the size asked for
     assert torch.equal(image, resize(load_image(path, draft_size=(16, 20)), (16, 20), "bilinear", antialias=True))
@@ -69,12 +71,23 @@ def test_augmentation_varies_with_the_random_state(tmp_path):
     assert not torch.equal(a, transform(path))
 
 
-def test_collate_gives_a_channels_last_uint8_batch():
-    images, labels = collate_uint8(
-        [(torch.zeros(3, 4, 5, dtype=torch.uint8), 1), (torch.ones(3, 4, 5, dtype=torch.uint8), 0)]
-    )
-    assert images.shape == (2, 3, 4, 5) and images.is_contiguous(memory_format=torch.channels_last)
-    assert labels.tolist() == [1, 0]
+@pytest.mark.parametrize(
+    "collate, targets, check",
+    [
+        (collate_classes, [1, 0], lambda t: t.dtype == torch.int64 and t.tolist() == [1, 0]),
+        (collate_histograms, [torch.full((10,), 0.1)] * 2, lambda t: t.shape == (2, 10) and t.dtype == torch.float32),
+        (collate_label_maps, [torch.zeros(4, 5, dtype=torch.uint8)] * 2,
+         lambda t: t.shape == (2, 4, 5) and t.dtype == torch.int64),
+        (collate_targets, [{"boxes": torch.zeros(0, 4)}, {"boxes": torch.ones(2, 4)}],
+         lambda t: isinstance(t, list) and len(t[1]["boxes"]) == 2),
+    ],
+)  # fmt: skip
+def test_every_collate_gives_a_channels_last_uint8_batch(collate, targets, check):
+    images = [torch.full((3, 4, 5), i, dtype=torch.uint8) for i in range(2)]
+    batch, collated = collate(list(zip(images, targets, strict=True)))
+    assert batch.shape == (2, 3, 4, 5) and batch.dtype == torch.uint8
+    assert batch.is_contiguous(memory_format=torch.channels_last) and not batch.is_contiguous()
+    assert torch.equal(batch[1], images[1]) and check(collated)
 
 
 def test_builtin_dataset_is_deterministic_and_cached(tmp_path, monkeypatch):

@@ -1,16 +1,28 @@
 """The demo's protocol end to end, at a toy scale (the real `make demo` takes about ten minutes)."""
 
-from taskresize.demo import DemoPlan, run_demo
+from taskresize.experiments.demo import DEMO_SWEEP, demo_sweep, run_demo
+from taskresize.experiments.sweep.plan import load_sweep
+from taskresize.runs import RunFolder
+
+from helpers import colour_folders
 
 
-def test_demo_runs_the_protocol_and_writes_table_and_figure(tmp_path, monkeypatch):
-    monkeypatch.setenv("TASKRESIZE_CACHE", str(tmp_path / "cache"))
-    plan = DemoPlan(output=tmp_path / "demo", in_size=48, out_size=32, baseline_epochs=1, joint_epochs=1,
-                    batch_size=8, workers=0, images_per_class=3, image_size=64)  # fmt: skip
-    text = run_demo(plan)
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert [r.split("|")[1].strip() for r in rows] == ["baseline", "bilinear", "learnable", "downsizenet"]
-    assert (tmp_path / "demo" / "resized.png").stat().st_size > 10_000
-    assert (tmp_path / "demo" / "results.md").read_text() == text
+def test_the_demo_is_a_sweep_file_of_the_two_phase_protocol():
+    sweep = load_sweep(DEMO_SWEEP)  # what `taskresize sweep --config demo.yaml` runs
+    assert [r.name for r in sweep.runs] == ["baseline", "bilinear", "learnable", "downsizenet"]
+    assert all(r.depends == ["baseline"] for r in sweep.runs[1:])
+    assert {r.values["epochs"] for r in sweep.runs[1:]} == {5}
+    changed = demo_sweep(base={"workers": 0}, epochs={"baseline": 2, "joint": 1})
+    assert [r.values["epochs"] for r in changed.runs] == [2, 1, 1, 1]
+    assert all(r.values["workers"] == 0 for r in changed.runs)
+
+
+def test_demo_runs_the_protocol_and_writes_report_and_figure(tmp_path):
+    data = colour_folders(tmp_path / "data", per_class=4, size=40)
+    sweep = demo_sweep(base={"data": str(data), "batch_size": 4, "workers": 0}, epochs={"baseline": 1, "joint": 1})
+    report, figure = run_demo(tmp_path / "runs", sweep)
+    rows = [line for line in report.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 4 and "no verdict" in report.read_text()  # one seed: no run is called better or worse
+    assert figure.stat().st_size > 10_000
     for name in ("learnable", "downsizenet"):
-        assert (tmp_path / "demo" / name / "resizer.safetensors").is_file()
+        assert RunFolder(tmp_path / "runs" / "demo" / name).resizer_file.is_file()

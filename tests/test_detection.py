@@ -10,8 +10,8 @@ from safetensors.torch import load_file
 from torch import nn
 from torchmetrics.detection import MeanAveragePrecision
 
-from taskresize.data.builtin_shapes import DET_CLASSES, generate_detection, voc_annotation_xml
-from taskresize.data.detection import (
+from taskresize.data.builtin.shapes import DET_CLASSES, generate_detection, voc_annotation_xml
+from taskresize.data.formats.detection import (
     PAD_COLOUR,
     VOC_DETECTION_CLASSES,
     DetSample,
@@ -21,10 +21,10 @@ from taskresize.data.detection import (
     letterbox_size,
     scan_detection,
 )
-from taskresize.data.folder import DataError
-from taskresize.tasks.detection import DetectionTask
+from taskresize.errors import DataError
 from taskresize.training.config import TrainConfig
 from taskresize.training.run import load_checkpoint
+from taskresize.training.tasks.detection import DetectionTask
 from test_segmentation import easy_pairs
 
 from helpers import cli
@@ -281,12 +281,12 @@ def test_detection_user_errors_are_one_line(tmp_path, capsys):
     assert cli(*base, "--backbone", "fasterrcnn_mobilenet", "--output", tmp_path / "r2") == 2
     assert cli("train", "--task", "detection", "--data", tmp_path / "x.json", "--output", tmp_path / "r3") == 2
     err = capsys.readouterr().err
-    assert "needs masks or keypoints" in err and "Did you mean torchvision:fasterrcnn_mobilenet_v3_large" in err
+    assert "needs masks or keypoints" in err and "Did you mean 'torchvision:fasterrcnn_mobilenet_v3_large" in err
     assert "x.json does not exist" in err and "Traceback" not in err
 
 
 def test_eval_on_other_data_uses_its_validation_split_and_checks_the_classes(tmp_path):
-    from taskresize.tasks.detection import DetectionData
+    from taskresize.training.tasks.detection import DetectionData
 
     data = write_voc(tmp_path / "a", {"a": [("owl", (0, 0, 9, 19))], "b": [("owl", (1, 1, 2, 2))]})
     other = write_voc(tmp_path / "b", {"c": [("owl", (0, 0, 3, 3))], "d": [], "e": [("owl", (1, 1, 2, 2))]})

@@ -9,8 +9,8 @@ from PIL import Image
 
 from taskresize.data.transforms import DISTORTIONS, Distortion, PreResize
 from taskresize.resizers.classic import resize
-from taskresize.tasks.classification import FolderData
 from taskresize.training.config import ConfigError, TrainConfig
+from taskresize.training.tasks.classification import FolderData
 
 from helpers import colour_folders
 from imaging import synthetic_image

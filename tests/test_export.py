@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from taskresize import create_resizer, list_resizers, load_resizer, save_resizer
-from taskresize.deploy import PixelResizer
-from taskresize.export import ExportError, export_resizer
+from taskresize.data.normalization import Normalization
+from taskresize.inference.export import ExportError, export_resizer
+from taskresize.inference.pixels import PixelResizer
 from taskresize.resizers import ClassicResizer
 from taskresize.resizers.fuse import ChannelAffine, fold_batchnorms, fold_conv_bn
 
@@ -110,7 +111,7 @@ def pixels(shape, seed=7):
 
 def reference_model(resizer_file):
     """The saved resizer on pixels, unfused, in eager PyTorch."""
-    return PixelResizer(load_resizer(resizer_file), NORMALIZATION["mean"], NORMALIZATION["std"], fuse=False)
+    return PixelResizer(load_resizer(resizer_file), Normalization.from_dict(NORMALIZATION), fuse=False)
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from taskresize.data.images import ImageDecodeError, load_image, open_image
+from taskresize.data.decode import ImageDecodeError, load_image, open_image
 
 
 def save(path, image, **kwargs):

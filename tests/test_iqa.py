@@ -14,12 +14,19 @@ from PIL import Image
 from scipy.stats import pearsonr, spearmanr
 from torchmetrics.regression import PearsonCorrCoef
 
-from taskresize.data import builtin_iqa
-from taskresize.data.iqa import DEFAULT_STD, ScoreDataset, TableError, gaussian_histogram, read_score_table, split_table
-from taskresize.tasks import get_task
-from taskresize.tasks.iqa import IQATask, ScoreTableData, correlation, emd, mean_score
+from taskresize.data.builtin import iqa as builtin_iqa
+from taskresize.data.formats.iqa import (
+    DEFAULT_STD,
+    ScoreDataset,
+    TableError,
+    gaussian_histogram,
+    read_score_table,
+    split_table,
+)
 from taskresize.training.config import load_config
+from taskresize.training.registry import get_task
 from taskresize.training.run import evaluate, load_checkpoint
+from taskresize.training.tasks.iqa import IQATask, ScoreTableData, correlation, emd, mean_score
 
 from helpers import cli
 
@@ -259,7 +266,7 @@ def generated(tmp_path_factory):
 def test_augmentation_is_a_flip_only_and_evaluation_sees_whole_images(generated, tmp_path):
     cfg = load_config(None, {"task": "iqa", "data": str(generated), "in_size": 40, "out_size": 40})
     data = ScoreTableData(cfg)
-    train, plain = data.train_dataset(), ScoreDataset(data.train_table, data.transform, flip=False)
+    train, plain = data.train_dataset(), ScoreDataset(data.train_samples, data.transform, flip=False)
     torch.manual_seed(0)
     seen = {bool(torch.equal(train[0][0], plain[0][0].flip(-1))) for _ in range(12)}
     assert seen == {True, False}
@@ -274,7 +281,7 @@ def test_eval_on_another_table_uses_its_val_rows_or_all_of_them(generated, tmp_p
     other = generated.parent / "other.csv"
     other.write_text("path,mean_score,split\nimages/00000.png,5,train\nimages/00001.png,6,val\n")
     data = ScoreTableData(cfg, eval_root=str(other))
-    assert data.val_size == 1 and data.val_table.paths == [str(generated.parent / "images" / "00001.png")]
+    assert data.val_size == 1 and data.val_samples.paths == [str(generated.parent / "images" / "00001.png")]
     assert data.root == str(other) and data.train_size == 384
     other.write_text("path,mean_score\nimages/00000.png,5\nimages/00001.png,6\n")
     assert ScoreTableData(cfg, eval_root=str(other)).val_size == 2
@@ -326,7 +333,7 @@ def test_a_short_run_learns_quality_and_eval_reproduces_scipy(generated, tmp_pat
     images = torch.stack([dataset[i][0] for i in range(len(dataset))])
     with torch.no_grad():
         predicted = mean_score(task(images).softmax(-1)).numpy()
-    true = data.val_table.means
+    true = data.val_samples.means
     evaluated = evaluate(run)
     assert evaluated["srcc"] == pytest.approx(spearmanr(predicted, true)[0], abs=1e-4)
     assert evaluated["plcc"] == pytest.approx(pearsonr(predicted, true)[0], abs=1e-4)

@@ -96,9 +96,9 @@ def test_unknown_name_lists_known_ones_and_suggests():
 
 
 def test_unknown_argument_lists_accepted_ones():
-    with pytest.raises(TypeError, match="does not take depth; it takes: output_size, n, r"):
+    with pytest.raises(TypeError, match="does not take depth. It takes: output_size, n, r"):
         create_resizer("learnable", depth=3)
-    with pytest.raises(ResizerArgumentError, match=r"does not take nn \(did you mean n\?\)"):
+    with pytest.raises(ResizerArgumentError, match=r"does not take nn. Did you mean 'n'\?"):
         create_resizer("learnable", nn=3)
 
 
@@ -177,7 +177,7 @@ def test_bad_resizer_args_end_in_one_line_before_anything_is_written(tmp_path, c
         ('{"n": "many"}', 'n = "many" is refused: expected an integer >= 1'),
         ('{"n": -3}', "n = -3 is refused: expected an integer >= 1"),
         ('{"antialias": "no"}', 'antialias = "no" is refused: expected true or false'),
-        ('{"nn": 3}', "does not take nn (did you mean n?)"),
+        ('{"nn": 3}', "does not take nn. Did you mean 'n'?"),
         ('{"output_size": 64}', "output_size is set by out_size"),
     ]:
         out = tmp_path / "run"

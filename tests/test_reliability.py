@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from taskresize.data.folder import DataError, ImageFolderDataset, Sample, screen_samples
-from taskresize.data.images import ImageDecodeError, load_image
+from taskresize.data.decode import ImageDecodeError, load_image
+from taskresize.data.formats.folders import ImageFolderDataset, Sample, screen_samples
 from taskresize.data.transforms import PreResize
+from taskresize.errors import DataError
 from taskresize.training.config import load_config
 from taskresize.training.run import TrainingDiverged, load_checkpoint, train
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 import yaml
 
-from taskresize.data.folder import DataError
-from taskresize.tasks.data import EpochShuffle, SeededItems, TaskData
+from taskresize.errors import DataError
 from taskresize.training.callbacks import RunProgressBar
 from taskresize.training.config import load_config
 from taskresize.training.run import AtomicCheckpointIO, load_checkpoint, quiet_lightning, train
+from taskresize.training.tasks.data import EpochShuffle, SeededItems, TaskData
 
 from helpers import StopAtEpoch, cli, colour_folders, train_args
 
@@ -176,7 +176,7 @@ def test_a_mistyped_setting_stops_before_anything_is_written(data, tmp_path, cap
     assert cli("train", *train_args(data, run, **{"--backbone": "tv:resnet18"})) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and "Traceback" not in "".join(err)
-    assert "pre_resize = 'bicubicc': did you mean 'bicubic'? must be one of nearest, bilinear" in err[0]
+    assert "pre_resize = 'bicubicc': must be one of nearest, bilinear, bicubic, area, lanczos. Did you mean 'bicubic'?" in err[0]
     assert "label_smoothing = 'lots': must be a number" in err[1] and "torchvision:NAME, timm:NAME" in err[2]
     assert not run.exists()
 

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from taskresize.data.folder import DataError, Sample, scan_class_folders, screen_samples
-from taskresize.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, load_image, probe_image
-from taskresize.deploy import load_image_resizer, plan_jobs, resize_files
+from taskresize.data.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, load_image, probe_image
+from taskresize.data.formats.folders import Sample, scan_class_folders, screen_samples
+from taskresize.errors import DataError
+from taskresize.inference.files import plan_jobs, resize_files
+from taskresize.inference.image import load_image_resizer
 
 from helpers import cli, colour_folders, train_args
 from imaging import synthetic_image

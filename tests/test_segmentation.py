@@ -9,7 +9,7 @@ from PIL import Image
 from scipy import ndimage
 from torch import nn
 
-from taskresize.data.builtin_shapes import (
+from taskresize.data.builtin.shapes import (
     DET_NAME,
     SEG_CLASSES,
     SEG_NAME,
@@ -20,17 +20,17 @@ from taskresize.data.builtin_shapes import (
     render_segmentation,
     voc_palette,
 )
-from taskresize.data.folder import DataError
-from taskresize.data.segmentation import (
+from taskresize.data.formats.segmentation import (
     PairResize,
     SegmentationDataset,
     SegSample,
     read_mask,
     scan_segmentation,
 )
+from taskresize.errors import DataError
 from taskresize.resizers.classic import resize
-from taskresize.tasks.segmentation import SegmentationTask, segmentation_model
 from taskresize.training.config import TrainConfig
+from taskresize.training.tasks.segmentation import SegmentationTask, segmentation_model
 
 from helpers import cli
 

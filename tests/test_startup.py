@@ -30,7 +30,7 @@ def test_importing_the_package_and_the_cli_imports_no_heavy_library():
 
 def test_the_image_decoder_imports_no_heavy_library():
     # training/config.py needs its limits at start-up; torch comes with the first tensor
-    assert heavy_modules_after("import taskresize.data.images") == []
+    assert heavy_modules_after("import taskresize.data.decode") == []
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["--help"], []], ids=["version", "help", "no-command"])

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from taskresize.report import is_percent
-from taskresize.sweep import SweepError, configs, expand, load_sweep, run_sweep
+from taskresize.experiments.sweep.plan import SweepError, configs, expand, load_sweep
+from taskresize.experiments.sweep.run import run_sweep
 from taskresize.training.run import train
 
 from helpers import StopAtEpoch, cli, colour_folders
@@ -91,10 +91,14 @@ def test_reference_to_a_grid_key_names_the_run_readably():
 
 
 def test_fractions_are_reported_in_percent():
-    for metric in ("top1_error", "miou", "class/ring_iou", "map", "map50", "pixel_accuracy"):
-        assert is_percent(metric), metric
-    for metric in ("val_loss", "plcc", "srcc", "emd"):
-        assert not is_percent(metric), metric
+    from taskresize.training.registry import get_task
+
+    shown = {"classification": ["top1_error", "top5_error"], "segmentation": ["miou", "pixel_accuracy", "class/ring_iou"],
+             "detection": ["map", "map50", "class/disc_map"], "iqa": []}  # fmt: skip
+    for task, percent in shown.items():
+        spec = get_task(task)
+        for metric in [*spec.metrics, "class/ring_iou", "class/disc_map"]:
+            assert spec.is_percent(metric) == (metric in percent), (task, metric)
 
 
 @pytest.mark.parametrize(
@@ -181,12 +185,12 @@ def test_a_tiny_grid_runs_resumes_and_reports(data, tmp_path, capsys):
     (folder / "report.md").unlink()
     for seed, value in enumerate((0.25, 0.75)):  # per-class metrics, as segmentation writes them, become columns
         path = folder / f"muller-s{seed}" / "metrics.json"
-        path.write_text(json.dumps(json.loads(path.read_text()) | {"class/ring_iou": value}))
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"class/ring_top1_error": value}))
     assert cli("sweep", "--config", config, "--output", out, "--report-only") == 0
     report = (folder / "report.md").read_text()
-    assert "| class/ring_iou |" in report
+    assert "| class/ring_top1_error |" in report
     assert "50.0% ± 35.4 (n=2)" in next(line for line in report.splitlines() if line.startswith("| muller"))
-    assert "class/ring_iou_mean" in (folder / "report.csv").read_text().splitlines()[0]
+    assert "class/ring_top1_error_mean" in (folder / "report.csv").read_text().splitlines()[0]
 
 
 def test_an_unfinished_run_is_resumed(data, tmp_path):
@@ -254,7 +258,7 @@ def test_every_shipped_config_loads(path):
 
 
 def test_report_names_each_rows_classic_method_as_resolved():
-    from taskresize.report import methods
+    from taskresize.experiments.sweep.report import methods
 
     base = {"out_size": [32, 32], "pre_resize": "bilinear", "pre_resize_antialias": True}
     assert methods({**base, "resizer": "bilinear", "resizer_args": {}}) == {
@@ -281,7 +285,7 @@ def test_pre_resize_at_its_defaults_stays_out_of_run_names():
 
 
 def _fake_run(folder, sweep, name, top1, config_changes=None):
-    from taskresize.sweep import effective
+    from taskresize.experiments.sweep.plan import effective
 
     run = next(r for r in sweep.runs if r.name == name)
     path = folder / name
@@ -292,7 +296,7 @@ def _fake_run(folder, sweep, name, top1, config_changes=None):
 
 
 def test_report_shows_what_ran_and_a_verdict_against_each_reference(tmp_path):
-    from taskresize.report import write_report
+    from taskresize.experiments.sweep.report import write_report
 
     sweep = expand({
         "name": "r", "base": {**BASE, "in_size": 64},
@@ -337,7 +341,7 @@ def test_report_shows_what_ran_and_a_verdict_against_each_reference(tmp_path):
 
 def test_report_labels_come_from_the_runs_config_not_the_sweep_file(tmp_path):
     """A run whose saved config.yaml differs from what the sweep file plans is labelled as it ran."""
-    from taskresize.report import write_report
+    from taskresize.experiments.sweep.report import write_report
 
     sweep = expand({"name": "c", "base": {**BASE, "in_size": 64}, "grid": {"resizer": ["bilinear"], "seed": [0]}})
     folder = tmp_path / "c"
@@ -359,7 +363,7 @@ def test_report_labels_come_from_the_runs_config_not_the_sweep_file(tmp_path):
 
 
 def test_a_started_run_saved_with_absolute_paths_matches_its_relative_sweep_entry(tmp_path, monkeypatch):
-    from taskresize.sweep import _changed_config
+    from taskresize.experiments.sweep.run import _changed_config
     from taskresize.training.config import TrainConfig, write_yaml
 
     monkeypatch.chdir(tmp_path)

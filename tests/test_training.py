@@ -98,7 +98,7 @@ def test_user_mistakes_end_with_one_line_and_status_2(data, tmp_path, capsys):
     assert cli("train", *train_args(data, tmp_path / "r4", **{"--backbone": "resnet19"})) == 2
     err = capsys.readouterr().err
     assert "nowhere is not a folder" in err and "Did you mean 'learnable'" in err and "does not take depth" in err
-    assert "Did you mean torchvision:resnet18" in err and "Traceback" not in err
+    assert "Did you mean 'torchvision:resnet18'" in err and "Traceback" not in err
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo on CPU")

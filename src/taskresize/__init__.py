@@ -7,17 +7,13 @@ The names below are imported on first use (PEP 562), so that ``import taskresize
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("taskresize")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
+from taskresize.version import __version__
 
 # public name -> the module (relative to this package) that defines it
 _LAZY = {
-    "resize_image": ".deploy",
+    "resize_image": ".inference.image",
     "count_conv_weights": ".flops",
     "count_flops": ".flops",
     "count_parameters": ".flops",
@@ -31,10 +27,10 @@ _LAZY = {
 }  # fmt: skip
 
 if TYPE_CHECKING:  # what static tools and IDEs see; at run time these come from __getattr__
-    from .deploy import resize_image
-    from .flops import count_conv_weights, count_flops, count_parameters
-    from .io import load_resizer, save_resizer
-    from .resizers import (
+    from taskresize.flops import count_conv_weights, count_flops, count_parameters
+    from taskresize.inference.image import resize_image
+    from taskresize.io import load_resizer, save_resizer
+    from taskresize.resizers import (
         METHODS,
         ClassicResizer,
         DownsizeNet,

@@ -1,6 +1,6 @@
 """``python -m taskresize`` (and ``torchrun -m taskresize``) runs the command line."""
 
-from .cli import main
+from taskresize.cli import main
 
 if __name__ == "__main__":
     main()

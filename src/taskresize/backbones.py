@@ -16,10 +16,10 @@ convolution on the pooled 17x17 map): below that the model is built without it a
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torchvision
@@ -28,16 +28,14 @@ from torch.func import functional_call
 from torchvision.models.googlenet import GoogLeNetOutputs
 from torchvision.models.inception import InceptionOutputs
 
-from .fileio import UnsafeFileError, torch_load_weights_only
+from taskresize.errors import BackboneError, close_matches, suggestion
+from taskresize.fileio import UnsafeFileError, torch_load_weights_only
+from taskresize.packaged_weights import PACKAGED, check_fits, packaged_name, packaged_state_dict
 
 INCEPTION_AUX_WEIGHT = 0.4  # Inception-v3's auxiliary loss weight (TF-slim's train_image_classifier)
 GOOGLENET_AUX_WEIGHT = 0.3  # weight of each of GoogLeNet's two auxiliary losses (Szegedy et al. 2015, §5)
 AUX_PREFIXES = ("AuxLogits.", "aux1.", "aux2.")  # the auxiliary heads' parameters in torchvision's models
 _LARGEST_PROBE = 2048  # sizes beyond this are not searched for a minimum
-
-
-class BackboneError(ValueError):
-    """An unknown backbone or weights that do not fit it; the message says what would be accepted."""
 
 
 def _torchvision_names() -> list[str]:
@@ -64,12 +62,26 @@ def resolve_backbone_name(name: str) -> tuple[str, str]:
         available = listings[lib]()
         if model in available:
             return lib, model
-        close += [f"{lib}:{n}" for n in difflib.get_close_matches(model, available, n=3, cutoff=0.6)]
-    hint = f" Did you mean {', '.join(close[:4])}?" if close else ""
+        close += [f"{lib}:{n}" for n in close_matches(model, available, n=3)]
+    hint = suggestion(close[:4])
     raise BackboneError(
         f"unknown backbone {name!r}.{hint} Use any torchvision classification model ('torchvision:resnet50') "
         "or timm model ('timm:mobilenetv2_100')"
     )
+
+
+def torchvision_model_name(name: str, module: Any, kind: str) -> str:
+    """The torchvision model of ``kind`` named ``name`` (``"torchvision:"`` prefix optional).
+
+    Raises:
+        BackboneError: ``name`` is not one of torchvision's ``kind`` models; the message lists close matches.
+    """
+    library, _, model = name.rpartition(":")
+    available = torchvision.models.list_models(module=module)
+    if library in ("", "torchvision") and model in available:
+        return model
+    hint = suggestion(f"torchvision:{c}" for c in close_matches(model, available, n=3, cutoff=0.5))
+    raise BackboneError(f"backbone {name!r} is not a torchvision {kind} model.{hint} Known: {', '.join(available)}")
 
 
 def create_backbone(
@@ -94,8 +106,6 @@ def create_backbone(
         BackboneError: unknown name, weights requested from a hub, a weights file that does not fit, or a
             ``size`` the model cannot take (the message names the smallest one it can).
     """
-    from taskresize.packaged_weights import PACKAGED, packaged_name
-
     library, model_name = resolve_backbone_name(name)
     if pretrained is not None and not Path(pretrained).is_file() and packaged_name(pretrained) is None:
         raise BackboneError(
@@ -337,7 +347,6 @@ def load_weights(model: nn.Module, path: str | os.PathLike, what: str = "the mod
         BackboneError: the file has parameters the model lacks, or lacks any beyond those of different shape;
             packaged weights that are not installed or do not fit the model.
     """
-    from taskresize.packaged_weights import check_fits, packaged_name, packaged_state_dict
 
     packaged = packaged_name(path)
     if packaged is not None:

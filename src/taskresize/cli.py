@@ -10,7 +10,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import __version__
+from taskresize.errors import TaskresizeError
+from taskresize.version import __version__
 
 # Subcommand name -> module in taskresize.commands exposing ``add_arguments(parser)``, ``run(args) -> int``
 # and a docstring whose first line is the command's summary.
@@ -25,27 +26,6 @@ COMMANDS = {
     "info": "info",
     "sweep": "sweep",
 }
-
-
-class UserError(Exception):
-    """A mistake the user can fix: printed as one line, exit status 2, no traceback."""
-
-
-def guarded(fn, *args, **kwargs):
-    """Call ``fn``; the library's errors about the user's input become :class:`UserError` (one line, no traceback)."""
-    from .backbones import BackboneError
-    from .data.folder import DataError
-    from .data.images import ImageDecodeError
-    from .io import ResizerFileError
-    from .resizers.registry import ResizerArgumentError, UnknownResizerError
-    from .training.config import ConfigError
-    from .training.run import RunError
-
-    try:
-        return fn(*args, **kwargs)
-    except (BackboneError, ConfigError, DataError, ImageDecodeError, ResizerArgumentError, ResizerFileError,
-            RunError, UnknownResizerError) as error:  # fmt: skip
-        raise UserError(str(error)) from None
 
 
 class Parser(argparse.ArgumentParser):
@@ -114,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     try:
         status = args.command_function(args)
-    except UserError as error:
+    except TaskresizeError as error:  # every mistake the user can fix: the message says how
         print(f"taskresize {args.command}: error: {error}", file=sys.stderr)
         status = 2
     except KeyboardInterrupt as interrupt:

@@ -5,33 +5,47 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from taskresize.errors import TaskresizeError
+
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """A binary file to write that appears at ``path`` whole or not at all: written to a temporary file beside
-    it, synced and renamed, so a kill or an error while writing leaves what ``path`` held before."""
+def atomic_path(path: str | os.PathLike, sync: bool = True) -> Iterator[Path]:
+    """A temporary path beside ``path`` (with its suffix) for a writer that takes a file name; when the block
+    ends without an error the file is synced (``sync``) and renamed to ``path``, otherwise removed. So ``path``
+    holds the old file or the new one whole, whatever happens while writing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = str(path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}"))
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # the umask applies, as to open(path, "w")
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
+        if sync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    with atomic_open(path) as f:
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, sync: bool = True) -> Iterator[BinaryIO]:
+    """A binary file to write that appears at ``path`` whole or not at all (see :func:`atomic_path`)."""
+    with atomic_path(path, sync=sync) as tmp, open(tmp, "wb") as f:
+        yield f
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, sync: bool = True) -> Path:
+    with atomic_open(path, sync=sync) as f:
         f.write(data)
     return Path(path)
 
@@ -44,7 +58,7 @@ def atomic_write_json(path: str | os.PathLike, value: Any) -> Path:
     return atomic_write_text(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
 
 
-class UnsafeFileError(ValueError):
+class UnsafeFileError(TaskresizeError):
     """A pickled file that weights-only loading refuses, or that is not a PyTorch file at all."""
 
 

@@ -2,40 +2,89 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
-from .resizers import Resizer, create_resizer
+from taskresize.data.normalization import Normalization
+from taskresize.errors import TaskresizeError
+from taskresize.fileio import atomic_write_bytes
+from taskresize.resizers import Resizer, create_resizer
+from taskresize.runs import RunFolder
+from taskresize.version import __version__
 
 FORMAT_VERSION = 1
 METADATA_KEY = "taskresize"
-RESIZER_FILENAME = "resizer.safetensors"
+RESIZER_FILENAME = RunFolder.RESIZER
 
 
-class ResizerFileError(ValueError):
+class ResizerFileError(TaskresizeError):
     """A file that is not a taskresize resizer; the message names the file and what was expected."""
 
 
-def save_resizer(module: Resizer, path: str | os.PathLike, provenance: dict[str, Any] | None = None) -> Path:
+@dataclass
+class Provenance:
+    """What a resizer file records about the run that trained it (all optional: a file may record nothing).
+
+    Stored as one flat JSON mapping: these fields, then the run's final metrics (``top1_error``, ``flops_total``,
+    ...) beside them, and any keys a newer version wrote kept in ``extra``.
+    """
+
+    task: str | None = None
+    backbone: str | None = None
+    data: str | None = None
+    in_size: list[int] | None = None  # the resizer's input size in training (the loader pre-resized to it)
+    out_size: list[int] | None = None
+    pre_resize: str | None = None  # the loader's classic pre-resize (None: not recorded)
+    pre_resize_antialias: bool = True
+    normalization: Normalization | None = None  # what the resizer's inputs were normalised with
+    run: str | None = None
+    date: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("metrics", "extra")}
+        values = {k: v for k, v in values.items() if v is not None}
+        if self.normalization is not None:
+            values["normalization"] = self.normalization.to_dict()
+        return {**self.metrics, **values, **self.extra}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> Provenance:
+        values = dict(values or {})
+        names = {f.name for f in dataclasses.fields(cls)} - {"metrics", "extra"}
+        known = {k: values.pop(k) for k in list(values) if k in names}
+        if known.get("normalization"):
+            known["normalization"] = Normalization.from_dict(known["normalization"])
+        metrics = {k: values.pop(k) for k in list(values) if isinstance(values[k], int | float)}
+        return cls(**known, metrics=metrics, extra=values)
+
+
+def save_resizer(
+    module: Resizer, path: str | os.PathLike, provenance: Provenance | dict[str, Any] | None = None
+) -> Path:
     """Write ``module``'s weights and config to a safetensors file, atomically.
 
     Args:
         module: a registered resizer (anything :func:`create_resizer` can rebuild).
         path: destination, conventionally ``*.safetensors``.
-        provenance: JSON-serialisable facts stored with the weights (backbone, data, sizes, metrics, ...).
+        provenance: what the training run was (backbone, data, sizes, metrics, ...), a :class:`Provenance` or a
+            JSON-serialisable mapping.
 
     Returns:
         The path written.
     """
-    from . import __version__
-
     path = Path(path)
+    if isinstance(provenance, Provenance):
+        provenance = provenance.to_dict()
     header = {
         "format": FORMAT_VERSION,
         "name": module.resizer_name,
@@ -50,21 +99,14 @@ def save_resizer(module: Resizer, path: str | os.PathLike, provenance: dict[str,
             f"{module.resizer_name} has parameters its config does not rebuild (a fused copy?): save the resizer "
             "before fuse(), and fuse after loading"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(header)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_bytes(path, save(tensors, metadata={METADATA_KEY: json.dumps(header)}))
 
 
 def resolve_resizer_path(path: str | os.PathLike) -> Path:
     """A resizer file, or the ``resizer.safetensors`` inside a run folder."""
     path = Path(path)
     if path.is_dir():
-        candidate = path / RESIZER_FILENAME
+        candidate = RunFolder(path).resizer_file
         if not candidate.is_file():
             raise ResizerFileError(
                 f"{path} is a folder without {RESIZER_FILENAME}: pass a .safetensors resizer file or the folder "
@@ -95,6 +137,11 @@ def read_resizer_header(path: str | os.PathLike) -> dict[str, Any]:
     if header.get("format") != FORMAT_VERSION or "name" not in header or "config" not in header:
         raise ResizerFileError(f"{path}: unsupported taskresize header (format {header.get('format')!r})")
     return header
+
+
+def read_provenance(path: str | os.PathLike) -> Provenance:
+    """The :class:`Provenance` saved with a resizer (a file or a run folder)."""
+    return Provenance.from_dict(read_resizer_header(path).get("provenance"))
 
 
 def load_resizer(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Resizer:

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from taskresize.backbones import BackboneError
+from taskresize.errors import BackboneError
 from taskresize.fileio import UnsafeFileError, torch_load_weights_only
 
 

@@ -9,8 +9,6 @@ import argparse
 import json
 from pathlib import Path
 
-from .. import cli
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run folder written by `taskresize train`")
@@ -20,10 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..fileio import atomic_write_json
-    from ..training.run import evaluate
+    from taskresize.fileio import atomic_write_json
+    from taskresize.runs import RunFolder
+    from taskresize.training.run import evaluate
 
-    metrics = cli.guarded(evaluate, args.run, data=args.data, checkpoint=args.checkpoint)
-    atomic_write_json(Path(args.output or Path(args.run) / "eval.json"), metrics)
+    metrics = evaluate(args.run, data=args.data, checkpoint=args.checkpoint)
+    atomic_write_json(Path(args.output or RunFolder(args.run) / RunFolder.EVAL), metrics)
     print(json.dumps(metrics, indent=2))
     return 0

@@ -26,7 +26,7 @@ import argparse
 import re
 from pathlib import Path
 
-from .. import cli
+from taskresize.errors import UserError
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colour and cursor codes in the exporters' messages
 
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def default_output(resizer: str, fmt: str) -> Path:
-    from ..export import FORMATS
+    from taskresize.inference.export import FORMATS
 
     path = Path(resizer)
     if path.is_dir():
@@ -64,28 +64,28 @@ def fixed_size_base(module) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import __version__
-    from ..deploy import load_image_resizer
-    from ..export import ExportError, export_resizer
-    from ..sizes import format_size, to_size
+    from taskresize import __version__
+    from taskresize.inference.export import ExportError, export_resizer
+    from taskresize.inference.image import load_image_resizer
+    from taskresize.sizes import format_size, to_size
 
     try:
         size = to_size(args.size, what="--size") if args.size else None
         input_size = to_size(args.input_size, what="--input-size") if args.input_size else None
-        resizer = cli.guarded(load_image_resizer, args.resizer)
+        resizer = load_image_resizer(args.resizer)
     except ValueError as error:
-        raise cli.UserError(str(error)) from None
+        raise UserError(str(error)) from None
     input_size = input_size or resizer.in_size
     if input_size is None:
-        raise cli.UserError(
+        raise UserError(
             f"{args.resizer} records no training input size: give the example input size, e.g. --input-size 448"
         )
     if size is None and resizer.classic:
-        raise cli.UserError(f"--size is needed with the classic method {args.resizer!r}, e.g. --size 224")
+        raise UserError(f"--size is needed with the classic method {args.resizer!r}, e.g. --size 224")
     base = fixed_size_base(resizer.pixels.resizer)
     if base and (args.dynamic or args.format == "torchscript"):
         # refused before tracing: the exporters fail on these only after minutes, printing colour codes
-        raise cli.UserError(
+        raise UserError(
             f"{args.resizer}: its base resizer, {base}, builds its weight tables from concrete sizes, so it exports "
             f"only to onnx or pt2 and without --dynamic (given: --format {args.format}"
             f"{' --dynamic' if args.dynamic else ''})"
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             tolerance=args.tolerance, metadata=metadata,
         )  # fmt: skip
     except ExportError as error:
-        raise cli.UserError(ANSI.sub("", str(error))) from None
+        raise UserError(ANSI.sub("", str(error))) from None
     inputs = "any HxW" if report.dynamic else format_size(report.input_size)
     runtime = "onnxruntime" if args.format == "onnx" else "the loaded file"
     print(

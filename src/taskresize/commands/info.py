@@ -10,8 +10,6 @@ import argparse
 import json
 from pathlib import Path
 
-from .. import cli
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="PATH", help="resizer .safetensors file or run folder")
@@ -22,9 +20,10 @@ def describe(path: str) -> dict:
     """Everything ``info`` prints, as a plain dict."""
     import torch
 
-    from ..flops import count_conv_weights, count_flops, count_parameters
-    from ..io import load_resizer, read_resizer_header, resolve_resizer_path
-    from ..sizes import to_size
+    from taskresize.flops import count_conv_weights, count_flops, count_parameters
+    from taskresize.io import load_resizer, read_resizer_header, resolve_resizer_path
+    from taskresize.runs import RunFolder
+    from taskresize.sizes import to_size
 
     file = resolve_resizer_path(path)
     header = read_resizer_header(file)
@@ -46,9 +45,9 @@ def describe(path: str) -> dict:
         "taskresize_version": header.get("taskresize_version"),
         "provenance": provenance,
     }
-    metrics = Path(path) / "metrics.json"
-    if Path(path).is_dir() and metrics.is_file():
-        info["metrics"] = json.loads(metrics.read_text())
+    metrics = RunFolder(path).metrics() if Path(path).is_dir() else None
+    if metrics is not None:
+        info["metrics"] = metrics
     return info
 
 
@@ -57,9 +56,9 @@ def _value(value) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sizes import format_size
+    from taskresize.sizes import format_size
 
-    info = cli.guarded(describe, args.path)
+    info = describe(args.path)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..resizers.registry import list_resizers, resizer_arguments
+    from taskresize.resizers.registry import list_resizers, resizer_arguments
 
     names = list_resizers()
     width = max(map(len, names))  # every name fits its column: "learnable-strided" is 17 characters

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import cli
+from taskresize.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,45 +53,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.images import DEFAULT_MAX_PIXELS
-    from ..deploy import (
+    from taskresize.data.decode import DEFAULT_MAX_PIXELS
+    from taskresize.inference.files import (
         OutputConflictError,
         OutputFolderError,
         check_output_folder,
-        load_image_resizer,
         plan_jobs,
         remove_empty_folders,
         resize_files,
     )
-    from ..sizes import to_size
+    from taskresize.inference.image import load_image_resizer
+    from taskresize.sizes import to_size
 
     if not 1 <= args.quality <= 100:
-        raise cli.UserError(f"--quality {args.quality}: use a value from 1 to 100")
+        raise UserError(f"--quality {args.quality}: use a value from 1 to 100")
     if args.batch_size < 1 or args.workers < 0:
-        raise cli.UserError("--batch-size must be at least 1 and --workers at least 0")
+        raise UserError("--batch-size must be at least 1 and --workers at least 0")
     if args.max_pixels is not None and args.max_pixels < 1:
-        raise cli.UserError(f"--max-pixels {args.max_pixels}: give a positive number of pixels")
+        raise UserError(f"--max-pixels {args.max_pixels}: give a positive number of pixels")
     try:
         size = to_size(args.size, what="--size") if args.size else None
         if args.in_size is None:
             in_size = "auto"
         else:
             in_size = None if args.in_size.lower() == "none" else to_size(args.in_size, what="--in-size")
-        resizer = cli.guarded(load_image_resizer, args.resizer, in_size=in_size, engine=args.engine)
+        resizer = load_image_resizer(args.resizer, in_size=in_size, engine=args.engine)
     except ValueError as error:
-        raise cli.UserError(str(error)) from None
+        raise UserError(str(error)) from None
     if size is None and resizer.classic:
-        raise cli.UserError(f"--size is needed with the classic method {args.resizer!r}, e.g. --size 224")
+        raise UserError(f"--size is needed with the classic method {args.resizer!r}, e.g. --size 224")
     try:
         jobs, ignored = plan_jobs(args.inputs, args.out, args.format)
     except (FileNotFoundError, OutputConflictError) as error:
-        raise cli.UserError(str(error)) from None
+        raise UserError(str(error)) from None
     if not jobs:
-        raise cli.UserError(f"no image files in {', '.join(args.inputs)} (extensions .jpg .png .webp .bmp .tif .gif)")
+        raise UserError(f"no image files in {', '.join(args.inputs)} (extensions .jpg .png .webp .bmp .tif .gif)")
     try:
         created = check_output_folder(args.out)  # before decoding: an unwritable --out fails once, not per image
     except OutputFolderError as error:
-        raise cli.UserError(str(error)) from None
+        raise UserError(str(error)) from None
 
     print(f"{len(jobs)} image{'s' * (len(jobs) != 1)}: {resizer.describe(size, args.keep_aspect)}", file=sys.stderr)
     summary = resize_files(

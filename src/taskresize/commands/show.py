@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import cli
+from taskresize.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,25 +28,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..data.images import load_image
-    from ..deploy import load_image_resizer
-    from ..figures import comparison_figure, normalized_column
-    from ..resizers import resize
-    from ..sizes import format_size, to_size
+    from taskresize.data.decode import load_image
+    from taskresize.experiments.figures import comparison_figure, normalized_column
+    from taskresize.inference.image import load_image_resizer
+    from taskresize.resizers import resize
+    from taskresize.sizes import format_size, to_size
 
     try:
         size = to_size(args.size, what="--size") if args.size else None
         in_size = to_size(args.in_size, what="--in-size") if args.in_size else "auto"
-        resizer = cli.guarded(load_image_resizer, args.resizer, in_size=in_size)
+        resizer = load_image_resizer(args.resizer, in_size=in_size)
     except ValueError as error:
-        raise cli.UserError(str(error)) from None
+        raise UserError(str(error)) from None
     if resizer.classic:
-        raise cli.UserError(f"{args.resizer} is a classic method: show compares a learned resizer with bicubic")
+        raise UserError(f"{args.resizer} is a classic method: show compares a learned resizer with bicubic")
     if resizer.in_size is None:
-        raise cli.UserError(f"{args.resizer} records no training input size: give one, e.g. --in-size 448")
+        raise UserError(f"{args.resizer} records no training input size: give one, e.g. --in-size 448")
     out = size or resizer.output_size
     images = torch.stack(
-        [resize(cli.guarded(load_image, p), resizer.in_size, *resizer.pre_resize) for p in args.images]
+        [resize(load_image(p), resizer.in_size, *resizer.pre_resize) for p in args.images]
     )
     pixels = resizer.pixels
     name = pixels.resizer.resizer_name

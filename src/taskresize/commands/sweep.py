@@ -2,7 +2,7 @@
 
 Runs go one after another in this process, each in OUTPUT/<sweep name>/<run name>/. Runs that finished
 (metrics.json) are skipped and unfinished ones resumed, so the same command continues an interrupted sweep;
-a run that fails is reported and the sweep goes on. The sweep file format is described in taskresize.sweep
+a run that fails is reported and the sweep goes on. The sweep file format is described in taskresize.experiments.sweep.plan
 and in the README; the configs/ folder has one per paper table.
 
 Examples:
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import cli
+from taskresize.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,23 +30,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report import write_report
-    from ..sweep import configs, describe, load_sweep, run_sweep
+    from taskresize.experiments.sweep.plan import configs, load_sweep
+    from taskresize.experiments.sweep.report import write_report
+    from taskresize.experiments.sweep.run import describe, run_sweep
 
-    sweep = cli.guarded(load_sweep, args.config)
+    sweep = load_sweep(args.config)
     folder = Path(args.output) / sweep.name
-    cli.guarded(configs, sweep, folder)  # every run's config is valid before anything starts
+    configs(sweep, folder)  # every run's config is valid before anything starts
     if args.dry_run:
         print(describe(sweep, folder))
         return 0
     if args.report_only:
         if not folder.is_dir():
-            raise cli.UserError(f"{folder} does not exist: run the sweep first (without --report-only)")
+            raise UserError(f"{folder} does not exist: run the sweep first (without --report-only)")
         for path in write_report(sweep, folder):
             print(f"wrote {path}")
         return 0
     print(describe(sweep, folder), flush=True)
-    outcome = cli.guarded(run_sweep, sweep, args.output, log=lambda line: print(line, flush=True), only=args.only)
+    outcome = run_sweep(sweep, args.output, log=lambda line: print(line, flush=True), only=args.only)
     failed = [name for name, state in outcome.items() if state.startswith(("failed", "blocked"))]
     if failed:
         print(f"{len(failed)} of {len(outcome)} runs failed or were blocked: {', '.join(failed)}")

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 from torchvision.transforms import RandomResizedCrop
 
-from ..resizers.classic import resize
-from ..sizes import Size
-from .images import DEFAULT_MAX_PIXELS, load_image, pil_to_tensor, tensor_to_pil
+from taskresize.data.decode import DEFAULT_MAX_PIXELS, load_image, pil_to_tensor, tensor_to_pil
+from taskresize.resizers.classic import resize
+from taskresize.sizes import Size
 
 # Talebi & Milanfar Table 9: x4 down-scaled inputs, Gaussian noise of sigma 0.1 (of the [0, 1] range), JPEG quality 10
 DISTORTIONS = ("none", "downscale4", "noise0.1", "jpeg10")
@@ -124,9 +124,3 @@ class PreResize:
         if self.augment and torch.rand(()) < 0.5:
             image = image.flip(-1)
         return image
-
-
-def collate_uint8(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack ``(image, label)`` pairs into a channels-last uint8 batch and an int64 label vector."""
-    images = torch.stack([image for image, _ in batch]).contiguous(memory_format=torch.channels_last)
-    return images, torch.tensor([label for _, label in batch], dtype=torch.int64)

@@ -1,12 +1,12 @@
 """Resizers: classic (Pillow-exact, differentiable) and learned, behind one registry."""
 
-from .base import Resizer
-from .classic import METHODS, ClassicResizer, resize
-from .downsizenet import DownsizeNet
-from .learnable import LearnableResizer
-from .learnable_strided import StridedLearnableResizer
-from .muller import MullerResizer
-from .registry import UnknownResizerError, create_resizer, list_resizers, register_resizer
+from taskresize.resizers.base import Resizer
+from taskresize.resizers.classic import METHODS, ClassicResizer, resize
+from taskresize.resizers.downsizenet import DownsizeNet
+from taskresize.resizers.learnable import LearnableResizer
+from taskresize.resizers.learnable_strided import StridedLearnableResizer
+from taskresize.resizers.muller import MullerResizer
+from taskresize.resizers.registry import UnknownResizerError, create_resizer, list_resizers, register_resizer
 
 __all__ = [
     "METHODS",

@@ -6,7 +6,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from ..sizes import Size, to_size
+from taskresize.resizers.fuse import fused_copy
+from taskresize.sizes import Size, to_size
 
 
 class Resizer(nn.Module):
@@ -46,6 +47,4 @@ class Resizer(nn.Module):
         Resizers whose structure the generic folding (:func:`taskresize.resizers.fuse.fold_batchnorms`, which
         looks inside ``nn.Sequential`` containers) does not fit override this.
         """
-        from .fuse import fused_copy
-
         return fused_copy(self)

@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..flops import counted_by_formula, counting_flops
-from ..sizes import Size, to_size
-from .base import Resizer
-from .registry import OutputSize, register_resizer
+from taskresize.flops import counted_by_formula, counting_flops
+from taskresize.resizers.base import Resizer
+from taskresize.resizers.registry import OutputSize, register_resizer
+from taskresize.sizes import Size, to_size
 
 METHODS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
 

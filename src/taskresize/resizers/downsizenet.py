@@ -25,9 +25,9 @@ from typing import Annotated, Any
 import torch
 from torch import Tensor, nn
 
-from ..flops import counted_by_formula, counting_flops
-from .base import Resizer
-from .registry import OneOf, OutputSize, Range, register_resizer
+from taskresize.flops import counted_by_formula, counting_flops
+from taskresize.resizers.base import Resizer
+from taskresize.resizers.registry import OneOf, OutputSize, Range, register_resizer
 
 NORMALIZATIONS = ("sigmoid", "softmax", "none")
 _CUBIC_A = -0.75  # F.interpolate's bicubic coefficient

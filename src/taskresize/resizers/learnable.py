@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as recompute_in_backward
 
-from .base import Resizer
-from .classic import METHODS, resize
-from .registry import OneOf, OutputSize, Range, register_resizer
+from taskresize.resizers.base import Resizer
+from taskresize.resizers.classic import METHODS, resize
+from taskresize.resizers.registry import OneOf, OutputSize, Range, register_resizer
 
 INITS = ("paper", "identity")
 

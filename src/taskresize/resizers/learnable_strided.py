@@ -15,9 +15,9 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from .classic import METHODS
-from .learnable import INITS, LearnableResizer
-from .registry import OneOf, OutputSize, Range, register_resizer
+from taskresize.resizers.classic import METHODS
+from taskresize.resizers.learnable import INITS, LearnableResizer
+from taskresize.resizers.registry import OneOf, OutputSize, Range, register_resizer
 
 
 @register_resizer("learnable-strided")

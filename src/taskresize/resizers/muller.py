@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Resizer
-from .classic import METHODS, resize
-from .registry import Odd, OneOf, OutputSize, Range, register_resizer
+from taskresize.resizers.base import Resizer
+from taskresize.resizers.classic import METHODS, resize
+from taskresize.resizers.registry import Odd, OneOf, OutputSize, Range, register_resizer
 
 
 def gaussian_kernel1d(kernel_size: int, sigma: float) -> Tensor:

@@ -9,7 +9,6 @@ training configuration call it, so a bad value is refused with one line naming i
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import json
 import math
@@ -19,7 +18,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from .base import Resizer
+from taskresize.errors import TaskresizeError, did_you_mean
+from taskresize.resizers.base import Resizer
 
 Factory = Callable[..., Resizer]
 F = TypeVar("F", bound=Factory)
@@ -27,7 +27,7 @@ F = TypeVar("F", bound=Factory)
 _REGISTRY: dict[str, Factory] = {}
 
 
-class UnknownResizerError(ValueError):
+class UnknownResizerError(TaskresizeError):
     """A resizer name that is not registered (or not usable where it was given).
 
     The message suggests close matches ("did you mean") and lists the known names; every caller that reports an
@@ -44,13 +44,12 @@ class UnknownResizerError(ValueError):
         self, name: str, known: Iterable[str] | None = None, what: str = "Known resizers", prefix: str | None = None
     ) -> None:
         known = sorted(_REGISTRY) if known is None else list(known)
-        close = difflib.get_close_matches(str(name), known, n=3)
-        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        hint = did_you_mean(name, known, n=3)
         super().__init__(f"{prefix or f'unknown resizer {name!r}'}.{hint} {what}: {', '.join(known)}")
         self.name = name
 
 
-class ResizerArgumentError(TypeError, ValueError):
+class ResizerArgumentError(TaskresizeError, TypeError):
     """An argument a resizer does not take, or a value of the wrong type or out of range; the message names the
     argument, the value and what is accepted. (A ``TypeError`` and a ``ValueError``, as Python raises either.)"""
 
@@ -259,9 +258,8 @@ def check_resizer_args(name: str, kwargs: Mapping[str, Any], *, set_elsewhere: M
         if key not in arguments:
             if takes_any:
                 continue
-            close = difflib.get_close_matches(str(key), list(arguments), n=2)
-            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-            raise ResizerArgumentError(f"resizer {name!r} does not take {key}{hint}; it takes: {', '.join(arguments)}")
+            hint = did_you_mean(key, arguments, n=2)
+            raise ResizerArgumentError(f"resizer {name!r} does not take {key}.{hint} It takes: {', '.join(arguments)}")
         problem = arguments[key].problem(value)
         if problem:
             raise ResizerArgumentError(f"resizer {name!r}: {key} = {_show(value)} is refused: {problem}")

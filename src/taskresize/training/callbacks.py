@@ -15,6 +15,10 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.trainer.states import TrainerFn
 
+from taskresize.fileio import atomic_write_text
+from taskresize.runs import RunFolder
+from taskresize.seeds import item_seed
+
 
 class PreciseBatchNorm(L.Callback):
     """Recompute BatchNorm statistics for the current weights before each validation.
@@ -170,8 +174,6 @@ class EpochLog(L.Callback):
                     flush=True,
                 )
         if trainer.is_global_zero:
-            from ..fileio import atomic_write_text
-
             fields = self.fields
             lines = [",".join(fields)] + [",".join(str(r.get(k, "")) for k in fields) for r in self.rows]
             atomic_write_text(self.path, "\n".join(lines) + "\n")
@@ -205,8 +207,6 @@ class EpochSeed(L.Callback):
         self.seed = seed
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from ..tasks.data import item_seed
-
         seed = item_seed(self.seed, 2, trainer.current_epoch, trainer.global_rank)
         torch.manual_seed(seed)
         random.seed(seed)
@@ -263,7 +263,7 @@ class NonFiniteLoss(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None and not torch.isfinite(loss).all():
-            last = self.run_dir / "last.ckpt"
+            last = RunFolder(self.run_dir).checkpoint(RunFolder.LAST)
             kept = f"the last good checkpoint is {last}" if last.exists() else "no epoch had finished"
             lr = trainer.optimizers[0].param_groups[0]["lr"]
             raise self.error(

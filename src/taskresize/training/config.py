@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
-import difflib
+import inspect
 import json
 import math
 import os
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..data.images import DEFAULT_MAX_PIXELS
-from ..sizes import to_size
+from taskresize.data.decode import DEFAULT_MAX_PIXELS
+from taskresize.errors import TaskresizeError, did_you_mean
+from taskresize.fileio import atomic_write_text
+from taskresize.sizes import to_size
+from taskresize.training.registry import get_task
 
 PAPER_BATCH_SIZE = 128  # Talebi & Milanfar's batch size at 224 px, where their learning rates apply
 PRECISIONS = ("32-true", "bf16-mixed")
@@ -22,9 +27,11 @@ BACKBONE_LIBRARIES = ("torchvision", "timm")
 PATH_KEYS = ("data", "images", "pretrained", "init", "init_resizer", "output")  # resolved against the working folder
 # Keys config.yaml holds beside the settings: a record of the run, not settings (from_dict ignores them).
 RECORD_KEYS = ("paths_as_given", "lr_default", "resumed")
+# Settings a resumed run may change (they change how it runs, not what it computes per epoch).
+RESUMABLE = ("epochs", "batch_size", "workers", "precise_bn", "devices", "strict")
 
 
-class ConfigError(ValueError):
+class ConfigError(TaskresizeError):
     """A configuration value that cannot work; the message names the key, the value and what is accepted."""
 
 
@@ -33,40 +40,75 @@ class TrainConfig:
     """Everything a training run depends on. Defaults are the paper's recipe where the paper has one."""
 
     task: str = "classification"
-    data: str = "builtin"  # the task's data: a folder or table file, or "builtin" (the synthetic offline set)
-    images: str | None = None  # folder the data table's image paths are relative to (tasks with a table file)
-    val_split: float = 0.2  # used when the data folder has no train/ and val/ sub-folders
+    """What the resizer is trained for: a registered task (the README lists them)."""
+    data: str = "builtin"
+    """The task's data: a folder or table file, or 'builtin' (the task's synthetic offline set)."""
+    images: str | None = None
+    """Folder the image paths of a --data table file are relative to (tasks that read tables)."""
+    val_split: float = 0.2
+    """Fraction held out for validation when the data has no split of its own (train/ and val/, a split column)."""
     resizer: str = "bilinear"
+    """Resizer name: bilinear, learnable, learnable-strided, downsizenet, muller, ... (taskresize list)."""
     resizer_args: dict[str, Any] = field(default_factory=dict)
+    """The resizer's arguments as JSON, e.g. '{"n": 32, "r": 2}' (taskresize list shows them)."""
     backbone: str = "torchvision:resnet18"
-    pretrained: str | None = None  # a local weights file for the backbone
-    in_size: list[int] | None = None  # the resizer's input (the data loader pre-resizes to it); default out_size
-    out_size: list[int] = field(default_factory=lambda: [224, 224])  # the model's input
-    pre_resize: str = "bilinear"  # classic method of the data loader's pre-resize
+    """The model behind the resizer: torchvision:NAME, timm:NAME or a bare name."""
+    pretrained: str | None = None
+    """Backbone weights: a local file (safetensors or .pth) or a packaged name such as efficientnet-lite0."""
+    in_size: list[int] | None = None
+    """The resizer's input size, N or HxW: the data loader pre-resizes to it (default: the output size)."""
+    out_size: list[int] = field(default_factory=lambda: [224, 224])
+    """The model's input size, N or HxW: what the resizer produces."""
+    pre_resize: str = "bilinear"
+    """Classic method of the data loader's pre-resize to the input size."""
     pre_resize_antialias: bool = True
-    augment: bool = True  # random resized crop + horizontal flip before the pre-resize
+    """Antialias the pre-resize (Pillow's algorithm)."""
+    augment: bool = True
+    """Random resized crop and horizontal flip before the pre-resize."""
     crop_scale: list[float] = field(default_factory=lambda: [0.25, 1.0])
+    """The random resized crop's range of areas, MIN MAX (fractions of the image)."""
     epochs: int = 10
+    """Training epochs."""
     batch_size: int = 32
-    lr: float | None = None  # default: the paper's 0.05 / 0.005 (fine-tuning) at batch 128, scaled to batch_size
+    """Images per batch (per process)."""
+    lr: float | None = None
+    """Learning rate (default: the paper's 0.05, or 0.005 when initialised, at batch 128, scaled to the batch)."""
     momentum: float = 0.9
-    weight_decay: float = 1e-4  # not given by the paper
-    lr_decay: float = 0.94  # multiply the learning rate by this ...
-    lr_decay_epochs: int = 2  # ... every this many epochs
+    """SGD momentum."""
+    weight_decay: float = 1e-4
+    """Weight decay (the paper gives none)."""
+    lr_decay: float = 0.94
+    """Multiply the learning rate by this every --lr-decay-epochs epochs."""
+    lr_decay_epochs: int = 2
+    """Epochs between learning-rate decays."""
     label_smoothing: float = 0.1
+    """Label smoothing of the classification loss."""
     seed: int = 0
-    init: str | None = None  # a run folder: its backbone (and resizer, if the same kind) initialise this run
-    init_resizer: str | None = None  # a resizer file or run folder: its resizer initialises this one
+    """Random seed (the train/validation split does not depend on it)."""
+    init: str | None = None
+    """A run folder whose backbone (and resizer, if of the same kind) initialise this run."""
+    init_resizer: str | None = None
+    """A resizer file or run folder whose resizer initialises this one."""
     freeze_backbone: bool = False
+    """Train only the resizer."""
     freeze_resizer: bool = False
-    precise_bn: int = 10  # batches used to recompute BatchNorm statistics before each validation (0: off)
+    """Keep the resizer fixed."""
+    precise_bn: int = 10
+    """Batches used to recompute BatchNorm statistics before each validation (0: off)."""
     workers: int = 1
+    """Data-loading worker processes."""
     devices: int = 1
+    """Processes for data-parallel training on this machine."""
     precision: str = "32-true"
+    """Numeric precision: 32-true or bf16-mixed."""
     max_pixels: int = DEFAULT_MAX_PIXELS
-    strict: bool = False  # unreadable or too-small images stop the run instead of being skipped and reported
+    """Refuse images with more pixels (decompression bombs)."""
+    strict: bool = False
+    """Stop on unreadable or too-small images instead of skipping and reporting them."""
     output: str | None = None
-    distortion: str = "none"  # Talebi Table 9: none, downscale4, noise0.1, jpeg10 (see data.transforms.Distortion)
+    """The run folder (default runs/DATE-RESIZER-INtoOUT)."""
+    distortion: str = "none"
+    """Degrade every image as in Talebi Table 9: none, downscale4, noise0.1 or jpeg10 (classification)."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -78,9 +120,9 @@ class TrainConfig:
         def fail(key: str, message: str) -> None:
             raise ConfigError(f"{key} = {getattr(self, key)!r}: {message}")
 
-        from ..resizers.classic import METHODS
-        from ..resizers.registry import ResizerArgumentError, UnknownResizerError, check_resizer_args
-        from ..tasks import get_task  # tasks import this module
+        # the resizers import torch: not at module level, so that `taskresize train --help` stays fast
+        from taskresize.resizers.classic import METHODS
+        from taskresize.resizers.registry import ResizerArgumentError, UnknownResizerError, check_resizer_args
 
         if not isinstance(self.task, str):
             fail("task", "must be a task name")
@@ -131,12 +173,10 @@ class TrainConfig:
         ):
             fail("crop_scale", "must be [min, max] with 0 < min <= max <= 1")
         if self.pre_resize not in METHODS:
-            close = difflib.get_close_matches(str(self.pre_resize), METHODS, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            fail("pre_resize", f"{hint}must be one of {', '.join(METHODS)}")
+            fail("pre_resize", f"must be one of {', '.join(METHODS)}.{did_you_mean(self.pre_resize, METHODS)}")
         if self.precision not in PRECISIONS:
             fail("precision", f"must be one of {', '.join(PRECISIONS)}")
-        from ..data.transforms import DISTORTIONS  # imports torch: not at module level, so --help stays fast
+        from taskresize.data.transforms import DISTORTIONS  # imports torch: not at module level, so --help stays fast
 
         if self.distortion not in DISTORTIONS:
             fail("distortion", f"must be one of {', '.join(DISTORTIONS)}")
@@ -188,13 +228,26 @@ class TrainConfig:
         values = with_task_defaults({k: v for k, v in values.items() if k not in RECORD_KEYS})
         unknown = sorted(set(values) - known)
         if unknown:
-            hints = [f"{u} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(u, known, n=1)) else u
-                     for u in unknown]  # fmt: skip
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(hints)}; known keys: {', '.join(sorted(known))}")
+            hints = "".join(did_you_mean(u, known) for u in unknown)
+            raise ConfigError(
+                f"{source}: unknown key(s) {', '.join(unknown)}.{hints} Known keys: {', '.join(sorted(known))}"
+            )
         try:
             return cls(**values)
         except TypeError as error:
             raise ConfigError(f"{source}: {error}") from None
+
+
+def field_docs(cls: type = TrainConfig) -> dict[str, str]:
+    """Each field's docstring (the string literal under it in the class body): the one text of its help."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, after in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
 
 
 def _has_type(value: Any, annotation: str) -> bool:
@@ -252,8 +305,6 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
 
 def with_task_defaults(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` completed with the defaults of its task (see ``TaskSpec.defaults``); given values win."""
-    from ..tasks import get_task
-
     try:
         spec = get_task(values.get("task", TrainConfig.task))
     except ValueError as error:
@@ -262,8 +313,6 @@ def with_task_defaults(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_yaml(path: str | os.PathLike, values: dict[str, Any]) -> None:
-    from ..fileio import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
 
 

@@ -1,8 +1,5 @@
-"""Training and evaluation runs: the run folder, initialisation from earlier runs, Lightning's Trainer.
-
-A run folder holds ``config.yaml`` (resolved), ``epochs.csv``, ``tb/`` (TensorBoard), ``last.ckpt``,
-``best.ckpt``, ``metrics.json`` when finished, and ``resizer.safetensors`` when the resizer is learned.
-"""
+"""Training and evaluation runs: initialisation from earlier runs, resuming, Lightning's Trainer. What a run
+folder holds is :class:`taskresize.runs.RunFolder`'s to know."""
 
 from __future__ import annotations
 
@@ -27,19 +24,19 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from ..backbones import load_weights
-from ..data.folder import DataError
-from ..fileio import DamagedFileError, UnsafeFileError, atomic_open, atomic_write_json, torch_load_weights_only
-from ..flops import count_parameters
-from ..io import load_resizer, read_resizer_header, save_resizer
-from ..sizes import format_size
-from ..tasks import TaskSpec, get_task, metrics_from
-from ..tasks.base import ResizerTask
-from .callbacks import EpochLog, EpochSeed, NonFiniteLoss, PreciseBatchNorm, RunProgressBar
-from .config import PATH_KEYS, RECORD_KEYS, TrainConfig, read_yaml, write_yaml
+from taskresize.backbones import load_weights
+from taskresize.errors import DataError, TaskresizeError
+from taskresize.fileio import DamagedFileError, UnsafeFileError, atomic_open, atomic_write_json, torch_load_weights_only
+from taskresize.flops import count_parameters
+from taskresize.io import Provenance, load_resizer, read_resizer_header, save_resizer
+from taskresize.runs import RunFolder
+from taskresize.sizes import format_size
+from taskresize.training.callbacks import EpochLog, EpochSeed, NonFiniteLoss, PreciseBatchNorm, RunProgressBar
+from taskresize.training.config import PATH_KEYS, RECORD_KEYS, RESUMABLE, TrainConfig, read_yaml, write_yaml
+from taskresize.training.registry import TaskSpec, get_task, metrics_from
+from taskresize.training.tasks.base import ResizerTask
 
-CONFIG_FILE, METRICS_FILE, EPOCHS_FILE = "config.yaml", "metrics.json", "epochs.csv"
-LAST, BEST = "last.ckpt", "best.ckpt"
+LAST, BEST = RunFolder.LAST, RunFolder.BEST
 
 
 @contextlib.contextmanager
@@ -64,7 +61,7 @@ def quiet_lightning():
             logger.setLevel(level)
 
 
-class RunError(ValueError):
+class RunError(TaskresizeError):
     """A run folder that cannot be used as asked; the message says what to do instead."""
 
 
@@ -75,10 +72,6 @@ class TrainingDiverged(RunError):
 def default_output(cfg: TrainConfig) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{stamp}-{cfg.resizer}-{format_size(cfg.input_size)}to{format_size(tuple(cfg.out_size))}"
-
-
-def is_finished(run_dir: str | os.PathLike) -> bool:
-    return (Path(run_dir) / METRICS_FILE).is_file()
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -110,10 +103,10 @@ def _initialise(task: ResizerTask, cfg: TrainConfig) -> list[str]:
         skipped = load_weights(task.backbone, cfg.pretrained, what=cfg.backbone)
         loaded.append(f"backbone <- {cfg.pretrained}" + (f" (new {', '.join(skipped)})" if skipped else ""))
     if cfg.init:
-        run = Path(cfg.init)
-        if not (run / CONFIG_FILE).is_file():
-            raise RunError(f"--init {run}: not a run folder (no {CONFIG_FILE})")
-        earlier = TrainConfig.from_dict(read_yaml(run / CONFIG_FILE), source=str(run / CONFIG_FILE))
+        run = RunFolder(cfg.init)
+        if not run.is_run:
+            raise RunError(f"--init {run}: not a run folder (no {RunFolder.CONFIG})")
+        earlier = TrainConfig.from_dict(read_yaml(run.config_file), source=str(run.config_file))
         if earlier.task != cfg.task:
             raise RunError(f"--init {run} is a {earlier.task} run; this run is {cfg.task}: use --init-resizer {run}")
         if earlier.backbone != cfg.backbone:
@@ -125,8 +118,8 @@ def _initialise(task: ResizerTask, cfg: TrainConfig) -> list[str]:
         backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
         skipped = _load_partial(task.backbone, backbone, f"{run / LAST} (backbone)")
         loaded.append(f"backbone <- {run}" + (f" (new {', '.join(skipped)})" if skipped else ""))
-        if (run / "resizer.safetensors").is_file() and earlier.resizer == cfg.resizer and cfg.init_resizer is None:
-            _load_resizer_weights(task, run)
+        if run.resizer_file.is_file() and earlier.resizer == cfg.resizer and cfg.init_resizer is None:
+            _load_resizer_weights(task, run.path)
             loaded.append(f"resizer <- {run}")
     if cfg.init_resizer:
         _load_resizer_weights(task, cfg.init_resizer)
@@ -173,7 +166,6 @@ def _trainer(cfg: TrainConfig, out: Path, callbacks: list[L.Callback], **kwargs:
 
 
 # Settings a resumed run may change: they change how it is trained, not what the model or its data are.
-RESUMABLE = ("epochs", "batch_size", "workers", "precise_bn", "devices", "strict")
 
 
 def load_run_config(run_dir: str | os.PathLike) -> tuple[TrainConfig, dict[str, Any]]:
@@ -181,8 +173,8 @@ def load_run_config(run_dir: str | os.PathLike) -> tuple[TrainConfig, dict[str, 
     given). Relative paths (run folders of earlier versions) are taken from the folder the run was started in:
     the run folder's path less its saved ``output``, if the saved one is relative, else the working folder."""
     run = Path(run_dir)
-    values = read_yaml(run / CONFIG_FILE)
-    cfg = TrainConfig.from_dict(values, source=str(run / CONFIG_FILE))
+    values = read_yaml(RunFolder(run).config_file)
+    cfg = TrainConfig.from_dict(values, source=str(RunFolder(run).config_file))
     records = {k: values[k] for k in RECORD_KEYS if k in values}
     origin = Path.cwd()
     saved_output = Path(values.get("output") or run.name)
@@ -261,9 +253,9 @@ def _resumed_config(
 
 def _clear_unstarted(out: Path) -> None:
     """Remove what a run that finished no epoch left besides its config (a new start writes them afresh)."""
-    (out / EPOCHS_FILE).unlink(missing_ok=True)
-    if (out / "tb").is_dir():
-        shutil.rmtree(out / "tb")
+    RunFolder(out).epochs_file.unlink(missing_ok=True)
+    if (out / RunFolder.TENSORBOARD).is_dir():
+        shutil.rmtree(out / RunFolder.TENSORBOARD)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -295,12 +287,13 @@ def train(
     as_given = cfg.resolve_paths(Path.cwd())
     out = Path(cfg.output)
     ckpt_path, records, changed, finished, restart = None, {}, {}, -1, False
-    if (out / CONFIG_FILE).exists():
-        if resume and is_finished(out):
-            print(f"{shown} is finished ({METRICS_FILE} exists); nothing to do")
+    folder = RunFolder(out)
+    if folder.is_run:
+        if resume and folder.is_finished:
+            print(f"{shown} is finished ({RunFolder.METRICS} exists); nothing to do")
             return shown
         has_checkpoint = (out / LAST).exists() or (out / BEST).exists()
-        if (has_checkpoint or is_finished(out)) and not resume:  # a finished run whose checkpoints were deleted too
+        if (has_checkpoint or folder.is_finished) and not resume:  # a finished run whose checkpoints were deleted too
             raise RunError(f"{shown} already holds a run: pass --resume to continue it, or choose another --output")
         if resume:
             saved, records = load_run_config(out)
@@ -315,7 +308,7 @@ def train(
     loaded = _initialise(task, cfg) if ckpt_path is None else []
 
     interactive = sys.stderr.isatty()
-    epoch_log = EpochLog(out / EPOCHS_FILE, spec.metrics, echo=not interactive)
+    epoch_log = EpochLog(folder.epochs_file, spec.metrics, echo=not interactive)
     # Two callbacks: Lightning 2.6 writes save_last's file only in epochs that improve the monitored metric.
     # Both save when validation ends, after EpochLog has made the epoch's row (it is kept in them) and before
     # epochs.csv is written: a row in the file means its epoch is saved.
@@ -348,7 +341,7 @@ def train(
             records["paths_as_given"] = as_given
         if ckpt_path is None:
             records["lr_default"] = cfg.lr is None
-        write_yaml(out / CONFIG_FILE, cfg.to_dict() | records)
+        write_yaml(folder.config_file, cfg.to_dict() | records)
         for key, (before, after) in changed.items():
             print(f"{'resuming' if ckpt_path else 'starting'} with {key} = {after!r} (was {before!r})")
         for line in loaded:
@@ -382,21 +375,14 @@ def train(
         metrics["train_images_per_s"] = round(epoch_log.images_per_second, 2)
         metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
         if task.has_learned_resizer:
-            provenance = {k: metrics[k] for k in (*spec.metrics, "flops_resizer", "flops_total") if k in metrics}
-            provenance |= {
-                "task": cfg.task,
-                "backbone": cfg.backbone,
-                "data": data.root,
-                "in_size": list(cfg.input_size),
-                "pre_resize": cfg.pre_resize,
-                "pre_resize_antialias": cfg.pre_resize_antialias,
-                "out_size": cfg.out_size,
-                "run": str(out),
-                "date": dt.datetime.now().isoformat(timespec="seconds"),
-                "normalization": task.normalization(),
-            }
-            save_resizer(task.resizer, out / "resizer.safetensors", provenance=provenance)
-        atomic_write_json(out / METRICS_FILE, metrics)
+            provenance = Provenance(
+                task=cfg.task, backbone=cfg.backbone, data=data.root, in_size=list(cfg.input_size),
+                out_size=list(cfg.out_size), pre_resize=cfg.pre_resize, pre_resize_antialias=cfg.pre_resize_antialias,
+                normalization=task.normalization(), run=str(out), date=dt.datetime.now().isoformat(timespec="seconds"),
+                metrics={k: metrics[k] for k in (*spec.metrics, "flops_resizer", "flops_total") if k in metrics},
+            )  # fmt: skip
+            save_resizer(task.resizer, folder.resizer_file, provenance=provenance)
+        atomic_write_json(folder.metrics_file, metrics)
     return shown
 
 
@@ -419,8 +405,8 @@ def evaluate(run_dir: str | os.PathLike, data: str | None = None, checkpoint: st
     """Evaluate a run's checkpoint on its validation split, or on ``data`` (for classification, a folder with the
     same classes: its ``val/`` sub-folder if it has one, else every image in it)."""
     run = Path(run_dir)
-    if not (run / CONFIG_FILE).is_file():
-        raise RunError(f"{run} is not a run folder (no {CONFIG_FILE})")
+    if not RunFolder(run).is_run:
+        raise RunError(f"{run} is not a run folder (no {RunFolder.CONFIG})")
     cfg, _ = load_run_config(run)
     ckpt = load_checkpoint(run / checkpoint)
     saved = ckpt.get("hyper_parameters", {}).get("config", {})

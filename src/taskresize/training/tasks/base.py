@@ -9,14 +9,12 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from ..backbones import auxiliary_heads, create_backbone, split_outputs
-from ..flops import count_flops
-from ..resizers import create_resizer
-from ..resizers.classic import ClassicResizer
-from ..training.config import TrainConfig
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from taskresize.backbones import auxiliary_heads, create_backbone, split_outputs
+from taskresize.data.normalization import IMAGENET, Normalization
+from taskresize.flops import count_flops
+from taskresize.resizers import create_resizer
+from taskresize.resizers.classic import ClassicResizer
+from taskresize.training.config import TrainConfig
 
 
 class ResizerTask(L.LightningModule):
@@ -37,8 +35,9 @@ class ResizerTask(L.LightningModule):
         self.out_size = tuple(self.cfg.out_size)
         self.resizer = create_resizer(self.cfg.resizer, output_size=self.out_size, **self.cfg.resizer_args)
         self.backbone = self.build_backbone(num_outputs)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
+        self.input_normalization = IMAGENET
+        self.register_buffer("mean", torch.tensor(IMAGENET.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET.std).view(1, 3, 1, 1), persistent=False)
         self.to(memory_format=torch.channels_last)
         for part, frozen in ((self.backbone, self.cfg.freeze_backbone), (self.resizer, self.cfg.freeze_resizer)):
             part.requires_grad_(not frozen)
@@ -51,9 +50,9 @@ class ResizerTask(L.LightningModule):
     def has_learned_resizer(self) -> bool:
         return not isinstance(self.resizer, ClassicResizer)
 
-    def normalization(self) -> dict[str, list[float]]:
+    def normalization(self) -> Normalization:
         """The resizer's input convention, 0-255 units: it sees ``(pixels - mean) / std``."""
-        return {"mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+        return self.input_normalization
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 ``(B, 3, H, W)`` -> float, ImageNet mean and std."""

@@ -21,10 +21,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import RandomResizedCrop
 
-from ..resizers.classic import resize
-from ..sizes import Size
-from .folder import DataError
-from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, is_image_file, load_image
+from taskresize.data.decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, is_image_file, load_image
+from taskresize.data.split import validation_count
+from taskresize.errors import DataError
+from taskresize.resizers.classic import resize
+from taskresize.sizes import Size
 
 IGNORE_INDEX = 255
 VOC_CLASSES = (
@@ -129,7 +130,7 @@ def scan_mask_pairs(root: str | os.PathLike, val_fraction: float, seed: int) -> 
         classes = [str(i) for i in range(top + 1)]
     shuffled = list(samples)
     random.Random(seed).shuffle(shuffled)
-    n_val = min(max(1, round(len(shuffled) * val_fraction)), len(shuffled) - 1)
+    n_val = validation_count(len(shuffled), val_fraction)
     train, val = (sorted(part, key=lambda s: s.image) for part in (shuffled[n_val:], shuffled[:n_val]))
     return SegmentationSplits(root, classes, train, val)
 
@@ -239,9 +240,3 @@ class SegmentationDataset(Dataset):
                 f"(0-{self.num_classes - 1}, {IGNORE_INDEX} = ignore): list every class in classes.txt"
             )
         return image, labels
-
-
-def collate_segmentation(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack pairs into a channels-last uint8 image batch ``(B, 3, h, w)`` and an int64 label batch ``(B, h, w)``."""
-    images = torch.stack([image for image, _ in batch]).contiguous(memory_format=torch.channels_last)
-    return images, torch.stack([labels for _, labels in batch]).long()

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .folder import DataError
+from taskresize.data.split import validation_count
+from taskresize.errors import DataError
 
 SCORES = 10  # ratings 1..10
 SCORE_VALUES = np.arange(1, SCORES + 1, dtype=np.float64)
@@ -65,6 +66,10 @@ class ScoreTable:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def __getitem__(self, rows: slice) -> ScoreTable:
+        """The rows of a slice (e.g. one process's shard, ``table[rank::world]``) as a table."""
+        return self.subset(range(len(self))[rows])
 
     @property
     def means(self) -> np.ndarray:
@@ -292,10 +297,8 @@ def split_table(table: ScoreTable, val_fraction: float, seed: int) -> tuple[Scor
         return table.subset(parts["train"]), table.subset(parts["val"])
     if len(table) < 2:
         raise TableError(f"{table.source} has {len(table)} row(s): at least 2 are needed for training and validation")
-    if not 0.0 < val_fraction < 1.0:
-        raise TableError(f"--val-split {val_fraction} must be between 0 and 1 (exclusive)")
     order = np.random.default_rng(seed).permutation(len(table))
-    n_val = min(max(1, round(len(table) * val_fraction)), len(table) - 1)
+    n_val = validation_count(len(table), val_fraction)
     return table.subset(np.sort(order[n_val:])), table.subset(np.sort(order[:n_val]))
 
 
@@ -317,9 +320,3 @@ class ScoreDataset(Dataset):
         if self.flip and torch.rand(()) < 0.5:
             image = image.flip(-1)
         return image, self.histograms[index]
-
-
-def collate_histograms(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack ``(image, histogram)`` pairs: a channels-last uint8 ``(B, 3, h, w)`` batch and float32 ``(B, 10)``."""
-    images = torch.stack([image for image, _ in batch]).contiguous(memory_format=torch.channels_last)
-    return images, torch.stack([histogram for _, histogram in batch])

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from taskresize.errors import TaskresizeError
+
 if TYPE_CHECKING:  # imported where tensors are made: the configuration and `--help` need this module, not torch
     import torch
 
@@ -53,7 +55,7 @@ def _opened(path: Path, max_pixels: int) -> Iterator[Image.Image]:
             yield image
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(TaskresizeError):
     """An image file that cannot be used; the message names the file and the reason.
 
     ``reason`` is one of ``missing``, ``empty``, ``not an image``, ``corrupt``, ``too large``.

@@ -33,8 +33,7 @@ from typing import Any
 
 import yaml
 
-from .sizes import format_size, to_size
-from .sweep import (
+from taskresize.experiments.sweep.plan import (
     FAILURES_FILE,
     Sweep,
     SweepError,
@@ -45,10 +44,14 @@ from .sweep import (
     reference_label,
     substitute,
 )
-from .tasks import PER_CLASS, get_task
+from taskresize.fileio import atomic_write_text
+from taskresize.flops import count_flops
+from taskresize.resizers import METHODS, create_resizer
+from taskresize.runs import RunFolder
+from taskresize.sizes import format_size, to_size
+from taskresize.training.registry import PER_CLASS, TaskSpec, get_task
 
 DEFAULT_REFERENCE = {"resizer": "bilinear", "in_size": "$out_size"}
-PERCENT_SUFFIXES = ("error", "accuracy", "acc", "iou", "map")
 SHOWN_KEYS = ("batch_size",)  # values that may differ inside a table although they are not varied by the grid
 TIE_SE = 2.0  # a difference within this many standard errors is a tie
 
@@ -80,11 +83,6 @@ class Condition:
         return statistics.stdev(values) if len(values) > 1 else None
 
 
-def is_percent(metric: str) -> bool:
-    """Whether ``metric`` is a fraction shown in percent: errors, accuracies, IoUs and mAPs (also ``map50``)."""
-    return metric.lower().rstrip("0123456789").endswith(PERCENT_SUFFIXES)
-
-
 def _antialias_label(method: str, antialias: Any) -> str:
     if method == "nearest":  # never filters, whatever antialias says
         return "nearest"
@@ -102,7 +100,6 @@ def _resizer_settings(config: dict[str, Any]) -> dict[str, Any] | None:
 @functools.lru_cache(maxsize=256)
 def _built_settings(key: str) -> dict[str, Any] | None:
     """:func:`_resizer_settings` of one resizer, built once per report (many runs share a resizer)."""
-    from .resizers import create_resizer
 
     config = json.loads(key)
     try:
@@ -143,7 +140,6 @@ def classic_baseline(config: dict[str, Any]) -> str | None:
     """The classic resize that down-sizes a run's images, as a :func:`methods` label (``"bilinear (plain)"``), or
     None for a learned resizer: the resizer's where it down-sizes (``in_size`` larger than ``out_size``), else the
     data loader's pre-resize (the resizer is then the identity, or it up-scales what the pre-resize made small)."""
-    from .resizers import METHODS
 
     if str(config.get("resizer")) not in METHODS:
         return None
@@ -160,10 +156,11 @@ def condition_methods(condition: Condition) -> dict[str, str]:
     return {k: " / ".join(dict.fromkeys(m[k] for m in found)) for k in METHOD_COLUMNS}
 
 
-def format_metric(metric: str, mean: float | None, std: float | None, n: int) -> str:
+def format_metric(percent: bool, mean: float | None, std: float | None, n: int) -> str:
+    """``mean ± std (n=N)``, fractions in percent."""
     if mean is None:
         return "—"
-    if is_percent(metric):
+    if percent:
         text = f"{mean:.1%}" + (f" ± {std * 100:.1f}" if std is not None else "")
     else:
         text = f"{mean:.3f}" + (f" ± {std:.3f}" if std is not None else "")
@@ -172,8 +169,6 @@ def format_metric(metric: str, mean: float | None, std: float | None, n: int) ->
 
 def collect(sweep: Sweep, folder: Path) -> list[Condition]:
     """Group the sweep's finished runs by condition, in the order of the plan."""
-    from .training.run import CONFIG_FILE, METRICS_FILE
-
     conditions: dict[tuple, Condition] = {}
     for run in sweep.runs:
         identity = {k: v for k, v in run.identity.items() if k != "seed"}
@@ -182,13 +177,14 @@ def collect(sweep: Sweep, folder: Path) -> list[Condition]:
             conditions[key] = Condition(identity, effective(run.values, f"{sweep.source}: {run.name}"))
         condition = conditions[key]
         condition.planned += 1
-        run_dir = folder / run.name
-        if (run_dir / METRICS_FILE).is_file():
+        run_dir = RunFolder(folder / run.name)
+        metrics = run_dir.metrics()
+        if metrics is not None:
             condition.runs.append(run.name)
-            condition.metrics.append(json.loads((run_dir / METRICS_FILE).read_text()))
-            config = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) if (run_dir / CONFIG_FILE).is_file() else {}
-            condition.configs.append(config or {})
-            _recount_flops(condition.metrics[-1], config or condition.resolved)
+            condition.metrics.append(metrics)
+            config = run_dir.config()
+            condition.configs.append(config)
+            _recount_flops(metrics, config or condition.resolved)
     return list(conditions.values())
 
 
@@ -198,8 +194,6 @@ _FLOPS_CACHE: dict[str, int | None] = {}
 def resizer_flops(config: dict[str, Any]) -> int | None:
     """The resizer's FLOPs per image counted now by :func:`taskresize.count_flops` (the one convention of
     ``taskresize.flops``) from a run's config, input ``in_size`` to ``out_size``; None when it cannot be built."""
-    from .flops import count_flops
-    from .resizers import create_resizer
 
     key = _flow({k: config.get(k) for k in ("resizer", "resizer_args", "in_size", "out_size")})
     if key not in _FLOPS_CACHE:
@@ -275,17 +269,17 @@ def verdict(a: Condition, b: Condition | None, metric: str, mode: str) -> Verdic
     return Verdict("better" if better else "worse", diff, bound)
 
 
-def compare(a: Condition, b: Condition | None, metric: str, mode: str) -> str:
+def compare(a: Condition, b: Condition | None, metric: str, spec: TaskSpec) -> str:
     """``a`` against ``b`` as a table cell: the difference of means, and better / worse / tie (within ``TIE_SE``
     standard errors)."""
-    v = verdict(a, b, metric, mode)
+    v = verdict(a, b, metric, spec.mode)
     if v.diff is None:
         return v.word
-    scale = 100 if is_percent(metric) else 1
-    text = f"{v.diff * scale:+.1f}" if is_percent(metric) else f"{v.diff:+.3f}"
+    percent = spec.is_percent(metric)
+    text = f"{v.diff * 100:+.1f}" if percent else f"{v.diff:+.3f}"
     if v.bound is None:
         return f"{text} (n<2: no verdict)"
-    bound = f"{v.bound * scale:.1f}" if is_percent(metric) else f"{v.bound:.3f}"
+    bound = f"{v.bound * 100:.1f}" if percent else f"{v.bound:.3f}"
     return f"{text} ({v.word}, ±{bound})"
 
 
@@ -375,9 +369,9 @@ def table(sweep: Sweep, conditions: list[Condition]) -> str:
         cells += [ran[k] for k in extra]
         cells.append(_size_cell(condition))
         cells += [label(k, condition.resolved.get(k)) for k in shown]
-        cells += [format_metric(m, condition.mean(m), condition.std(m), condition.n) for m in metrics]
+        cells += [format_metric(spec.is_percent(m), condition.mean(m), condition.std(m), condition.n) for m in metrics]
         for _, criteria in refs:
-            cells.append(compare(condition, reference_of(condition, conditions, criteria), first, spec.mode))
+            cells.append(compare(condition, reference_of(condition, conditions, criteria), first, spec))
         total, resizer = condition.mean("flops_total"), condition.mean("flops_resizer")
         cells.append(f"{total / 1e6:.1f} ({resizer / 1e6:.1f})" if total is not None else "—")
         speed = condition.mean("train_images_per_s")
@@ -404,7 +398,7 @@ def plot(sweep: Sweep, conditions: list[Condition], path: Path) -> Path | None:
     panels = sorted({str(c.identity.get("backbone", "")) for c in done})
     series_keys = [k for k in _columns(sweep) if k not in ("backbone", "in_size", "out_size")]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    scale = 100 if is_percent(metric) else 1
+    scale = 100 if spec.is_percent(metric) else 1
     for ax, panel in zip(axes[0], panels, strict=True):
         groups: dict[str, list[Condition]] = {}
         for c in done:
@@ -421,7 +415,7 @@ def plot(sweep: Sweep, conditions: list[Condition], path: Path) -> Path | None:
                 ax.annotate(_size_cell(c), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_xscale("log")
         ax.set_xlabel("total MFLOPs per image (resizer + backbone)")
-        ax.set_ylabel(f"{metric}{' (%)' if is_percent(metric) else ''}")
+        ax.set_ylabel(f"{metric}{' (%)' if spec.is_percent(metric) else ''}")
         ax.set_title(panel or sweep.name, fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
@@ -479,12 +473,9 @@ def condition_rows(sweep: Sweep, conditions: list[Condition]) -> list[dict[str, 
 
 
 def run_rows(sweep: Sweep, folder: Path) -> list[dict[str, Any]]:
-    from .training.run import METRICS_FILE
-
     rows = []
     for run in sweep.runs:
-        path = folder / run.name / METRICS_FILE
-        metrics = json.loads(path.read_text()) if path.is_file() else {}
+        metrics = RunFolder(folder / run.name).metrics() or {}
         rows.append({"run": run.name, **{k: label(k, v) for k, v in run.identity.items()},
                      "status": "finished" if metrics else "not finished", **metrics})  # fmt: skip
     return rows
@@ -515,7 +506,7 @@ def markdown(sweep: Sweep, folder: Path, conditions: list[Condition], plot_path:
     if failures:
         lines += ["Runs that failed or were blocked:", ""] + [f"- `{k}`: {v}" for k, v in failures.items()] + [""]
     pending = [
-        r.name for r in sweep.runs if not (folder / r.name / "metrics.json").is_file() and r.name not in failures
+        r.name for r in sweep.runs if not RunFolder(folder / r.name).is_finished and r.name not in failures
     ]
     if pending:
         lines += [f"Not finished yet ({len(pending)}): " + ", ".join(f"`{p}`" for p in pending), ""]
@@ -553,7 +544,6 @@ def _flow(value: Any) -> str:
 
 def write_report(sweep: Sweep, folder: str | Path) -> list[Path]:
     """Write ``report.md``, ``report.csv``, ``runs.csv`` and ``plots/`` into the sweep folder; returns the paths."""
-    from .fileio import atomic_write_text
 
     folder = Path(folder)
     conditions = collect(sweep, folder)

@@ -12,11 +12,16 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, is_image_file, load_image, probe_image
-
-
-class DataError(ValueError):
-    """A data folder that cannot be used as given; the message names the folder and what is expected."""
+from taskresize.data.decode import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    ImageDecodeError,
+    is_image_file,
+    load_image,
+    probe_image,
+)
+from taskresize.data.split import validation_count
+from taskresize.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,7 @@ def split_samples(samples: Sequence[Sample], val_fraction: float, seed: int) -> 
     Every class keeps at least one training image; a class with at least two images gets at least one
     validation image.
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise DataError(f"--val-split {val_fraction} must be between 0 and 1 (exclusive)")
+    validation_count(2, val_fraction)  # checks the fraction, also when there are no samples
     by_class: dict[int, list[Sample]] = {}
     for s in samples:
         by_class.setdefault(s.label, []).append(s)
@@ -85,7 +89,7 @@ def split_samples(samples: Sequence[Sample], val_fraction: float, seed: int) -> 
     for label in sorted(by_class):
         items = sorted(by_class[label], key=lambda s: s.path)
         rng.shuffle(items)
-        n_val = min(max(1, round(len(items) * val_fraction)), len(items) - 1) if len(items) > 1 else 0
+        n_val = validation_count(len(items), val_fraction)
         val += items[:n_val]
         train += items[n_val:]
     return train, val

@@ -1,6 +1,6 @@
 """Exporting a resizer to ONNX, TorchScript or a ``torch.export`` program, checked against the eager model.
 
-The exported model is a :class:`~taskresize.deploy.PixelResizer` with its BatchNorms folded: float32 pixel values
+The exported model is a :class:`~taskresize.inference.pixels.PixelResizer` with its BatchNorms folded: float32 pixel values
 in [0, 255] ``(B, 3, H, W)`` -> float32 pixel values clipped to [0, 255] ``(B, 3, h, w)``, the normalisation
 inside, no rounding (round to uint8 yourself). With ``normalized=True`` it is the bare resizer instead, on the
 normalised images a model trained here expects (``(pixels - mean) / std``), unclipped. The output size is fixed;
@@ -46,15 +46,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .deploy import PixelResizer
-from .sizes import Size
+from taskresize.errors import TaskresizeError
+from taskresize.fileio import atomic_path
+from taskresize.inference.pixels import PixelResizer
+from taskresize.sizes import Size
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "pt2": ".pt2"}
 DEFAULT_TOLERANCE = 0.05  # in the output's units: grey levels for pixels
 METADATA_FILE = "taskresize.json"  # the metadata's name in TorchScript and pt2 archives
 
 
-class ExportError(ValueError):
+class ExportError(TaskresizeError):
     """An export that failed or does not match the eager model; the message says which and what to try."""
 
 
@@ -147,7 +149,7 @@ def _export_onnx(module: nn.Module, example: Tensor, dynamic: bool, path: Path, 
     onnx.save(model, str(path))
 
 
-def _run_onnx(path: Path) -> Callable[[Tensor], Tensor]:
+def run_onnx(path: Path) -> Callable[[Tensor], Tensor]:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -181,7 +183,7 @@ def _run_pt2(path: Path) -> Callable[[Tensor], Tensor]:
 
 
 _EXPORTERS = {
-    "onnx": (_export_onnx, _run_onnx),
+    "onnx": (_export_onnx, run_onnx),
     "torchscript": (_export_torchscript, _run_torchscript),
     "pt2": (_export_pt2, _run_pt2),
 }
@@ -228,10 +230,8 @@ def export_resizer(
     example = _inputs((2, 3, *input_size), normalized, seed=0)  # batch 2: a batch of 1 would be specialised
     with torch.no_grad():
         module(example)  # builds (and caches) the classic resizers' weight tables for this size
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     report = ExportReport(path, fmt, tuple(input_size), output_size, dynamic)
-    try:
+    with atomic_path(path, sync=False) as tmp:  # written only if every check below passes
         try:
             with _quiet_tracing():
                 export(module, example, dynamic, tmp, metadata)
@@ -265,8 +265,5 @@ def export_resizer(
                     f"the exported {fmt} model differs from the eager model by {difference:.4g} (more than "
                     f"{tolerance:g}) on input {shape}; not written{hint}"
                 )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     report.seconds = time.perf_counter() - started
     return report

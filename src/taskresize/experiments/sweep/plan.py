@@ -9,7 +9,7 @@ A sweep file::
     exclude: [{resizer: bilinear, in_size: 40}]  # optional: drop grid combinations that match
     overrides: [{match: {in_size: 64}, set: {batch_size: 16}}]   # optional: extra values for matching runs
     runs: [{resizer: bilinear, in_size: 64, out_size: 64, seed: 0}]   # optional: explicit runs over base
-    report: {reference: {resizer: bilinear, in_size: $out_size}}    # optional: see taskresize.report
+    report: {reference: {resizer: bilinear, in_size: $out_size}}    # optional: see taskresize.experiments.sweep.report
     # or several, one Δ column each: report: {references: [{label: "bilinear (plain)", resizer: bilinear,
     #     resizer_args: {antialias: false}}, {label: "area (antialias)", resizer: area}]}
 
@@ -40,21 +40,17 @@ are left out (``bilinear-in32-out32-no_pre_resize_antialias-s0`` beside ``biline
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import fnmatch
 import itertools
 import re
-import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .sizes import format_size, to_size
-from .training.config import ConfigError, TrainConfig, read_yaml
+from taskresize.sizes import format_size, to_size
+from taskresize.training.config import ConfigError, TrainConfig, read_yaml
 
 SPEC_KEYS = ("name", "mirrors", "description", "base", "grid", "exclude", "overrides", "runs", "report")
 PSEUDO_KEYS = ("in_scale", "name", "stage")  # allowed besides TrainConfig keys (name: explicit runs only)
@@ -405,123 +401,3 @@ def configs(sweep: Sweep, folder: Path) -> dict[str, TrainConfig]:
         )
         for run in sweep.runs
     }
-
-
-def status(folder: Path) -> str:
-    """``finished`` (metrics.json), ``started`` (config.yaml) or ``pending``."""
-    from .training.run import CONFIG_FILE, METRICS_FILE
-
-    if (folder / METRICS_FILE).is_file():
-        return "finished"
-    return "started" if (folder / CONFIG_FILE).is_file() else "pending"
-
-
-def describe(sweep: Sweep, folder: Path) -> str:
-    """The plan as text: one line per run with its status and what it is initialised from."""
-    lines = [f"sweep {sweep.name} ({sweep.mirrors or 'no paper table named'}): {len(sweep.runs)} runs in {folder}"]
-    for i, run in enumerate(sweep.runs, 1):
-        after = f"  <- {', '.join(run.depends)}" if run.depends else ""
-        lines.append(f"  {i:3d}. [{status(folder / run.name):8s}] {run.name}{after}")
-    return "\n".join(lines)
-
-
-def write_plan(sweep: Sweep, folder: Path) -> None:
-    from .fileio import atomic_write_text
-
-    plan = {
-        "name": sweep.name, "mirrors": sweep.mirrors, "source": sweep.source, "keys": sweep.keys,
-        "report": sweep.report,
-        "runs": [{"name": r.name, "identity": r.identity, "depends": r.depends,
-                  "values": run_folder_values(r, folder)} for r in sweep.runs],
-    }  # fmt: skip
-    atomic_write_text(folder / PLAN_FILE, yaml.safe_dump(plan, sort_keys=False))
-
-
-def run_sweep(sweep: Sweep, output: str | Path, log=print, only: list[str] | None = None) -> dict[str, str]:
-    """Train every unfinished run of ``sweep`` in ``output/<sweep name>/``, one after another, then write the report.
-
-    Finished runs (``metrics.json``) are skipped, started ones resumed. A run that fails is logged (its traceback
-    in ``<run>/error.txt``) and the sweep goes on; runs initialised from it are skipped. Ctrl-C stops the sweep
-    after writing the report of what is finished. ``only``: shell patterns of run names to train (e.g.
-    ``["*-s0"]``, to share a sweep between processes); the others are left alone.
-
-    Returns:
-        run name -> ``finished``, ``skipped`` (already finished), ``failed: ...``, ``blocked: ...`` or
-        ``not selected``.
-    """
-    from .report import write_report
-    from .training.run import train
-
-    folder = Path(output) / sweep.name
-    folder.mkdir(parents=True, exist_ok=True)
-    cfgs = configs(sweep, folder)  # validates every run before the first one starts
-    write_plan(sweep, folder)
-    outcome: dict[str, str] = {}
-    failures: dict[str, str] = {}
-    try:
-        for i, run in enumerate(sweep.runs, 1):
-            run_dir = folder / run.name
-            head = f"[{i}/{len(sweep.runs)}] {run.name}"
-            if only and not any(fnmatch.fnmatchcase(run.name, pattern) for pattern in only):
-                outcome[run.name] = "not selected"
-                continue
-            if status(run_dir) == "finished":
-                outcome[run.name] = "skipped"
-                log(f"{head}: finished earlier, skipped")
-                continue
-            broken = [d for d in run.depends if status(folder / d) != "finished"]
-            if broken:
-                outcome[run.name] = f"blocked: {', '.join(broken)} did not finish"
-                failures[run.name] = outcome[run.name]
-                log(f"{head}: {outcome[run.name]}")
-                continue
-            cfg = cfgs[run.name]
-            note = _changed_config(run_dir, cfg)
-            log(f"{head}: {'resuming' if status(run_dir) == 'started' else 'starting'}{note}")
-            started = time.perf_counter()
-            try:
-                train(cfg, resume=True)
-            except KeyboardInterrupt:
-                raise
-            except Exception as error:
-                first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-                outcome[run.name] = f"failed: {type(error).__name__}: {first}"
-                failures[run.name] = outcome[run.name]
-                run_dir.mkdir(parents=True, exist_ok=True)
-                (run_dir / "error.txt").write_text(traceback.format_exc())
-                log(f"{head}: {outcome[run.name]} (traceback in {run_dir / 'error.txt'}); going on")
-                continue
-            outcome[run.name] = "finished"
-            log(f"{head}: finished in {(time.perf_counter() - started) / 60:.1f} min")
-    finally:
-        _write_failures(folder, failures)
-        paths = write_report(sweep, folder)
-        log(f"report: {', '.join(str(p) for p in paths)}")
-    return outcome
-
-
-def _write_failures(folder: Path, failures: dict[str, str]) -> None:
-    from .fileio import atomic_write_text
-
-    path = folder / FAILURES_FILE
-    if failures:
-        atomic_write_text(path, yaml.safe_dump(failures, sort_keys=False))
-    elif path.exists():
-        path.unlink()
-
-
-def _changed_config(run_dir: Path, cfg: TrainConfig) -> str:
-    """A note when a started run's saved config differs from the sweep's (the saved one is what resumes)."""
-    from .training.run import CONFIG_FILE
-
-    if not (run_dir / CONFIG_FILE).is_file():
-        return ""
-    saved = read_yaml(run_dir / CONFIG_FILE)
-    resolved = copy.copy(cfg)
-    resolved.resolve_paths(Path.cwd())  # a run folder saves absolute paths; the sweep file may give relative ones
-    now = resolved.to_dict()
-    changed = sorted(k for k in now if k != "output" and normalise(k, saved.get(k)) != normalise(k, now[k]))
-    if not changed:
-        return ""
-    return f" (its saved config differs from the sweep file in {', '.join(changed)}; resuming with the saved one — " \
-           f"delete {run_dir} to start it anew)"  # fmt: skip

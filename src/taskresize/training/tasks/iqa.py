@@ -19,15 +19,22 @@ from torch import Tensor
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
-from ..data.builtin_iqa import NAMES as BUILTIN_NAMES
-from ..data.builtin_iqa import builtin_iqa_table
-from ..data.iqa import SCORES, ScoreDataset, ScoreTable, collate_histograms, read_score_table, split_table
-from ..data.transforms import PreResize
-from ..training.config import TrainConfig
-from . import TaskSpec, register_task
-from .base import ResizerTask
-from .classification import SPLIT_SEED
-from .data import TaskData
+from taskresize.data.builtin.iqa import NAMES as BUILTIN_NAMES
+from taskresize.data.builtin.iqa import builtin_iqa_table
+from taskresize.data.collate import collate_histograms
+from taskresize.data.formats.iqa import (
+    SCORES,
+    ScoreDataset,
+    ScoreTable,
+    read_score_table,
+    split_table,
+)
+from taskresize.data.split import SPLIT_SEED
+from taskresize.data.transforms import PreResize
+from taskresize.training.config import TrainConfig
+from taskresize.training.registry import TaskSpec, register_task
+from taskresize.training.tasks.base import ResizerTask
+from taskresize.training.tasks.data import TaskData
 
 
 def emd(p: Tensor, q: Tensor, r: float = 2.0) -> Tensor:
@@ -107,7 +114,7 @@ def table_path(data: str) -> str:
 
 
 class ScoreTableData(TaskData):
-    """A score table (AVA.txt or CSV, see :mod:`taskresize.data.iqa`), pre-resized to the resizer's input size in
+    """A score table (AVA.txt or CSV, see :mod:`taskresize.data.formats.iqa`), pre-resized to the resizer's input size in
     the loader with the configured classic method (bicubic by default for IQA, as in the paper).
 
     Split by the table's ``split`` column, else ``val_split`` with a fixed seed. Training shuffles with
@@ -122,34 +129,21 @@ class ScoreTableData(TaskData):
         self.refuse_unsupported(cfg, "iqa")
         self.cfg = cfg
         self.root = table_path(cfg.data)
-        self.train_table, self.val_table = split_table(
+        self.train_samples, self.val_samples = split_table(
             read_score_table(self.root, cfg.images), cfg.val_split, SPLIT_SEED
         )
         if eval_root is not None:
             self.root = table_path(eval_root)
             other = read_score_table(self.root, cfg.images)
             val = [i for i, split in enumerate(other.splits or []) if split == "val"]
-            self.val_table = other.subset(val) if val else other
+            self.val_samples = other.subset(val) if val else other
         self.transform = PreResize(cfg.input_size, cfg.pre_resize, cfg.pre_resize_antialias, max_pixels=cfg.max_pixels)
 
     def module_kwargs(self) -> dict[str, Any]:
         return {"num_outputs": SCORES}
 
-    @property
-    def train_size(self) -> int:
-        return len(self.train_table)
-
-    @property
-    def val_size(self) -> int:
-        return len(self.val_table)
-
-    def train_dataset(self) -> ScoreDataset:
-        return ScoreDataset(self.train_table, self.transform, flip=self.cfg.augment)
-
-    def eval_dataset(self, table: ScoreTable | None = None) -> ScoreDataset:
-        rank, world = self._rank_world()
-        table = self.val_table if table is None else table
-        return ScoreDataset(table.subset(range(rank, len(table), world)), self.transform)
+    def dataset(self, samples: ScoreTable, train: bool) -> ScoreDataset:
+        return ScoreDataset(samples, self.transform, flip=train and self.cfg.augment)
 
 
 IQA = register_task(

@@ -10,7 +10,6 @@ recovers full-resolution labels from its small image, as in the paper, which eva
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
@@ -20,39 +19,23 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from ..backbones import BackboneError
-from ..data.builtin_shapes import SEG_NAME, builtin_root
-from ..data.folder import DataError
-from ..data.segmentation import (
+from taskresize.backbones import torchvision_model_name
+from taskresize.data.builtin.shapes import SEG_NAME, builtin_root
+from taskresize.data.collate import collate_label_maps
+from taskresize.data.formats.segmentation import (
     IGNORE_INDEX,
     PairResize,
     SegmentationDataset,
-    collate_segmentation,
     is_voc_segmentation,
     scan_segmentation,
     scan_voc_segmentation,
 )
-from ..training.config import TrainConfig
-from . import PER_CLASS, TaskSpec, register_task
-from .base import ResizerTask
-from .data import TaskData
-
-SPLIT_SEED = 0  # random splits never depend on the run's seed, so seeds share a validation set
-
-
-def torchvision_model_name(name: str, module: Any, kind: str) -> str:
-    """The torchvision model of ``kind`` named ``name`` (``"torchvision:"`` prefix optional).
-
-    Raises:
-        BackboneError: ``name`` is not one of torchvision's ``kind`` models; the message lists close matches.
-    """
-    library, _, model = name.rpartition(":")
-    available = torchvision.models.list_models(module=module)
-    if library in ("", "torchvision") and model in available:
-        return model
-    close = difflib.get_close_matches(model, available, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(f'torchvision:{c}' for c in close)}?" if close else ""
-    raise BackboneError(f"backbone {name!r} is not a torchvision {kind} model.{hint} Known: {', '.join(available)}")
+from taskresize.data.split import SPLIT_SEED
+from taskresize.errors import DataError
+from taskresize.training.config import TrainConfig
+from taskresize.training.registry import PER_CLASS, TaskSpec, register_task
+from taskresize.training.tasks.base import ResizerTask
+from taskresize.training.tasks.data import TaskData
 
 
 def segmentation_model(name: str, num_classes: int) -> nn.Module:
@@ -120,29 +103,11 @@ class SegmentationTask(ResizerTask):
         self.log_dict(metrics, prog_bar=True)
 
 
-class ShapesTaskData(TaskData):
-    """What the segmentation and detection data modules share.
-
-    Subclasses set ``self.cfg``, ``self.root``, ``self.classes``, ``self.train_samples``, ``self.val_samples``
-    and implement :meth:`dataset` and the class attribute ``collate``.
-    """
-
-    def dataset(self, samples: list, train: bool):
-        raise NotImplementedError
-
-    def train_dataset(self):
-        return self.dataset(self.train_samples, train=True)
-
-    def eval_dataset(self):
-        rank, world = self._rank_world()
-        return self.dataset(self.val_samples[rank::world], train=False)
-
-
-class SegmentationData(ShapesTaskData):
+class SegmentationData(TaskData):
     """A VOC-layout folder, an ``images/`` + ``masks/`` folder, or ``builtin-seg[@SIZE]``; images and label maps go to
     the resizer's input size in the loader (image: classic resize; labels: nearest)."""
 
-    collate = staticmethod(collate_segmentation)
+    collate = staticmethod(collate_label_maps)
 
     def __init__(self, cfg: TrainConfig, eval_root: str | None = None) -> None:
         super().__init__()
@@ -183,6 +148,7 @@ SEGMENTATION = register_task(
         data=SegmentationData,
         metrics={"miou": "val/miou", "pixel_accuracy": "val/pixel_accuracy", "val_loss": "val/loss"},
         mode="max",
+        percent=("miou", "pixel_accuracy", "iou"),
         defaults={"data": SEG_NAME, "backbone": "torchvision:lraspp_mobilenet_v3_large", "label_smoothing": 0.0},
     )
 )

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .resizers.classic import resize
+from taskresize.resizers.classic import resize
 
 # A column maps a uint8 batch (B, 3, H, W) at the input size to a uint8 batch at the output size.
 Column = Callable[[Tensor], Tensor]

@@ -26,17 +26,19 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from ..resizers.classic import resize
-from ..sizes import Size
-from .folder import DataError
-from .images import DEFAULT_MAX_PIXELS, load_image
-from .segmentation import find_image, read_classes_file, read_id_list
+from taskresize.data.decode import DEFAULT_MAX_PIXELS, load_image
+from taskresize.data.formats.segmentation import find_image, read_classes_file, read_id_list
+from taskresize.data.normalization import IMAGENET
+from taskresize.data.split import validation_count
+from taskresize.errors import DataError
+from taskresize.resizers.classic import resize
+from taskresize.sizes import Size
 
 VOC_DETECTION_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
     "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
-PAD_COLOUR = (124, 116, 104)  # the ImageNet mean in 0-255: zero after the task's normalisation
+PAD_COLOUR = tuple(round(v) for v in IMAGENET.mean)  # (124, 116, 104): zero after the task's normalisation
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ def scan_detection(
         raise DataError(f"{data} lists {len(samples)} image(s); a train/validation split needs at least 2")
     shuffled = list(samples)
     random.Random(seed).shuffle(shuffled)
-    n_val = min(max(1, round(len(shuffled) * val_fraction)), len(shuffled) - 1)
+    n_val = validation_count(len(shuffled), val_fraction)
     return DetectionSplits(data, classes, shuffled[n_val:], shuffled[:n_val])
 
 
@@ -254,9 +256,3 @@ class DetectionDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self.transform(self.samples[index])
-
-
-def collate_detection(batch: list[tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-    """A channels-last uint8 image batch ``(B, 3, h, w)`` and the list of per-image targets (any number of boxes)."""
-    images = torch.stack([image for image, _ in batch]).contiguous(memory_format=torch.channels_last)
-    return images, [target for _, target in batch]

@@ -1,8 +1,8 @@
 """Offline segmentation and detection sets: shapes on textured backgrounds, with thin structures.
 
-Generated deterministically on first use into the cache folder (:func:`taskresize.data.builtin.cache_root`),
-atomically, and written in the Pascal VOC layouts, so that the real readers (:mod:`taskresize.data.segmentation`,
-:mod:`taskresize.data.detection`) are what reads them:
+Generated deterministically on first use into the cache folder (:func:`taskresize.data.builtin.classification.cache_root`),
+atomically, and written in the Pascal VOC layouts, so that the real readers (:mod:`taskresize.data.formats.segmentation`,
+:mod:`taskresize.data.formats.detection`) are what reads them:
 
 * ``builtin-seg``: ``JPEGImages/*.png`` (lossless, so one-pixel lines survive), ``SegmentationClass/*.png``
   (palette PNGs), ``ImageSets/Segmentation/{train,val}.txt`` and ``classes.txt``. The scenes of ``builtin-det``
@@ -32,8 +32,9 @@ from xml.sax.saxutils import escape
 import numpy as np
 from PIL import Image
 
-from .builtin import _smooth_field, build_atomically, cached_set
-from .folder import DataError
+from taskresize.data.builtin.classification import _smooth_field, build_atomically, cached_set
+from taskresize.data.split import validation_count
+from taskresize.errors import DataError
 
 SEG_VERSION, DET_VERSION = 2, 1  # bumped when a set's images change: the cache folder is named by it
 SEG_CLASSES = ("background", "disc", "ring", "frame")
@@ -199,7 +200,7 @@ def voc_annotation_xml(
 
 def _write_split(folder: Path, ids: list[str], val_fraction: float) -> None:
     folder.mkdir(parents=True)
-    n_val = max(1, round(len(ids) * val_fraction))
+    n_val = validation_count(len(ids), val_fraction)
     (folder / "train.txt").write_text("".join(f"{i}\n" for i in ids[n_val:]))
     (folder / "val.txt").write_text("".join(f"{i}\n" for i in ids[:n_val]))
 

@@ -11,16 +11,12 @@ import torch
 from PIL import Image, ImageOps
 
 from taskresize import create_resizer, load_resizer, resize, resize_image, save_resizer
-from taskresize.data.images import load_image
-from taskresize.deploy import (
-    IMAGENET_MEAN_255,
-    IMAGENET_STD_255,
-    OutputConflictError,
-    fit_size,
-    load_image_resizer,
-    plan_jobs,
-)
-from taskresize.figures import at_common_size
+from taskresize.data.decode import load_image
+from taskresize.data.normalization import IMAGENET
+from taskresize.experiments.figures import at_common_size
+from taskresize.inference.files import OutputConflictError, plan_jobs
+from taskresize.inference.image import fit_size, load_image_resizer
+from taskresize.inference.pixels import PixelResizer
 from taskresize.training.config import load_config
 from taskresize.training.run import train
 
@@ -120,11 +116,19 @@ def test_a_file_brings_its_normalisation_and_training_input_size(resizer_file):
     assert direct.shape == (3, 16, 24) and not torch.equal(direct, expected)
 
 
-def test_default_normalisation_is_the_one_training_uses():
-    from taskresize.tasks.base import IMAGENET_MEAN, IMAGENET_STD
+def test_default_normalisation_is_imagenets_and_the_one_training_uses():
+    from torchvision.models import ResNet18_Weights
 
-    assert pytest.approx([v * 255 for v in IMAGENET_MEAN]) == IMAGENET_MEAN_255
-    assert pytest.approx([v * 255 for v in IMAGENET_STD]) == IMAGENET_STD_255
+    from taskresize.training.config import TrainConfig
+    from taskresize.training.tasks.classification import ClassificationTask
+
+    preset = ResNet18_Weights.IMAGENET1K_V1.transforms()  # torchvision's own record of the statistics
+    assert pytest.approx([v * 255 for v in preset.mean]) == IMAGENET.mean
+    assert pytest.approx([v * 255 for v in preset.std]) == IMAGENET.std
+    task = ClassificationTask(TrainConfig(out_size=[32, 32], backbone="timm:resnet10t").to_dict(), num_outputs=3)
+    assert task.normalization() == IMAGENET
+    pixels = PixelResizer(create_resizer("learnable", output_size=8))
+    assert pixels.normalization == IMAGENET and pixels.mean.flatten().tolist() == pytest.approx(IMAGENET.mean)
 
 
 @pytest.mark.parametrize("method", ["bicubic", "lanczos", "area", "bilinear", "nearest"])
@@ -322,12 +326,12 @@ def test_out_inside_an_input_folder_is_refused_before_anything_is_written(tmp_pa
 
 def test_unwritable_out_is_refused_before_any_image_is_decoded(tmp_path, capsys, monkeypatch):
     # issue 15, item 12: every image was decoded and reported twice before "wrote 0 images"
-    import taskresize.deploy as deploy
+    import taskresize.inference.files as files
 
     folder = write_images(tmp_path / "in", count=3)
     (tmp_path / "file").write_text("a file")
     decoded = []
-    monkeypatch.setattr(deploy, "load_image", lambda *a, **k: decoded.append(a) or load_image(*a, **k))
+    monkeypatch.setattr(files, "load_image", lambda *a, **k: decoded.append(a) or load_image(*a, **k))
     proc = ["/proc/taskresize-test"] if Path("/proc/self").is_dir() else []  # Linux: no folders can be made there
     for out in (tmp_path / "file", tmp_path / "file" / "below", *proc):
         assert cli("resize", "--resizer", "bicubic", folder, "--out", out, "--size", 10) == 2

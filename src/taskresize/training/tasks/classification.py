@@ -10,16 +10,23 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from ..data.builtin import builtin_dataset
-from ..data.folder import ImageFolderDataset, Sample, scan_class_folders, screen_splits, train_val_folders
-from ..data.transforms import Distortion, PreResize
-from ..training.config import TrainConfig
-from . import TaskSpec, register_task
-from .base import ResizerTask
-from .data import TaskData
+from taskresize.data.builtin.classification import builtin_dataset
+from taskresize.data.collate import collate_classes
+from taskresize.data.formats.folders import (
+    ImageFolderDataset,
+    Sample,
+    scan_class_folders,
+    screen_splits,
+    train_val_folders,
+)
+from taskresize.data.split import SPLIT_SEED
+from taskresize.data.transforms import Distortion, PreResize
+from taskresize.training.config import TrainConfig
+from taskresize.training.registry import TaskSpec, register_task
+from taskresize.training.tasks.base import ResizerTask
+from taskresize.training.tasks.data import TaskData
 
 TOP_K = 5  # top-k error is reported only with more classes than k
-SPLIT_SEED = 0  # the train/validation split never depends on the run's seed, so seeds share a validation set
 
 
 class ClassificationTask(ResizerTask):
@@ -68,6 +75,8 @@ class FolderData(TaskData):
     across processes; validation is split across processes without padding, so every image counts once.
     """
 
+    collate = staticmethod(collate_classes)
+
     def __init__(self, cfg: TrainConfig, eval_root: str | None = None) -> None:
         super().__init__()
         self.cfg = cfg
@@ -89,13 +98,9 @@ class FolderData(TaskData):
     def module_kwargs(self) -> dict[str, Any]:
         return {"num_outputs": len(self.classes), "class_names": self.classes}
 
-    def train_dataset(self) -> ImageFolderDataset:
-        return ImageFolderDataset(self.train_samples, self.train_transform, self.cfg.max_pixels, self.cfg.strict)
-
-    def eval_dataset(self, samples: list[Sample] | None = None) -> ImageFolderDataset:
-        rank, world = self._rank_world()
-        samples = self.val_samples if samples is None else samples
-        return ImageFolderDataset(samples[rank::world], self.eval_transform, self.cfg.max_pixels, self.cfg.strict)
+    def dataset(self, samples: list[Sample], train: bool) -> ImageFolderDataset:
+        transform = self.train_transform if train else self.eval_transform
+        return ImageFolderDataset(samples, transform, self.cfg.max_pixels, self.cfg.strict)
 
 
 CLASSIFICATION = register_task(
@@ -105,5 +110,6 @@ CLASSIFICATION = register_task(
         data=FolderData,
         metrics={"top1_error": "val/top1_error", "top5_error": "val/top5_error", "val_loss": "val/loss"},
         mode="min",
+        percent=("top1_error", "top5_error"),
     )
 )

@@ -26,15 +26,17 @@ from torchmetrics.detection import MeanAveragePrecision
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-from ..backbones import BackboneError
-from ..data.builtin_shapes import DET_NAME, builtin_root
-from ..data.detection import DetectionDataset, LetterboxResize, collate_detection, scan_detection
-from ..data.folder import DataError
-from ..flops import count_flops
-from ..training.config import TrainConfig
-from . import PER_CLASS, TaskSpec, register_task
-from .base import ResizerTask
-from .segmentation import SPLIT_SEED, ShapesTaskData, torchvision_model_name
+from taskresize.backbones import torchvision_model_name
+from taskresize.data.builtin.shapes import DET_NAME, builtin_root
+from taskresize.data.collate import collate_targets
+from taskresize.data.formats.detection import DetectionDataset, LetterboxResize, scan_detection
+from taskresize.data.split import SPLIT_SEED
+from taskresize.errors import BackboneError, DataError
+from taskresize.flops import count_flops
+from taskresize.training.config import TrainConfig
+from taskresize.training.registry import PER_CLASS, TaskSpec, register_task
+from taskresize.training.tasks.base import ResizerTask
+from taskresize.training.tasks.data import TaskData
 
 DETECTOR_FAMILIES = ("fasterrcnn_", "fcos_", "retinanet_", "ssd")
 EVAL_SCORE_THRESHOLD = 0.001
@@ -186,11 +188,11 @@ class DetectionTask(ResizerTask):
         }
 
 
-class DetectionData(ShapesTaskData):
+class DetectionData(TaskData):
     """A VOC-layout folder, a COCO instances JSON (with ``--images``), or ``builtin-det[@SIZE]``; every image is
     letterboxed to the resizer's input size in the loader. Augmentation: horizontal flip."""
 
-    collate = staticmethod(collate_detection)
+    collate = staticmethod(collate_targets)
 
     def __init__(self, cfg: TrainConfig, eval_root: str | None = None) -> None:
         super().__init__()
@@ -226,6 +228,7 @@ DETECTION = register_task(
         data=DetectionData,
         metrics={"map50": "val/map50", "map": "val/map"},
         mode="max",
+        percent=("map50", "map"),
         defaults={"data": DET_NAME, "backbone": "torchvision:ssdlite320_mobilenet_v3_large"},
     )
 )

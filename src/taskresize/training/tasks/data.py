@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from ..data.folder import DataError
-from ..training.config import TrainConfig
+from taskresize.errors import DataError
+from taskresize.seeds import item_seed
+from taskresize.training.config import TrainConfig
 
 
 class TaskData(L.LightningDataModule):
     """Base of the tasks' data modules.
 
-    Subclasses set ``self.cfg``, ``self.train_samples``, ``self.val_samples`` (or override ``train_size`` and
-    ``val_size``) and the class attribute ``collate``, and implement :meth:`train_dataset` and :meth:`eval_dataset`
-    (this rank's shard of the validation set).
+    Subclasses set ``self.cfg``, ``self.root``, ``self.train_samples`` and ``self.val_samples`` (anything that
+    has a length and can be sliced) and the class attribute ``collate``, and implement :meth:`dataset`.
     """
 
     cfg: TrainConfig
@@ -30,11 +29,17 @@ class TaskData(L.LightningDataModule):
         if getattr(cfg, "distortion", "none") != "none":
             raise DataError(f"distortion = {cfg.distortion!r}: implemented for classification only, not for {task}")
 
-    def train_dataset(self) -> Dataset:
+    def dataset(self, samples: Any, train: bool) -> Dataset:
+        """The dataset of ``samples``, augmented when ``train``."""
         raise NotImplementedError
 
+    def train_dataset(self) -> Dataset:
+        return self.dataset(self.train_samples, train=True)
+
     def eval_dataset(self) -> Dataset:
-        raise NotImplementedError
+        """This process's shard of the validation set (every image counts once across processes: no padding)."""
+        rank, world = self._rank_world()
+        return self.dataset(self.val_samples[rank::world], train=False)
 
     @property
     def train_size(self) -> int:
@@ -92,12 +97,6 @@ class TaskData(L.LightningDataModule):
         count = min(len(dataset) // size, batches) * size
         keys = [(epoch, i) for i in torch.randperm(len(dataset), generator=generator)[:count].tolist()]
         return DataLoader(Subset(dataset, keys), batch_size=size, collate_fn=type(self).collate, drop_last=True)
-
-
-def item_seed(*parts: int) -> int:
-    """A 63-bit seed mixed from integers (no two tuples of small integers share one, unlike ``seed + epoch``)."""
-    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
 
 
 class SeededItems(Dataset):

@@ -1,0 +1,1 @@
+"""Tasks: a resizer in front of a model, one module per task (see :mod:`taskresize.training.registry`)."""
