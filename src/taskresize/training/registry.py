@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ class TaskSpec:
             ``class/<class>_<name>`` is one when ``<name>`` is listed (e.g. ``iou``, ``top1_error``).
         defaults: config values of this task that differ from :class:`TrainConfig`'s defaults (e.g. the paper's
             bicubic baseline for IQA); a value given in a config file or flag still wins.
+        example: the config values of a run of a few seconds on a small generated data set (data, backbone,
+            sizes, epochs): what the registry-wide tests train and evaluate for every task.
     """
 
     name: str
@@ -43,6 +46,7 @@ class TaskSpec:
     mode: str = "min"
     percent: tuple[str, ...] = ()
     defaults: dict[str, Any] = field(default_factory=dict)
+    example: Callable[[], dict[str, Any]] | None = None
 
     @property
     def monitor(self) -> str:

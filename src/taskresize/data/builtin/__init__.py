@@ -1,0 +1,1 @@
+"""The built-in synthetic data sets, one module per task's set, generated offline on first use."""

@@ -16,62 +16,18 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from taskresize.data.builtin.cache import build_atomically, cached_set, smooth_field
+
 GENERATOR_VERSION = 2
 SHAPES = ("disc", "square")
 TEXTURES = ("hstripes", "vstripes", "checker", "dots")
 CLASSES = tuple(f"{shape}-{texture}" for shape in SHAPES for texture in TEXTURES)
-
-
-def cache_root() -> Path:
-    """``$TASKRESIZE_CACHE``, else ``$XDG_CACHE_HOME/taskresize``, else ``~/.cache/taskresize``."""
-    if "TASKRESIZE_CACHE" in os.environ:
-        return Path(os.environ["TASKRESIZE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "taskresize"
-
-
-def build_atomically(root: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Run ``write(staging)`` in a fresh folder beside ``root``, then rename it to ``root``: all or nothing."""
-    root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
-        write(staging)
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(staging, root)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return root
-
-
-def cached_set(name: str, version: int, count: int, size: int, seed: int, generate: Callable[..., object]) -> Path:
-    """The folder of a generated set in the cache, ``generate(folder, count, size, seed)`` on first use."""
-    root = cache_root() / f"{name}-v{version}-{count}x{size}-seed{seed}"
-    if not (root / "dataset.json").is_file():
-        print(f"Generating the {name} dataset in {root} ...", flush=True)
-        generate(root, count, size, seed)
-    return root
-
-
-def _smooth_field(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
-    """A smooth random field in [0, 1], ``(size, size)``: bilinear interpolation of a coarse random grid."""
-    coarse = rng.random((cells + 1, cells + 1))
-    t = np.linspace(0, cells, size)
-    i = np.minimum(t.astype(int), cells - 1)
-    f = t - i
-    rows = coarse[i] * (1 - f)[:, None] + coarse[i + 1] * f[:, None]
-    return rows[:, i] * (1 - f)[None, :] + rows[:, i + 1] * f[None, :]
 
 
 def _texture(kind: str, y: np.ndarray, x: np.ndarray, period: float, phase: np.ndarray) -> np.ndarray:
@@ -96,7 +52,7 @@ def render(label: int, seed: int, size: int = 256) -> np.ndarray:
     shape, texture = CLASSES[label].split("-")
     y, x = np.mgrid[0:size, 0:size].astype(np.float32)
 
-    background = np.stack([_smooth_field(rng, size, 3) for _ in range(3)], axis=-1) * 0.5 + 0.25
+    background = np.stack([smooth_field(rng, size, 3) for _ in range(3)], axis=-1) * 0.5 + 0.25
     half = rng.uniform(0.25, 0.4) * size
     cy, cx = rng.uniform(half, size - half, 2)
     if shape == "disc":

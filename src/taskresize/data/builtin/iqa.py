@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from taskresize.data.builtin.classification import _smooth_field, build_atomically, cached_set
+from taskresize.data.builtin.cache import build_atomically, cached_set, smooth_field
 from taskresize.data.formats.iqa import VOTE_COLUMNS, gaussian_histogram
 
 GENERATOR_VERSION = 1
@@ -58,7 +58,7 @@ def render_scene(rng: np.random.Generator, size: int) -> np.ndarray:
     """A clean random scene, uint8 ``(size, size, 3)``."""
     scale = size / 128
     y, x = np.mgrid[0:size, 0:size].astype(np.float64)
-    image = np.stack([_smooth_field(rng, size, 3) for _ in range(3)], axis=-1) * 0.6 + 0.2
+    image = np.stack([smooth_field(rng, size, 3) for _ in range(3)], axis=-1) * 0.6 + 0.2
     for _ in range(rng.integers(3, 7)):  # hard-edged shapes
         cy, cx = rng.uniform(0, size, 2)
         r = rng.uniform(8, 30) * scale

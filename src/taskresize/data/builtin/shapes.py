@@ -1,6 +1,6 @@
 """Offline segmentation and detection sets: shapes on textured backgrounds, with thin structures.
 
-Generated deterministically on first use into the cache folder (:func:`taskresize.data.builtin.classification.cache_root`),
+Generated deterministically on first use into the cache folder (:func:`taskresize.data.builtin.cache.cache_root`),
 atomically, and written in the Pascal VOC layouts, so that the real readers (:mod:`taskresize.data.formats.segmentation`,
 :mod:`taskresize.data.formats.detection`) are what reads them:
 
@@ -32,7 +32,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 from PIL import Image
 
-from taskresize.data.builtin.classification import _smooth_field, build_atomically, cached_set
+from taskresize.data.builtin.cache import build_atomically, cached_set, smooth_field
 from taskresize.data.split import validation_count
 from taskresize.errors import DataError
 
@@ -59,7 +59,7 @@ def voc_palette() -> list[int]:
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A smooth colour field with a fine texture: float ``(size, size, 3)`` around [0.2, 0.8]."""
-    field = np.stack([_smooth_field(rng, size, 3) for _ in range(3)], axis=-1) * 0.5 + 0.25
+    field = np.stack([smooth_field(rng, size, 3) for _ in range(3)], axis=-1) * 0.5 + 0.25
     y, x = np.mgrid[0:size, 0:size].astype(np.float64)
     if rng.random() < 0.5:
         angle, period = rng.uniform(0, np.pi), rng.uniform(3.0, 7.0)

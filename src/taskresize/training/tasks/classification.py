@@ -7,7 +7,7 @@ from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from taskresize.data.builtin.classification import builtin_dataset
@@ -37,9 +37,13 @@ class ClassificationTask(ResizerTask):
         super().__init__(config, num_outputs)
         self.class_names = class_names or [str(i) for i in range(num_outputs)]
         self.save_hyperparameters({"class_names": self.class_names})
-        self.top1 = MulticlassAccuracy(num_outputs, top_k=1, average="micro")
-        self.top5 = MulticlassAccuracy(num_outputs, top_k=TOP_K, average="micro") if num_outputs > TOP_K else None
-        self.val_loss = MeanMetric()
+        metrics = {"top1": MulticlassAccuracy(num_outputs, top_k=1, average="micro"), "loss": MeanMetric()}
+        if num_outputs > TOP_K:
+            metrics["top5"] = MulticlassAccuracy(num_outputs, top_k=TOP_K, average="micro")
+        # no compute groups: they merge metrics whose states are equal after the first update, and top-1 and top-5
+        # accuracy have equal states whenever the first batch's top-1 predictions are all right (top-5 would then
+        # follow top-1's updates); no two of these metrics share a state anyway, so groups would save nothing
+        self.val_metrics = MetricCollection(metrics, compute_groups=False)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
@@ -52,21 +56,23 @@ class ClassificationTask(ResizerTask):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         images, labels = batch
         logits = self(images)
-        self.val_loss.update(F.cross_entropy(logits, labels, reduction="none"))
-        self.top1.update(logits, labels)
-        if self.top5 is not None:
-            self.top5.update(logits, labels)
+        # each metric takes the arguments its update() names: the accuracies preds and target, the mean loss value
+        self.val_metrics.update(preds=logits, target=labels, value=F.cross_entropy(logits, labels, reduction="none"))
+
+    def epoch_metrics(self) -> dict[str, Tensor]:
+        """The logged validation metrics, from the collection's counts: top-1 (and top-5) error and the mean loss.
+
+        torchmetrics reduces the counts across processes, so these are exact for the whole validation set."""
+        computed = self.val_metrics.compute()
+        metrics = {"val/top1_error": 1 - computed["top1"], "val/loss": computed["loss"]}
+        if "top5" in computed:
+            metrics["val/top5_error"] = 1 - computed["top5"]
+        return metrics
 
     def on_validation_epoch_end(self) -> None:
-        # torchmetrics reduces the counts across processes, so these are exact for the whole validation set
-        metrics = {"val/top1_error": 1 - self.top1.compute(), "val/loss": self.val_loss.compute()}
-        if self.top5 is not None:
-            metrics["val/top5_error"] = 1 - self.top5.compute()
-        for metric in (self.top1, self.top5, self.val_loss):
-            if metric is not None:
-                metric.reset()
+        metrics = self.epoch_metrics()
+        self.val_metrics.reset()
         self.log_dict(metrics, prog_bar=True)
-
 
 class FolderData(TaskData):
     """Class-per-folder data (or the built-in set), pre-resized to the resizer's input size in the loader.
@@ -111,5 +117,7 @@ CLASSIFICATION = register_task(
         metrics={"top1_error": "val/top1_error", "top5_error": "val/top5_error", "val_loss": "val/loss"},
         mode="min",
         percent=("top1_error", "top5_error"),
+        example=lambda: {"data": str(builtin_dataset(per_class=6, size=48)), "backbone": "timm:resnet10t",
+                         "in_size": 40, "out_size": 32, "epochs": 1, "batch_size": 8},  # fmt: skip
     )
 )

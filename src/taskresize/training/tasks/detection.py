@@ -27,7 +27,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from taskresize.backbones import torchvision_model_name
-from taskresize.data.builtin.shapes import DET_NAME, builtin_root
+from taskresize.data.builtin.shapes import DET_NAME, builtin_detection, builtin_root
 from taskresize.data.collate import collate_targets
 from taskresize.data.formats.detection import DetectionDataset, LetterboxResize, scan_detection
 from taskresize.data.split import SPLIT_SEED
@@ -229,6 +229,8 @@ DETECTION = register_task(
         metrics={"map50": "val/map50", "map": "val/map"},
         mode="max",
         percent=("map50", "map"),
+        example=lambda: {"data": str(builtin_detection(count=12, size=64)), "out_size": 64, "epochs": 1,
+                         "batch_size": 4},  # fmt: skip
         defaults={"data": DET_NAME, "backbone": "torchvision:ssdlite320_mobilenet_v3_large"},
     )
 )

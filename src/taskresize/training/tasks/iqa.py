@@ -154,5 +154,7 @@ IQA = register_task(
         metrics={"srcc": "val/srcc", "plcc": "val/plcc", "emd": "val/emd"},
         mode="max",
         defaults={"data": "builtin-iqa", "pre_resize": "bicubic", "resizer": "bicubic"},
+        example=lambda: {"data": str(builtin_iqa_table(count=24, size=32)), "backbone": "timm:resnet10t",
+                         "out_size": 32, "epochs": 1, "batch_size": 8},  # fmt: skip
     )
 )

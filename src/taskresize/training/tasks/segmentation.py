@@ -20,7 +20,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from taskresize.backbones import torchvision_model_name
-from taskresize.data.builtin.shapes import SEG_NAME, builtin_root
+from taskresize.data.builtin.shapes import SEG_NAME, builtin_root, builtin_segmentation
 from taskresize.data.collate import collate_label_maps
 from taskresize.data.formats.segmentation import (
     IGNORE_INDEX,
@@ -149,6 +149,8 @@ SEGMENTATION = register_task(
         metrics={"miou": "val/miou", "pixel_accuracy": "val/pixel_accuracy", "val_loss": "val/loss"},
         mode="max",
         percent=("miou", "pixel_accuracy", "iou"),
+        example=lambda: {"data": str(builtin_segmentation(count=16, size=48)), "out_size": 32, "epochs": 1,
+                         "batch_size": 4},  # fmt: skip
         defaults={"data": SEG_NAME, "backbone": "torchvision:lraspp_mobilenet_v3_large", "label_smoothing": 0.0},
     )
 )

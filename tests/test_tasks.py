@@ -1,0 +1,68 @@
+"""Every registered task, through the task registry alone: a tiny train and eval of its own example run, its
+metrics as it declares them, channels-last uint8 batches, and flags and reports that need no edit per task."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from taskresize.runs import RunFolder
+from taskresize.training.config import TrainConfig
+from taskresize.training.registry import get_task, task_names
+from taskresize.training.run import evaluate, train
+
+TASKS = task_names()
+
+
+def test_the_built_in_tasks_are_found_by_the_registry():
+    assert {"classification", "iqa", "segmentation", "detection"} <= set(TASKS)
+
+
+@pytest.fixture
+def cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("TASKRESIZE_CACHE", str(tmp_path_factory.getbasetemp() / "task-cache"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_trains_and_evaluates_its_example(task, tmp_path, cache):
+    spec = get_task(task)
+    assert spec.example is not None, f"task {task} declares no example run: the registry cannot test it"
+    assert spec.mode in ("min", "max") and spec.metrics
+    cfg = TrainConfig.from_dict({**spec.example(), "task": task, "workers": 0, "precise_bn": 1,
+                                 "output": str(tmp_path / "run")})  # fmt: skip
+    data = spec.data(cfg)
+    images, _ = next(iter(data.train_dataloader()))
+    assert images.dtype == torch.uint8 and images.is_contiguous(memory_format=torch.channels_last), task
+    assert tuple(images.shape[-2:]) == cfg.input_size
+
+    run = RunFolder(train(cfg))
+    assert run.status == "finished"
+    metrics = run.metrics()
+    first = next(iter(spec.metrics))
+    assert first in metrics and all(isinstance(metrics[k], float) for k in spec.metrics if k in metrics)
+    assert json.loads(json.dumps(metrics)) == metrics
+    again = evaluate(run.path)
+    assert again[first] == pytest.approx(metrics[first], abs=1e-6), task  # last.ckpt is what finished
+
+
+def test_every_setting_of_every_task_has_a_flag_a_help_text_and_a_yaml_key():
+    import argparse
+
+    from taskresize.commands.train import add_arguments, overrides
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    flags = {a.dest: a for a in parser._actions}
+    for item in dataclasses.fields(TrainConfig):
+        assert item.name in flags, f"TrainConfig.{item.name} has no flag"
+        assert flags[item.name].help and len(flags[item.name].help) > 20, item.name
+    default = TrainConfig()
+    for task in TASKS:  # a task's defaults are TrainConfig keys: its config files and flags need nothing new
+        assert set(get_task(task).defaults) <= set(default.to_dict()), task
+    given = parser.parse_args(["--batch-size", "8", "--no-augment", "--crop-scale", "0.5", "1", "--out-size", "48"])
+    assert overrides(given) == {"batch_size": 8, "augment": False, "crop_scale": [0.5, 1.0], "out_size": "48"}
+    # the help states each default as the dataclass declares it, never restated by hand
+    assert "(default 32)" in flags["batch_size"].help and "(default 224)" in flags["out_size"].help
+    assert "(default on)" in flags["augment"].help and "(default 0.25 1.0)" in flags["crop_scale"].help
