@@ -192,8 +192,8 @@ def bench_training(repeats: int) -> str:
 # -------------------------------------------------------------------------------------------------------- engines
 def bench_engines(repeats: int) -> str:
     """Eager PyTorch against torch.compile and ONNX Runtime for the deployed resizer (``taskresize resize``)."""
-    from taskresize.deploy import PixelResizer
-    from taskresize.export import _run_onnx, export_resizer
+    from taskresize.inference.pixels import PixelResizer
+    from taskresize.inference.export import export_resizer, run_onnx
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -204,7 +204,7 @@ def bench_engines(repeats: int) -> str:
             path = Path(tmp) / f"{name}.onnx"
             export_resizer(model, path, "onnx", (448, 448))
             export_seconds = time.perf_counter() - started
-            session = _run_onnx(path)
+            session = run_onnx(path)
             for batch in (1, 8):
                 x = torch.rand(batch, 3, 448, 448) * 255
                 with torch.inference_mode():

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchvision.models.googlenet import GoogLeNetOutputs
 from torchvision.models.inception import InceptionOutputs
 
-from taskresize.backbones import BackboneError, check_backbone_size, split_outputs
+from taskresize.backbones import BackboneError, create_backbone, split_outputs
 from taskresize.training.callbacks import PreciseBatchNorm
 from taskresize.training.config import TrainConfig
 from taskresize.training.run import quiet_lightning
@@ -100,8 +100,8 @@ def test_auxiliary_classifiers_carry_the_papers_loss_weights():
 )  # fmt: skip
 def test_a_size_too_small_for_the_model_names_the_smallest_it_takes(backbone, size, minimum):
     with pytest.raises(BackboneError, match=f"at least {minimum}x{minimum} px, not {size[0]}x{size[1]}"):
-        check_backbone_size(backbone, size)
-    check_backbone_size(backbone, (minimum, minimum))
+        create_backbone(backbone, 2, size=size)
+    create_backbone(backbone, 2, size=(minimum, minimum))
 
 
 def test_train_refuses_a_size_too_small_for_the_model_before_writing_anything(tmp_path, capsys):

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from taskresize.experiments.sweep.plan import effective, load_sweep
-from taskresize.experiments.sweep.report import Condition, classic_baseline, methods, reference_of, references
+from taskresize.experiments.sweep.report import Condition, methods, reference_of, references
 from taskresize.resizers import METHODS
+from taskresize.sizes import to_size
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 BASELINES = ("bilinear (plain)", "bilinear (antialias)", "area (antialias)")
@@ -34,6 +35,20 @@ def test_the_sweeps_that_compare_learned_resizers_are_found():
         "table9_distortions",
     } <= names
     assert "openclipart_resolution_check" not in names and "table5_iqa" not in names  # no learned rows; IQA
+
+
+def classic_baseline(config: dict) -> str | None:
+    """The classic resize that down-sizes a run's images, as a :func:`methods` label (``"bilinear (plain)"``), or
+    None for a learned resizer: the resizer's where it down-sizes (``in_size`` larger than ``out_size``), else the
+    data loader's pre-resize (the resizer is then the identity, or it up-scales what the pre-resize made small)."""
+    if str(config.get("resizer")) not in METHODS:
+        return None
+    ran = methods(config)
+    out = to_size(config.get("out_size") or 224, what="out_size")
+    src = to_size(config["in_size"], what="in_size") if config.get("in_size") is not None else out
+    return ran["resizer"] if src[0] > out[0] or src[1] > out[1] else ran["pre-resize"]
+
+
 
 
 @pytest.mark.parametrize("path", COMPARED, ids=lambda p: p.stem)

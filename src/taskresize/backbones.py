@@ -124,18 +124,6 @@ def create_backbone(
     return model
 
 
-def check_backbone_size(name: str, size: Sequence[int]) -> None:
-    """Raise :class:`BackboneError` (naming the smallest size it takes) if backbone ``name`` cannot train at ``size``.
-
-    For checking a configuration before anything runs; :func:`create_backbone` checks the same when given ``size``.
-    The model is built without weights where it can be (on the meta device), so this costs little.
-    """
-    library, model_name = resolve_backbone_name(name)
-    size = (int(size[0]), int(size[1]))
-    model = _fitted(_build(name, library, model_name, 2, size, meta=True), size)
-    _check_size(model, name, size, lambda s: _build(name, library, model_name, 2, (s, s), meta=True))
-
-
 def split_outputs(outputs: Tensor | tuple) -> tuple[Tensor, list[tuple[float, Tensor]]]:
     """A backbone's output as ``(logits, [(weight, auxiliary logits), ...])``.
 

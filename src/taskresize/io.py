@@ -139,11 +139,6 @@ def read_resizer_header(path: str | os.PathLike) -> dict[str, Any]:
     return header
 
 
-def read_provenance(path: str | os.PathLike) -> Provenance:
-    """The :class:`Provenance` saved with a resizer (a file or a run folder)."""
-    return Provenance.from_dict(read_resizer_header(path).get("provenance"))
-
-
 def load_resizer(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Resizer:
     """Rebuild a resizer from a file written by :func:`save_resizer` (or a run folder), in eval mode.
 

@@ -1,6 +1,6 @@
 """Run the demo: a bilinear baseline, then bilinear, learnable and DownsizeNet from it, on the built-in dataset.
 
-The paper's two-phase protocol at a small scale (about ten minutes on two CPU cores), run as the sweep file
+The paper's two-phase protocol at a small scale (the README gives its measured run time), run as the sweep file
 taskresize/experiments/demo.yaml: prints the sweep's report (error, FLOPs, speed, each run against the bilinear
 control) and writes a figure of the resized images. Finished runs in OUTPUT/demo are reused, unfinished ones
 resumed.

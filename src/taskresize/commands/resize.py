@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine", choices=["torch", "compile", "onnxruntime"], default="torch",
         help="what runs a learned resizer: eager PyTorch (default), torch.compile (compiles per image size, "
         "seconds to a minute) or ONNX Runtime (exports per image size and checks the export, a few seconds); "
-        "on this project's 2-core machine the last two ran 1.4-4.5x faster at 448->224 (docs/results.md); "
+        "docs/results.md measures what each gains; "
         "outputs equal the default's within 1 grey level",
     )  # fmt: skip
     parser.add_argument("--max-pixels", type=int, help="skip larger images as possible decompression bombs")

@@ -65,8 +65,7 @@ class LearnableResizer(Resizer):
         in_channels: image channels.
         checkpoint: activation checkpointing of the input-resolution convolutions in training: their outputs
             are recomputed in the backward pass instead of stored, which cuts the training memory at large
-            inputs (measured: 6.5 -> 3.5 GB for a ResNet-18 step at 1024 -> 224, batch 16) for one more forward
-            pass of the stem, image by image.
+            inputs (docs/results.md, Peak memory) for one more forward pass of the stem, image by image.
     """
 
     def __init__(

@@ -314,9 +314,3 @@ def create_resizer(name: str, **kwargs: Any) -> Resizer:
     factory = resizer_factory(name)
     check_resizer_args(name, kwargs)
     return factory(**kwargs)
-
-
-def accepted_arguments(factory: Factory) -> list[str]:
-    """The keyword arguments a resizer factory takes."""
-    params = inspect.signature(factory).parameters.values()
-    return [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]

@@ -101,7 +101,7 @@ def generate(
 
 
 def builtin_dataset(per_class: int = 250, size: int = 256, seed: int = 0) -> Path:
-    """The built-in dataset's folder in the cache, generated on first use (about 40 s on 2 cores).
+    """The built-in dataset's folder in the cache, generated on first use.
 
     Its name counts images per class: ``builtin-v2-250x256-seed0`` holds 8 x 250 images."""
     return cached_set("builtin", GENERATOR_VERSION, per_class, size, seed, generate)

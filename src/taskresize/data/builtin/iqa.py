@@ -170,5 +170,5 @@ def generate(root: str | os.PathLike, count: int, size: int = 128, seed: int = 0
 
 
 def builtin_iqa_table(count: int = 2000, size: int = 128, seed: int = 0) -> Path:
-    """The built-in IQA set's table in the cache, generated on first use (about 15 s on 2 cores)."""
+    """The built-in IQA set's table in the cache, generated on first use."""
     return cached_set("builtin-iqa", GENERATOR_VERSION, count, size, seed, generate) / TABLE

@@ -46,7 +46,7 @@ from taskresize.experiments.sweep.plan import (
 )
 from taskresize.fileio import atomic_write_text
 from taskresize.flops import count_flops
-from taskresize.resizers import METHODS, create_resizer
+from taskresize.resizers import create_resizer
 from taskresize.runs import RunFolder
 from taskresize.sizes import format_size, to_size
 from taskresize.training.registry import PER_CLASS, TaskSpec, get_task
@@ -134,19 +134,6 @@ def methods(config: dict[str, Any]) -> dict[str, str]:
 
 
 METHOD_COLUMNS = ("resizer", "base resize", "pre-resize")
-
-
-def classic_baseline(config: dict[str, Any]) -> str | None:
-    """The classic resize that down-sizes a run's images, as a :func:`methods` label (``"bilinear (plain)"``), or
-    None for a learned resizer: the resizer's where it down-sizes (``in_size`` larger than ``out_size``), else the
-    data loader's pre-resize (the resizer is then the identity, or it up-scales what the pre-resize made small)."""
-
-    if str(config.get("resizer")) not in METHODS:
-        return None
-    ran = methods(config)
-    out = to_size(config.get("out_size") or 224, what="out_size")
-    src = to_size(config["in_size"], what="in_size") if config.get("in_size") is not None else out
-    return ran["resizer"] if src[0] > out[0] or src[1] > out[1] else ran["pre-resize"]
 
 
 def condition_methods(condition: Condition) -> dict[str, str]:
