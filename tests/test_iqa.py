@@ -12,7 +12,6 @@ import torch
 import torch.multiprocessing as mp
 from PIL import Image
 from scipy.stats import pearsonr, spearmanr
-from torchmetrics.regression import PearsonCorrCoef
 
 from taskresize.data.builtin import iqa as builtin_iqa
 from taskresize.data.formats.iqa import (
@@ -26,7 +25,7 @@ from taskresize.data.formats.iqa import (
 from taskresize.training.config import load_config
 from taskresize.training.registry import get_task
 from taskresize.training.run import evaluate, load_checkpoint
-from taskresize.training.tasks.iqa import IQATask, ScoreTableData, correlation, emd, mean_score
+from taskresize.training.tasks.iqa import IQATask, ScoreTableData, emd, mean_score
 
 from helpers import cli
 
@@ -72,19 +71,22 @@ def test_correlations_over_batches_equal_scipy():
     x = rng.normal(5, 1, 203)
     y = 0.6 * x + rng.normal(0, 1, 203)
     y[:10] = y[10]  # ties
-    task_metrics = IQATask({"task": "iqa", "backbone": "timm:resnet10t", "out_size": 32})
+    task = IQATask({"task": "iqa", "backbone": "timm:resnet10t", "out_size": 32})
     for i in range(0, 203, 32):
-        batch = (torch.tensor(x[i : i + 32], dtype=torch.float32), torch.tensor(y[i : i + 32], dtype=torch.float32))
-        task_metrics.plcc.update(*batch)
-        task_metrics.srcc.update(*batch)
-    assert correlation(task_metrics.plcc).item() == pytest.approx(pearsonr(x, y)[0], abs=1e-5)
-    assert correlation(task_metrics.srcc).item() == pytest.approx(spearmanr(x, y)[0], abs=1e-5)
+        preds, target = (torch.tensor(v[i : i + 32], dtype=torch.float32) for v in (x, y))
+        task.val_metrics.update(preds=preds, target=target, value=(preds - target).abs())  # value: a stand-in EMD
+    metrics = {k: v.item() for k, v in task.epoch_metrics().items()}
+    assert list(metrics) == ["val/srcc", "val/plcc", "val/emd"]
+    assert metrics["val/plcc"] == pytest.approx(pearsonr(x, y)[0], abs=1e-5)
+    assert metrics["val/srcc"] == pytest.approx(spearmanr(x, y)[0], abs=1e-5)
+    assert metrics["val/emd"] == pytest.approx(np.abs(x - y).mean(), abs=1e-5)
 
 
-def test_correlation_of_a_constant_predictor_is_zero():
-    metric = PearsonCorrCoef()
-    metric.update(torch.full((8,), 5.0), torch.arange(8.0))
-    assert correlation(metric).item() == 0.0
+def test_correlations_of_a_constant_predictor_are_zero():
+    task = IQATask({"task": "iqa", "backbone": "timm:resnet10t", "out_size": 32})
+    task.val_metrics.update(preds=torch.full((8,), 5.0), target=torch.arange(8.0), value=torch.ones(8))
+    metrics = task.epoch_metrics()
+    assert metrics["val/plcc"].item() == 0.0 and metrics["val/srcc"].item() == 0.0 and metrics["val/emd"].item() == 1.0
 
 
 def _correlations_in_process(rank, world, port, x, y, folder):
@@ -93,9 +95,9 @@ def _correlations_in_process(rank, world, port, x, y, folder):
         task = IQATask({"task": "iqa", "backbone": "timm:resnet10t", "out_size": 32})
         xs, ys = x[rank::world], y[rank::world]  # uneven shards, as the rank-strided validation set
         for i in range(0, len(xs), 16):
-            task.plcc.update(xs[i : i + 16], ys[i : i + 16])
-            task.srcc.update(xs[i : i + 16], ys[i : i + 16])
-        torch.save(torch.stack([correlation(task.plcc), correlation(task.srcc)]), folder / f"{rank}.pt")
+            task.val_metrics.update(preds=xs[i : i + 16], target=ys[i : i + 16], value=xs[i : i + 16])
+        metrics = task.epoch_metrics()
+        torch.save(torch.stack([metrics["val/plcc"], metrics["val/srcc"]]), folder / f"{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
 

@@ -8,9 +8,11 @@ import sys
 
 import pytest
 import torch
+from torch import nn
 
-from taskresize.training.config import load_config
+from taskresize.training.config import TrainConfig, load_config
 from taskresize.training.run import evaluate, load_checkpoint, train
+from taskresize.training.tasks.classification import ClassificationTask
 
 from helpers import StopAtEpoch, cli, colour_folders, train_args
 
@@ -22,6 +24,37 @@ def data(tmp_path_factory):
 
 def metrics(run):
     return json.loads((run / "metrics.json").read_text())
+
+
+class FixedLogits(nn.Module):
+    """A stand-in classifier with known outputs, whatever the input."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x):
+        return self.logits
+
+
+def test_top1_and_top5_errors_and_loss_over_two_batches_equal_hand_computed_values():
+    cfg = TrainConfig.from_dict({"task": "classification", "backbone": "timm:resnet10t", "out_size": 8}).to_dict()
+    task = ClassificationTask(cfg, num_outputs=7).eval()
+    images = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    ranking = torch.tensor([6.0, 5, 4, 3, 2, 1, 0])  # class 0 first, then 1, 2, ...
+    # first batch: both right at top-1; second: the label ranked 3rd (a top-5 hit) and 7th (a miss).
+    # Top-1 error 2/4, top-5 error 1/4.
+    batches = [(ranking.expand(2, 7), torch.tensor([0, 0])), (ranking.expand(2, 7), torch.tensor([2, 6]))]
+    with torch.no_grad():
+        for logits, labels in batches:
+            task.backbone = FixedLogits(logits)
+            task.validation_step((images, labels), 0)
+    metrics = {k: v.item() for k, v in task.epoch_metrics().items()}
+    loss = torch.cat([nn.functional.cross_entropy(x, y, reduction="none") for x, y in batches]).mean().item()
+    assert metrics == pytest.approx({"val/top1_error": 0.5, "val/top5_error": 0.25, "val/loss": loss}, abs=1e-6)
+    task.val_metrics.reset()
+    task.validation_step((images, torch.tensor([1, 1])), 0)  # reset: only this batch counts
+    assert task.epoch_metrics()["val/top1_error"].item() == 1.0
 
 
 def test_a_short_run_learns_and_fills_the_run_folder(data, tmp_path):

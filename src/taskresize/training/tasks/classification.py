@@ -40,9 +40,9 @@ class ClassificationTask(ResizerTask):
         metrics = {"top1": MulticlassAccuracy(num_outputs, top_k=1, average="micro"), "loss": MeanMetric()}
         if num_outputs > TOP_K:
             metrics["top5"] = MulticlassAccuracy(num_outputs, top_k=TOP_K, average="micro")
-        # no compute groups: they merge metrics whose states are equal after the first update, and top-1 and top-5
-        # accuracy have equal states whenever the first batch's top-1 predictions are all right (top-5 would then
-        # follow top-1's updates); no two of these metrics share a state anyway, so groups would save nothing
+        # no compute groups: no two of these metrics keep the same state (top-5 counts per class, top-1 in total), so
+        # a group would save nothing, and torchmetrics forms groups from states that are equal after the first update
+        # (not from equal updates), a guess not worth relying on
         self.val_metrics = MetricCollection(metrics, compute_groups=False)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -73,6 +73,7 @@ class ClassificationTask(ResizerTask):
         metrics = self.epoch_metrics()
         self.val_metrics.reset()
         self.log_dict(metrics, prog_bar=True)
+
 
 class FolderData(TaskData):
     """Class-per-folder data (or the built-in set), pre-resized to the resizer's input size in the loader.

@@ -111,6 +111,8 @@ class DetectionTask(ResizerTask):
         super().__init__(config, num_outputs)
         self.class_names = class_names or [str(i) for i in range(1, num_outputs)]
         self.save_hyperparameters({"class_names": self.class_names})
+        # one metric, so not a MetricCollection: a collection of one would only flatten its result dict, whose
+        # `classes` (the labels `map_per_class` belongs to) is not a score; summary() makes the logged keys of it
         self.map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools", class_metrics=True)
         # COCO's protocol scores the 100 best detections per image; the metric keeps those and need not warn about more
         self.map.warn_on_many_detections = False

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchmetrics import MeanMetric, Metric
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
 from taskresize.data.builtin.iqa import NAMES as BUILTIN_NAMES
@@ -62,13 +62,7 @@ def mean_score(p: Tensor) -> Tensor:
     return p @ torch.arange(1, p.shape[-1] + 1, dtype=p.dtype, device=p.device)
 
 
-def correlation(metric: Metric) -> Tensor:
-    """``metric.compute()``, with 0 where the correlation is undefined (predictions or targets all equal): a
-    constant predictor ranks nothing."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The variance of predictions or target is close to zero")
-        value = metric.compute()
-    return torch.nan_to_num(value, nan=0.0)
+CORRELATIONS = ("val/srcc", "val/plcc")
 
 
 class IQATask(ResizerTask):
@@ -76,11 +70,14 @@ class IQATask(ResizerTask):
 
     def __init__(self, config: dict[str, Any], num_outputs: int = SCORES) -> None:
         super().__init__(config, num_outputs)
-        self.plcc = PearsonCorrCoef()
         with warnings.catch_warnings():  # it keeps every prediction: a float per image, small even for AVA
             warnings.filterwarnings("ignore", message="Metric `SpearmanCorrcoef` will save all targets")
-            self.srcc = SpearmanCorrCoef()
-        self.val_emd = MeanMetric()
+            srcc = SpearmanCorrCoef()
+        # logged as computed (prefix "val/"), but for the correlations' undefined case; no compute groups: the three
+        # share no state, so there is nothing to save
+        self.val_metrics = MetricCollection(
+            {"srcc": srcc, "plcc": PearsonCorrCoef(), "emd": MeanMetric()}, prefix="val/", compute_groups=False
+        )
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, histograms = batch
@@ -92,19 +89,23 @@ class IQATask(ResizerTask):
         images, histograms = batch
         p = self(images).float().softmax(-1)
         predicted, true = mean_score(p), mean_score(histograms)
-        self.plcc.update(predicted, true)
-        self.srcc.update(predicted, true)
-        self.val_emd.update(emd(p, histograms))
+        # each metric takes the arguments its update() names: the correlations preds and target, the mean EMD value
+        self.val_metrics.update(preds=predicted, target=true, value=emd(p, histograms))
+
+    def epoch_metrics(self) -> dict[str, Tensor]:
+        """The logged validation metrics: SRCC, PLCC and the mean EMD. A correlation is 0 where it is undefined
+        (predictions or targets all equal): a constant predictor ranks nothing.
+
+        torchmetrics gathers the states of all processes, so these are exact for the whole validation set."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The variance of predictions or target is close to zero")
+            computed = self.val_metrics.compute()
+        undefined_as_zero = {key: torch.nan_to_num(computed[key], nan=0.0) for key in CORRELATIONS}
+        return undefined_as_zero | {"val/emd": computed["val/emd"]}
 
     def on_validation_epoch_end(self) -> None:
-        # torchmetrics gathers the states of all processes, so these are exact for the whole validation set
-        metrics = {
-            "val/srcc": correlation(self.srcc),
-            "val/plcc": correlation(self.plcc),
-            "val/emd": self.val_emd.compute(),
-        }
-        for metric in (self.plcc, self.srcc, self.val_emd):
-            metric.reset()
+        metrics = self.epoch_metrics()
+        self.val_metrics.reset()
         self.log_dict(metrics, prog_bar=True)
 
 

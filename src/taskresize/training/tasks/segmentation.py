@@ -16,7 +16,7 @@ from typing import Any
 import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from taskresize.backbones import torchvision_model_name
@@ -51,8 +51,12 @@ class SegmentationTask(ResizerTask):
         super().__init__(config, num_outputs)
         self.class_names = class_names or [str(i) for i in range(num_outputs)]
         self.save_hyperparameters({"class_names": self.class_names})
-        self.confusion = MulticlassConfusionMatrix(num_outputs, ignore_index=IGNORE_INDEX)  # all pixel scores
-        self.val_loss = MeanMetric()
+        # the confusion matrix of all pixels (mIoU, pixel accuracy and the class IoUs come from it) and the mean loss;
+        # no compute groups: the two share no state, so there is nothing to save
+        self.val_metrics = MetricCollection(
+            {"confusion": MulticlassConfusionMatrix(num_outputs, ignore_index=IGNORE_INDEX), "loss": MeanMetric()},
+            compute_groups=False,
+        )
 
     def build_backbone(self, num_outputs: int) -> nn.Module:
         return segmentation_model(self.cfg.backbone, num_outputs)
@@ -73,16 +77,19 @@ class SegmentationTask(ResizerTask):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         images, labels = batch
         logits = self(images)
-        valid = labels != IGNORE_INDEX
-        if valid.any():
-            self.val_loss.update(F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="none")[valid])
-        predictions = logits.argmax(dim=1)
-        self.confusion.update(predictions, labels)
+        loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="none")[labels != IGNORE_INDEX]
+        # each metric takes the arguments its update() names: the confusion matrix preds and target, the mean loss
+        # value (an empty one, a batch of ignored pixels only, adds nothing)
+        self.val_metrics.update(preds=logits.argmax(dim=1), target=labels, value=loss)
 
     def scores(self) -> dict[str, Tensor]:
         """mIoU (VOC's: classes absent from labels and predictions skipped), pixel accuracy and each class's IoU
-        (0 when absent), from the validation set's one confusion matrix."""
-        confusion = self.confusion.compute().double()
+        (0 when absent), from the validation set's one confusion matrix, and the mean loss.
+
+        torchmetrics sums the matrix and the loss across processes, so these are exact for the whole validation set.
+        """
+        computed = self.val_metrics.compute()
+        confusion = computed["confusion"].double()
         hits = confusion.diagonal()
         union = confusion.sum(0) + confusion.sum(1) - hits
         iou = hits / union.clamp(min=1)
@@ -90,16 +97,20 @@ class SegmentationTask(ResizerTask):
             "miou": (iou.sum() / (union > 0).sum().clamp(min=1)).float(),
             "pixel_accuracy": (hits.sum() / confusion.sum().clamp(min=1)).float(),
             "class_iou": iou.float(),
+            "loss": computed["loss"],
         }
 
-    def on_validation_epoch_end(self) -> None:
+    def epoch_metrics(self) -> dict[str, Tensor]:
+        """The logged validation metrics: mIoU, pixel accuracy, the mean loss and each class's IoU."""
         scores = self.scores()
         metrics = {"val/miou": scores["miou"], "val/pixel_accuracy": scores["pixel_accuracy"],
-                   "val/loss": self.val_loss.compute()}  # fmt: skip
+                   "val/loss": scores["loss"]}  # fmt: skip
         per_class = zip(self.class_names, scores["class_iou"], strict=True)
-        metrics |= {f"val/{PER_CLASS}{name}_iou": value for name, value in per_class}
-        self.confusion.reset()
-        self.val_loss.reset()
+        return metrics | {f"val/{PER_CLASS}{name}_iou": value for name, value in per_class}
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self.epoch_metrics()
+        self.val_metrics.reset()
         self.log_dict(metrics, prog_bar=True)
 
 
