@@ -192,8 +192,8 @@ def bench_training(repeats: int) -> str:
 # -------------------------------------------------------------------------------------------------------- engines
 def bench_engines(repeats: int) -> str:
     """Eager PyTorch against torch.compile and ONNX Runtime for the deployed resizer (``taskresize resize``)."""
-    from taskresize.inference.pixels import PixelResizer
     from taskresize.inference.export import export_resizer, run_onnx
+    from taskresize.inference.pixels import PixelResizer
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -49,8 +49,6 @@ def classic_baseline(config: dict) -> str | None:
     return ran["resizer"] if src[0] > out[0] or src[1] > out[1] else ran["pre-resize"]
 
 
-
-
 @pytest.mark.parametrize("path", COMPARED, ids=lambda p: p.stem)
 def test_every_comparison_has_both_bilinear_baselines_and_area(path):
     sweep = load_sweep(path)

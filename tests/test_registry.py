@@ -96,7 +96,7 @@ def test_unknown_name_lists_known_ones_and_suggests():
 
 
 def test_unknown_argument_lists_accepted_ones():
-    with pytest.raises(TypeError, match="does not take depth. It takes: output_size, n, r"):
+    with pytest.raises(TypeError, match=r"does not take depth\. It takes: output_size, n, r"):
         create_resizer("learnable", depth=3)
     with pytest.raises(ResizerArgumentError, match=r"does not take nn. Did you mean 'n'\?"):
         create_resizer("learnable", nn=3)

@@ -93,8 +93,9 @@ def test_reference_to_a_grid_key_names_the_run_readably():
 def test_fractions_are_reported_in_percent():
     from taskresize.training.registry import get_task
 
-    shown = {"classification": ["top1_error", "top5_error"], "segmentation": ["miou", "pixel_accuracy", "class/ring_iou"],
-             "detection": ["map", "map50", "class/disc_map"], "iqa": []}  # fmt: skip
+    shown = {"classification": ["top1_error", "top5_error"], "iqa": [],
+             "segmentation": ["miou", "pixel_accuracy", "class/ring_iou"],
+             "detection": ["map", "map50", "class/disc_map"]}  # fmt: skip
     for task, percent in shown.items():
         spec = get_task(task)
         for metric in [*spec.metrics, "class/ring_iou", "class/disc_map"]:

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from taskresize.data.decode import load_image
-    from taskresize.experiments.figures import comparison_figure, normalized_column
+    from taskresize.experiments.figures import comparison_figure
     from taskresize.inference.image import load_image_resizer
     from taskresize.resizers import resize
     from taskresize.sizes import format_size, to_size
@@ -45,14 +45,11 @@ def run(args: argparse.Namespace) -> int:
     if resizer.in_size is None:
         raise UserError(f"{args.resizer} records no training input size: give one, e.g. --in-size 448")
     out = size or resizer.output_size
-    images = torch.stack(
-        [resize(load_image(p), resizer.in_size, *resizer.pre_resize) for p in args.images]
-    )
-    pixels = resizer.pixels
-    name = pixels.resizer.resizer_name
+    images = torch.stack([resize(load_image(p), resizer.in_size, *resizer.pre_resize) for p in args.images])
+    name = resizer.pixels.resizer.resizer_name
     columns = {
         "bicubic": lambda x: resize(x, out, "bicubic", antialias=True),
-        name: normalized_column(pixels.resizer, out, pixels.mean.flatten().tolist(), pixels.std.flatten().tolist()),
+        name: lambda x: resizer.finish(x, out),
     }
     title = f"{args.resizer}: {format_size(resizer.in_size)} -> {format_size(out)}"
     path = comparison_figure(images, columns, args.out, reference="bicubic", amplify=args.amplify, title=title)

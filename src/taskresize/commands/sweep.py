@@ -2,8 +2,8 @@
 
 Runs go one after another in this process, each in OUTPUT/<sweep name>/<run name>/. Runs that finished
 (metrics.json) are skipped and unfinished ones resumed, so the same command continues an interrupted sweep;
-a run that fails is reported and the sweep goes on. The sweep file format is described in taskresize.experiments.sweep.plan
-and in the README; the configs/ folder has one per paper table.
+a run that fails is reported and the sweep goes on. The sweep file format is described in
+taskresize.experiments.sweep.plan and in the README; the configs/ folder has one per paper table.
 
 Examples:
   taskresize sweep --config configs/table4_resolution.yaml --dry-run

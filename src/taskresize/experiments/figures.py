@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -14,21 +14,6 @@ from taskresize.resizers.classic import resize
 
 # A column maps a uint8 batch (B, 3, H, W) at the input size to a uint8 batch at the output size.
 Column = Callable[[Tensor], Tensor]
-
-
-def normalized_column(
-    resizer: torch.nn.Module, size: tuple[int, int], mean: Sequence[float], std: Sequence[float]
-) -> Column:
-    """Wrap a resizer that works on normalised images (``(x - mean) / std``, 0-255 units) as a uint8 column."""
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-
-    @torch.no_grad()
-    def column(images: Tensor) -> Tensor:
-        out = resizer((images.float() - m) / s, size) * s + m
-        return out.round().clamp(0, 255).to(torch.uint8)
-
-    return column
 
 
 def at_common_size(batches: list[Tensor]) -> list[Tensor]:

@@ -1,6 +1,7 @@
 """Exporting a resizer to ONNX, TorchScript or a ``torch.export`` program, checked against the eager model.
 
-The exported model is a :class:`~taskresize.inference.pixels.PixelResizer` with its BatchNorms folded: float32 pixel values
+The exported model is a :class:`~taskresize.inference.pixels.PixelResizer` with its BatchNorms folded: float32 pixel
+values
 in [0, 255] ``(B, 3, H, W)`` -> float32 pixel values clipped to [0, 255] ``(B, 3, h, w)``, the normalisation
 inside, no rounding (round to uint8 yourself). With ``normalized=True`` it is the bare resizer instead, on the
 normalised images a model trained here expects (``(pixels - mean) / std``), unclipped. The output size is fixed;

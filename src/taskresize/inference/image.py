@@ -53,7 +53,6 @@ def fit_size(image_size: Sequence[int], box: Sequence[int]) -> Size:
     return box_h, box_w
 
 
-
 @dataclass
 class ImageResizer:
     """A resizer ready for images: an optional classic pre-resize to ``in_size``, as in training, then ``pixels``.

@@ -19,7 +19,8 @@ of fine stripes with a period of 3-6 px, thin lines and mild grain) with two deg
 
 The intended mean score is ``7.5 − 2.5·s − 2.5·h`` plus a per-image jitter of σ = 0.3 (rater taste), clipped to
 [1.5, 9.5]; 60-200 votes are then drawn from a discretised Gaussian over 1..10 with that mean and a spread of
-1.0-1.8 (:func:`~taskresize.data.formats.iqa.gaussian_histogram`), so each image's ground truth is a vote histogram as in
+1.0-1.8
+(:func:`~taskresize.data.formats.iqa.gaussian_histogram`), so each image's ground truth is a vote histogram as in
 AVA. Half of the score is thus readable at any resolution and half needs fine detail: a model that sees 32 px
 bicubic images can judge the haze but little of the rest, while one that sees 64 px, or a learned resizer that
 looks at 64 px, has more to go on. (Without the haze, a network trained from scratch on a few thousand images

@@ -1,7 +1,8 @@
 """Offline segmentation and detection sets: shapes on textured backgrounds, with thin structures.
 
 Generated deterministically on first use into the cache folder (:func:`taskresize.data.builtin.cache.cache_root`),
-atomically, and written in the Pascal VOC layouts, so that the real readers (:mod:`taskresize.data.formats.segmentation`,
+atomically, and written in the Pascal VOC layouts, so that the real readers
+(:mod:`taskresize.data.formats.segmentation`,
 :mod:`taskresize.data.formats.detection`) are what reads them:
 
 * ``builtin-seg``: ``JPEGImages/*.png`` (lossless, so one-pixel lines survive), ``SegmentationClass/*.png``

@@ -492,9 +492,7 @@ def markdown(sweep: Sweep, folder: Path, conditions: list[Condition], plot_path:
         lines += [f"![{next(iter(spec.metrics))} against FLOPs]({plot_path.relative_to(folder).as_posix()})", ""]
     if failures:
         lines += ["Runs that failed or were blocked:", ""] + [f"- `{k}`: {v}" for k, v in failures.items()] + [""]
-    pending = [
-        r.name for r in sweep.runs if not RunFolder(folder / r.name).is_finished and r.name not in failures
-    ]
+    pending = [r.name for r in sweep.runs if not RunFolder(folder / r.name).is_finished and r.name not in failures]
     if pending:
         lines += [f"Not finished yet ({len(pending)}): " + ", ".join(f"`{p}`" for p in pending), ""]
     return "\n".join(line for line in lines if line is not None).replace("\n\n\n", "\n\n")

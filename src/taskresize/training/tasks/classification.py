@@ -93,9 +93,13 @@ class FolderData(TaskData):
             root = Path(eval_root) / "val" if (Path(eval_root) / "val").is_dir() else Path(eval_root)
             self.val_samples = scan_class_folders(root, classes=self.classes).samples
             self.root = str(eval_root)
-        common = {"size": cfg.input_size, "method": cfg.pre_resize, "antialias": cfg.pre_resize_antialias,
-                  "max_pixels": cfg.max_pixels,
-                  "distortion": Distortion(cfg.distortion, tuple(cfg.out_size))}  # fmt: skip
+        common = {
+            "size": cfg.input_size,
+            "method": cfg.pre_resize,
+            "antialias": cfg.pre_resize_antialias,
+            "max_pixels": cfg.max_pixels,
+            "distortion": Distortion(cfg.distortion, tuple(cfg.out_size)),
+        }
         self.train_transform = PreResize(**common, augment=cfg.augment, scale=tuple(cfg.crop_scale))
         self.eval_transform = PreResize(**common, augment=False)
         self.train_samples, self.val_samples = screen_splits(
@@ -118,7 +122,13 @@ CLASSIFICATION = register_task(
         metrics={"top1_error": "val/top1_error", "top5_error": "val/top5_error", "val_loss": "val/loss"},
         mode="min",
         percent=("top1_error", "top5_error"),
-        example=lambda: {"data": str(builtin_dataset(per_class=6, size=48)), "backbone": "timm:resnet10t",
-                         "in_size": 40, "out_size": 32, "epochs": 1, "batch_size": 8},  # fmt: skip
+        example=lambda: {
+            "data": str(builtin_dataset(per_class=6, size=48)),
+            "backbone": "timm:resnet10t",
+            "in_size": 40,
+            "out_size": 32,
+            "epochs": 1,
+            "batch_size": 8,
+        },
     )
 )

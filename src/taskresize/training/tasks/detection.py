@@ -211,8 +211,12 @@ class DetectionData(TaskData):
             if found.classes != self.classes:
                 raise DataError(f"{other} has classes {found.classes}; the run was trained on {self.classes}")
             self.root = str(other)
-        common = {"size": cfg.input_size, "method": cfg.pre_resize, "antialias": cfg.pre_resize_antialias,
-                  "max_pixels": cfg.max_pixels}  # fmt: skip
+        common = {
+            "size": cfg.input_size,
+            "method": cfg.pre_resize,
+            "antialias": cfg.pre_resize_antialias,
+            "max_pixels": cfg.max_pixels,
+        }
         self.train_transform = LetterboxResize(**common, augment=cfg.augment)
         self.eval_transform = LetterboxResize(**common, augment=False)
 
@@ -231,8 +235,12 @@ DETECTION = register_task(
         metrics={"map50": "val/map50", "map": "val/map"},
         mode="max",
         percent=("map50", "map"),
-        example=lambda: {"data": str(builtin_detection(count=12, size=64)), "out_size": 64, "epochs": 1,
-                         "batch_size": 4},  # fmt: skip
+        example=lambda: {
+            "data": str(builtin_detection(count=12, size=64)),
+            "out_size": 64,
+            "epochs": 1,
+            "batch_size": 4,
+        },
         defaults={"data": DET_NAME, "backbone": "torchvision:ssdlite320_mobilenet_v3_large"},
     )
 )

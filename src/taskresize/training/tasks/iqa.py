@@ -115,7 +115,8 @@ def table_path(data: str) -> str:
 
 
 class ScoreTableData(TaskData):
-    """A score table (AVA.txt or CSV, see :mod:`taskresize.data.formats.iqa`), pre-resized to the resizer's input size in
+    """A score table (AVA.txt or CSV, see :mod:`taskresize.data.formats.iqa`), pre-resized to the resizer's input size
+    in
     the loader with the configured classic method (bicubic by default for IQA, as in the paper).
 
     Split by the table's ``split`` column, else ``val_split`` with a fixed seed. Training shuffles with
@@ -155,7 +156,12 @@ IQA = register_task(
         metrics={"srcc": "val/srcc", "plcc": "val/plcc", "emd": "val/emd"},
         mode="max",
         defaults={"data": "builtin-iqa", "pre_resize": "bicubic", "resizer": "bicubic"},
-        example=lambda: {"data": str(builtin_iqa_table(count=24, size=32)), "backbone": "timm:resnet10t",
-                         "out_size": 32, "epochs": 1, "batch_size": 8},  # fmt: skip
+        example=lambda: {
+            "data": str(builtin_iqa_table(count=24, size=32)),
+            "backbone": "timm:resnet10t",
+            "out_size": 32,
+            "epochs": 1,
+            "batch_size": 8,
+        },
     )
 )

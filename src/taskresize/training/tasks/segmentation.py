@@ -103,8 +103,11 @@ class SegmentationTask(ResizerTask):
     def epoch_metrics(self) -> dict[str, Tensor]:
         """The logged validation metrics: mIoU, pixel accuracy, the mean loss and each class's IoU."""
         scores = self.scores()
-        metrics = {"val/miou": scores["miou"], "val/pixel_accuracy": scores["pixel_accuracy"],
-                   "val/loss": scores["loss"]}  # fmt: skip
+        metrics = {
+            "val/miou": scores["miou"],
+            "val/pixel_accuracy": scores["pixel_accuracy"],
+            "val/loss": scores["loss"],
+        }
         per_class = zip(self.class_names, scores["class_iou"], strict=True)
         return metrics | {f"val/{PER_CLASS}{name}_iou": value for name, value in per_class}
 
@@ -139,8 +142,12 @@ class SegmentationData(TaskData):
             if len(found.classes) != len(self.classes):
                 raise DataError(f"{other} has {len(found.classes)} classes; the run was trained on {len(self.classes)}")
             self.root = str(other)
-        common = {"size": cfg.input_size, "method": cfg.pre_resize, "antialias": cfg.pre_resize_antialias,
-                  "max_pixels": cfg.max_pixels}  # fmt: skip
+        common = {
+            "size": cfg.input_size,
+            "method": cfg.pre_resize,
+            "antialias": cfg.pre_resize_antialias,
+            "max_pixels": cfg.max_pixels,
+        }
         self.train_transform = PairResize(**common, augment=cfg.augment, scale=tuple(cfg.crop_scale))
         self.eval_transform = PairResize(**common, augment=False)
 
@@ -160,8 +167,12 @@ SEGMENTATION = register_task(
         metrics={"miou": "val/miou", "pixel_accuracy": "val/pixel_accuracy", "val_loss": "val/loss"},
         mode="max",
         percent=("miou", "pixel_accuracy", "iou"),
-        example=lambda: {"data": str(builtin_segmentation(count=16, size=48)), "out_size": 32, "epochs": 1,
-                         "batch_size": 4},  # fmt: skip
+        example=lambda: {
+            "data": str(builtin_segmentation(count=16, size=48)),
+            "out_size": 32,
+            "epochs": 1,
+            "batch_size": 4,
+        },
         defaults={"data": SEG_NAME, "backbone": "torchvision:lraspp_mobilenet_v3_large", "label_smoothing": 0.0},
     )
 )
