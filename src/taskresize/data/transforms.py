@@ -1,17 +1,29 @@
-"""The data-loader path: decode, augment, distort and pre-resize to the resizer's input size, all in uint8."""
+"""The data-loader path: decode, augment, distort and pre-resize to the resizer's input size, all in uint8.
+
+The augmentation (a random resized crop and a horizontal flip) is torchvision's ``transforms.v2``: its crop sampler
+and its functional ``crop`` and ``horizontal_flip`` on ``tv_tensors``, so that label maps (``Mask``) and boxes
+(``BoundingBoxes``) follow their image. Its random numbers come from the global torch random state (seeded per item
+by the training data). The resize itself stays :func:`taskresize.resize` (Pillow's algorithm), never torchvision's;
+the flip comes after it where nothing depends on the flipped frame (fewer pixels to flip).
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
-from torchvision.transforms import RandomResizedCrop
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 from taskresize.data.decode import DEFAULT_MAX_PIXELS, load_image, pil_to_tensor, tensor_to_pil
 from taskresize.resizers.classic import resize
@@ -72,6 +84,30 @@ class Distortion:
         return image  # none, downscale4: the resize to the working size is the distortion
 
 
+@functools.cache
+def _crop_sampler(scale: tuple[float, float], ratio: tuple[float, float]) -> v2.RandomResizedCrop:
+    return v2.RandomResizedCrop(size=1, scale=scale, ratio=ratio)  # only its make_params is used: size is unused
+
+
+def random_crop(inputs: Sequence[Any], scale: Sequence[float], ratio: Sequence[float]) -> dict[str, int]:
+    """``top``, ``left``, ``height``, ``width`` of a crop of random area (``scale`` of the image's) and aspect ratio
+    (log-uniform in ``ratio``), as torchvision v2's ``RandomResizedCrop.make_params`` draws them (from the global
+    torch random state) for ``inputs``, tensors or ``tv_tensors`` of one size. Cut them with ``F.crop``; the resize
+    is left to :func:`taskresize.resize`."""
+    (low, high), (narrow, wide) = scale, ratio
+    return _crop_sampler((float(low), float(high)), (float(narrow), float(wide))).make_params(list(inputs))
+
+
+def flip_coin() -> bool:
+    """Whether to flip: torchvision v2's ``RandomHorizontalFlip(p=0.5)`` draw, one ``torch.rand`` below 1/2."""
+    return bool(torch.rand(1) < 0.5)
+
+
+def plain(tensor: torch.Tensor) -> torch.Tensor:
+    """A ``tv_tensor`` as a plain tensor (no copy)."""
+    return tensor.as_subclass(torch.Tensor)
+
+
 def sample_generator(path: str | os.PathLike) -> torch.Generator:
     """A random generator seeded by a sample's file (its last two path parts), for repeatable validation."""
     key = "/".join(Path(path).parts[-2:]).encode()
@@ -84,8 +120,8 @@ class PreResize:
 
     Batches must stack, so every image is brought to the resizer's input size by a classic resizer (Pillow's
     algorithm on uint8, see :func:`taskresize.resize`); the learned resizer then maps that to the model's input.
-    With ``augment``, a random resized crop (area ``scale``, aspect ``ratio``) and a horizontal flip come first;
-    without, the whole image is resized (squashed to the target aspect ratio, as in the paper).
+    With ``augment``, a random resized crop (area ``scale``, aspect ``ratio``, :func:`random_crop`) comes first and a
+    horizontal flip last; without, the whole image is resized (squashed to the target aspect ratio, as in the paper).
     JPEGs larger than needed decode at a reduced scale. A :class:`Distortion` comes after the augmentation:
     random in training (``augment``), repeatable per file in validation.
     """
@@ -114,13 +150,12 @@ class PreResize:
         """Augment, distort and resize an already decoded uint8 ``(3, H, W)`` image (``generator``: the
         distortion's random numbers; None for the global random state)."""
         if self.augment:
-            top, left, h, w = RandomResizedCrop.get_params(image, list(self.scale), list(self.ratio))
-            image = image[:, top : top + h, left : left + w]
+            image = plain(F.crop(tv_tensors.Image(image), **random_crop([image], self.scale, self.ratio)))
         working = self.distortion.working_size if self.distortion is not None else None
         if working is not None:
             image = self.distortion(resize(image, working, self.method, self.antialias), generator)
         if working is None or tuple(image.shape[-2:]) != tuple(self.size):
             image = resize(image, self.size, self.method, self.antialias)
-        if self.augment and torch.rand(()) < 0.5:
-            image = image.flip(-1)
+        if self.augment and flip_coin():
+            image = plain(F.horizontal_flip(tv_tensors.Image(image)))
         return image

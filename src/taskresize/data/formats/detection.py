@@ -25,11 +25,14 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as F
 
 from taskresize.data.decode import DEFAULT_MAX_PIXELS, load_image
 from taskresize.data.formats.segmentation import find_image, read_classes_file, read_id_list
 from taskresize.data.normalization import IMAGENET
 from taskresize.data.split import validation_count
+from taskresize.data.transforms import flip_coin, plain
 from taskresize.errors import DataError
 from taskresize.resizers.classic import resize
 from taskresize.sizes import Size
@@ -209,6 +212,9 @@ def boxes_to_original(boxes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 class LetterboxResize:
     """``DetSample -> (uint8 (3, h, w), target)``: decode, optionally flip, scale to fit ``size``, pad.
 
+    The flip is torchvision v2's ``horizontal_flip`` on a ``tv_tensors.Image`` and its ``BoundingBoxes``
+    (``x -> W - x``; boxes are not clipped); the scaling is :func:`taskresize.resize`.
+
     ``target`` holds ``boxes`` float32 ``(N, 4)`` in the input frame, ``labels`` int64 ``(N,)``, ``iscrowd``
     int64 ``(N,)`` (difficult objects) and ``scale`` float64 ``(sx, sy)`` from the original image to the input.
     """
@@ -234,9 +240,10 @@ class LetterboxResize:
         """Letterbox a uint8 ``(3, H, W)`` image and its boxes ``(N, 4)``; returns the image, the boxes in the input
         frame and ``scale`` ``(sx, sy)``."""
         height, width = image.shape[-2:]
-        if self.augment and torch.rand(()) < 0.5:
-            image = image.flip(-1)
-            boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+        if self.augment and flip_coin():
+            image = plain(F.horizontal_flip(tv_tensors.Image(image)))
+            boxes = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(height, width), clamping_mode=None)
+            boxes = plain(F.horizontal_flip(boxes))
         new_h, new_w = letterbox_size(height, width, self.size)
         scale = torch.tensor([new_w / width, new_h / height], dtype=torch.float64)
         canvas = torch.tensor(PAD_COLOUR, dtype=torch.uint8).view(3, 1, 1).repeat(1, *self.size)

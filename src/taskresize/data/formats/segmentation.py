@@ -19,10 +19,12 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.transforms import RandomResizedCrop
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as F
 
 from taskresize.data.decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, is_image_file, load_image
 from taskresize.data.split import validation_count
+from taskresize.data.transforms import flip_coin, plain, random_crop
 from taskresize.errors import DataError
 from taskresize.resizers.classic import resize
 from taskresize.sizes import Size
@@ -184,8 +186,9 @@ class PairResize:
     """``(image path, mask path) -> uint8 (3, h, w), uint8 (h, w)``: decode both, augment both alike, resize.
 
     With ``augment``: a random resized crop (area ``scale``, aspect ``ratio``) and a horizontal flip, the same for
-    the image and its label map. The image is resized with a classic filter (``method``, ``antialias``), the label
-    map with nearest-neighbour.
+    the image and its label map (torchvision v2's crop sampler, ``crop`` and ``horizontal_flip`` on a
+    ``tv_tensors.Image`` and its ``Mask``). The image is resized with a classic filter (``method``, ``antialias``),
+    the label map with nearest-neighbour; the flip comes after the resize.
     """
 
     size: Size
@@ -209,13 +212,14 @@ class PairResize:
     def apply(self, image: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Augment and resize a decoded uint8 ``(3, H, W)`` image and its ``(H, W)`` label map."""
         if self.augment:
-            top, left, h, w = RandomResizedCrop.get_params(image, list(self.scale), list(self.ratio))
-            image = image[:, top : top + h, left : left + w]
-            labels = labels[top : top + h, left : left + w]
+            image, labels = tv_tensors.Image(image), tv_tensors.Mask(labels)
+            crop = random_crop([image, labels], self.scale, self.ratio)
+            image, labels = plain(F.crop(image, **crop)), plain(F.crop(labels, **crop))
         image = resize(image, self.size, self.method, self.antialias)
         labels = resize_labels(labels, self.size)
-        if self.augment and torch.rand(()) < 0.5:
-            image, labels = image.flip(-1), labels.flip(-1)
+        if self.augment and flip_coin():
+            image = plain(F.horizontal_flip(tv_tensors.Image(image)))
+            labels = plain(F.horizontal_flip(tv_tensors.Mask(labels)))
         return image, labels
 
 
