@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def overrides(args: argparse.Namespace) -> dict:
     """The settings given as flags (the others keep the config file's value or the default)."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    values = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in values.items() if v is not None}
     if "resizer_args" in values:
         values["resizer_args"] = parse_json_mapping(values["resizer_args"], "--resizer-args")
