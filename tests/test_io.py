@@ -76,3 +76,21 @@ def test_missing_and_foreign_files_get_clear_errors(tmp_path):
 def test_a_fused_copy_cannot_be_saved(tmp_path):
     with pytest.raises(ValueError, match="fuse"):
         save_resizer(trained_like("learnable").fuse(), tmp_path / "fused.safetensors")
+
+
+def test_provenance_round_trips_through_the_flat_json_a_resizer_file_holds(tmp_path):
+    from taskresize.data.normalization import IMAGENET
+    from taskresize.io import Provenance, read_resizer_header
+
+    flat = {"top1_error": 0.25, "flops_total": 1234, "task": "classification", "backbone": "timm:resnet10t",
+            "in_size": [64, 64], "out_size": [32, 32], "pre_resize": "area", "pre_resize_antialias": False,
+            "normalization": IMAGENET.to_dict(), "run": "runs/x", "date": "2026-12-02T00:00:00",
+            "newer_key": "kept", "a_flag": True}  # fmt: skip
+    provenance = Provenance.from_dict(flat)
+    assert provenance.normalization == IMAGENET and provenance.pre_resize == "area"
+    assert provenance.metrics == {"top1_error": 0.25, "flops_total": 1234}
+    assert provenance.extra == {"newer_key": "kept", "a_flag": True}
+    assert provenance.to_dict() == flat
+    path = save_resizer(create_resizer("learnable", output_size=8), tmp_path / "r.safetensors", provenance)
+    assert Provenance.from_dict(read_resizer_header(path)["provenance"]) == provenance
+    assert Provenance.from_dict(None) == Provenance() and Provenance().to_dict() == {"pre_resize_antialias": True}

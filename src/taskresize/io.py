@@ -64,7 +64,8 @@ class Provenance:
         known = {k: values.pop(k) for k in list(values) if k in names}
         if known.get("normalization"):
             known["normalization"] = Normalization.from_dict(known["normalization"])
-        metrics = {k: values.pop(k) for k in list(values) if isinstance(values[k], int | float)}
+        numbers = [k for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+        metrics = {k: values.pop(k) for k in numbers}
         return cls(**known, metrics=metrics, extra=values)
 
 

@@ -170,7 +170,7 @@ def load_image_resizer(
     resizer: str | os.PathLike | Resizer | ImageResizer,
     *,
     in_size: Size | int | Auto | None = "auto",
-    normalization: Mapping[str, Sequence[float]] | None = None,
+    normalization: Normalization | Mapping[str, Sequence[float]] | None = None,
     fuse: bool = True,
     engine: str = "torch",
 ) -> ImageResizer:
@@ -182,7 +182,8 @@ def load_image_resizer(
             algorithm on uint8), or a :class:`Resizer` module (learned modules use ``normalization``).
         in_size: pre-resize target. ``"auto"``: the ``in_size`` recorded in the file's provenance (none for a
             module or a classic method); ``None``: no pre-resize, the image goes to the resizer as it is.
-        normalization: ``{"mean": [...], "std": [...]}`` in 0-255 units; default the file's, else ImageNet's.
+        normalization: a :class:`Normalization` or ``{"mean": [...], "std": [...]}`` in 0-255 units; default the
+            file's, else ImageNet's.
         fuse: fold BatchNorm into the convolutions (faster, equal up to float rounding).
         engine: what runs a learned resizer on batches of files: ``torch``, ``compile`` or ``onnxruntime``
             (see :class:`Engine`).
@@ -242,7 +243,7 @@ def resize_image(
     *,
     keep_aspect: bool = False,
     in_size: Size | int | Auto | None = "auto",
-    normalization: Mapping[str, Sequence[float]] | None = None,
+    normalization: Normalization | Mapping[str, Sequence[float]] | None = None,
 ) -> Image.Image | Tensor:
     """Resize one image (or a batch) with a learned or classic resizer; returns the same kind it was given.
 
