@@ -27,7 +27,8 @@ def test_yaml_then_flags(tmp_path):
 @pytest.mark.parametrize(
     ("values", "message"),
     [({"epocs": 3}, "Did you mean 'epochs'"), ({"epochs": 0}, "positive integer"), ({"out_size": "224x"}, "size"),
-     ({"val_split": 1.5}, "between 0 and 1"), ({"precision": "fp8"}, "32-true"), ({"crop_scale": [0.5, 0.1]}, "min")],
+     ({"val_split": 1.5}, "between 0 and 1"), ({"precision": "fp8"}, "32-true"), ({"accelerator": "tpu"}, "cpu, gpu"),
+     ({"crop_scale": [0.5, 0.1]}, "min")],
 )  # fmt: skip
 def test_bad_values_name_the_key(values, message):
     with pytest.raises(ConfigError, match=message):

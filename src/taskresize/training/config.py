@@ -23,13 +23,14 @@ from taskresize.sizes import to_size
 from taskresize.training.registry import get_task
 
 PAPER_BATCH_SIZE = 128  # Talebi & Milanfar's batch size at 224 px, where their learning rates apply
-PRECISIONS = ("32-true", "bf16-mixed")
+ACCELERATORS = ("auto", "cpu", "gpu", "mps")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")  # auto: see training.devices.resolve_precision
 BACKBONE_LIBRARIES = ("torchvision", "timm")
 PATH_KEYS = ("data", "images", "pretrained", "init", "init_resizer", "output")  # resolved against the working folder
 # Keys config.yaml holds beside the settings: a record of the run, not settings (from_dict ignores them).
-RECORD_KEYS = ("paths_as_given", "lr_default", "resumed")
+RECORD_KEYS = ("paths_as_given", "lr_default", "resumed", "ran_on")
 # Settings a resumed run may change (they change how it runs, not what it computes per epoch).
-RESUMABLE = ("epochs", "batch_size", "workers", "precise_bn", "devices", "strict")
+RESUMABLE = ("epochs", "batch_size", "workers", "precise_bn", "accelerator", "devices", "num_nodes", "strict")
 
 
 class ConfigError(TaskresizeError):
@@ -98,10 +99,14 @@ class TrainConfig:
     """Batches used to recompute BatchNorm statistics before each validation (0: off)."""
     workers: int = 1
     """Data-loading worker processes."""
+    accelerator: str = "auto"
+    """Where to train: auto (a GPU if there is one), cpu, gpu or mps."""
     devices: int = 1
-    """Processes for data-parallel training on this machine."""
-    precision: str = "32-true"
-    """Numeric precision: 32-true or bf16-mixed."""
+    """Devices (processes) per node for data-parallel training; under torchrun, its --nproc_per_node."""
+    num_nodes: int = 1
+    """Machines of a multi-node run; under torchrun, its --nnodes."""
+    precision: str = "auto"
+    """Numeric precision: auto (bf16-mixed on GPUs that support it, else 32-true), 32-true, bf16-mixed, 16-mixed."""
     max_pixels: int = DEFAULT_MAX_PIXELS
     """Refuse images with more pixels (decompression bombs)."""
     strict: bool = False
@@ -149,7 +154,7 @@ class TrainConfig:
         library, colon, model = self.backbone.rpartition(":")
         if colon and (library not in BACKBONE_LIBRARIES or not model):
             fail("backbone", "must be torchvision:NAME, timm:NAME or a bare model name (e.g. torchvision:resnet18)")
-        for key in ("epochs", "batch_size", "lr_decay_epochs", "devices", "max_pixels"):
+        for key in ("epochs", "batch_size", "lr_decay_epochs", "devices", "num_nodes", "max_pixels"):
             if getattr(self, key) < 1:
                 fail(key, "must be a positive integer")
         for key in ("workers", "precise_bn", "seed"):
@@ -177,6 +182,8 @@ class TrainConfig:
             fail("pre_resize", f"must be one of {', '.join(METHODS)}.{did_you_mean(self.pre_resize, METHODS)}")
         if self.precision not in PRECISIONS:
             fail("precision", f"must be one of {', '.join(PRECISIONS)}")
+        if self.accelerator not in ACCELERATORS:
+            fail("accelerator", f"must be one of {', '.join(ACCELERATORS)}")
         from taskresize.data.transforms import DISTORTIONS  # imports torch: not at module level, so --help stays fast
 
         if self.distortion not in DISTORTIONS:

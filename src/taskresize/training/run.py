@@ -33,6 +33,7 @@ from taskresize.runs import RunFolder
 from taskresize.sizes import format_size
 from taskresize.training.callbacks import EpochLog, EpochSeed, NonFiniteLoss, PreciseBatchNorm, RunProgressBar
 from taskresize.training.config import PATH_KEYS, RECORD_KEYS, RESUMABLE, TrainConfig, read_yaml, write_yaml
+from taskresize.training.devices import resolve_accelerator, resolve_precision, warn_about_precision
 from taskresize.training.registry import TaskSpec, get_task, metrics_from
 from taskresize.training.tasks.base import ResizerTask
 
@@ -152,20 +153,19 @@ def _load_resizer_weights(task: ResizerTask, source: str | os.PathLike) -> None:
 
 
 def _trainer(cfg: TrainConfig, out: Path, callbacks: list[L.Callback], **kwargs: Any) -> L.Trainer:
-    devices, num_nodes = cfg.devices, 1
+    devices, num_nodes = cfg.devices, cfg.num_nodes
     if "LOCAL_WORLD_SIZE" in os.environ:  # launched by torchrun: one process per device
         devices = int(os.environ["LOCAL_WORLD_SIZE"])
         num_nodes = int(os.environ.get("WORLD_SIZE", devices)) // devices
     distributed = devices * num_nodes > 1
+    accelerator = resolve_accelerator(cfg.accelerator)
+    precision = resolve_precision(cfg.precision, accelerator)
     return L.Trainer(
-        accelerator="cpu", devices=devices, num_nodes=num_nodes, strategy="ddp" if distributed else "auto",
-        precision=cfg.precision, max_epochs=cfg.epochs, default_root_dir=str(out), callbacks=callbacks,
+        accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy="ddp" if distributed else "auto",
+        precision=precision, max_epochs=cfg.epochs, default_root_dir=str(out), callbacks=callbacks,
         num_sanity_val_steps=0, use_distributed_sampler=False, enable_model_summary=False,
         log_every_n_steps=10, **kwargs,
     )  # fmt: skip
-
-
-# Settings a resumed run may change: they change how it is trained, not what the model or its data are.
 
 
 def load_run_config(run_dir: str | os.PathLike) -> tuple[TrainConfig, dict[str, Any]]:
@@ -341,7 +341,11 @@ def train(
             records["paths_as_given"] = as_given
         if ckpt_path is None:
             records["lr_default"] = cfg.lr is None
+        accelerator = resolve_accelerator(cfg.accelerator)  # the settings as resolved on this machine
+        records["ran_on"] = {"accelerator": accelerator, "precision": trainer.precision,
+                             "devices": trainer.num_devices, "num_nodes": trainer.num_nodes}  # fmt: skip
         write_yaml(folder.config_file, cfg.to_dict() | records)
+        warn_about_precision(trainer.precision, accelerator)
         for key, (before, after) in changed.items():
             print(f"{'resuming' if ckpt_path else 'starting'} with {key} = {after!r} (was {before!r})")
         for line in loaded:

@@ -1,0 +1,68 @@
+"""Where a run trains and in what precision: ``auto`` resolved to what this machine has, and a warning where a
+precision would be slower than float32 (bf16 autocast on a CPU without bf16 instructions; docs/results.md has the
+measurements)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import torch
+
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bf16 arithmetic
+
+
+def resolve_accelerator(accelerator: str) -> str:
+    """``auto``: ``gpu`` when CUDA is available, else ``mps`` on Apple silicon, else ``cpu``."""
+    if accelerator != "auto":
+        return accelerator
+    if torch.cuda.is_available():
+        return "gpu"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def cpuinfo_has_bf16(cpuinfo: str) -> bool:
+    """Whether the ``flags`` line of a ``/proc/cpuinfo`` text names AVX512-BF16 or AMX-BF16."""
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return any(flag in flags for flag in CPU_BF16_FLAGS)
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX); without, bf16 autocast emulates it."""
+    try:
+        return cpuinfo_has_bf16(Path("/proc/cpuinfo").read_text())
+    except OSError:  # not Linux: torch's own capability probe, where it has one
+        probe = getattr(torch.backends, "mkldnn", None)
+        return bool(getattr(probe, "is_bf16_supported", lambda: False)())
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``auto``: ``bf16-mixed`` on a GPU that supports bf16, else ``32-true`` (also on every CPU: float32 is never
+    the slow choice there). ``accelerator`` is a resolved one (:func:`resolve_accelerator`)."""
+    if precision != "auto":
+        return precision
+    if accelerator == "gpu" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def precision_warning(precision: str, accelerator: str) -> str | None:
+    """The warning for a precision slower than float32 on this machine, or None."""
+    if accelerator == "cpu" and precision.startswith(("bf16", "16")) and not cpu_has_bf16():
+        kind = "bf16" if precision.startswith("bf16") else "float16"
+        return (
+            f"warning: --precision {precision} on a CPU without bf16 instructions ({' / '.join(CPU_BF16_FLAGS)} "
+            f"absent): {kind} autocast is emulated there, many times slower than float32 (docs/results.md, "
+            "Performance); use --precision 32-true, the default on CPUs"
+        )
+    return None
+
+
+def warn_about_precision(precision: str, accelerator: str) -> None:
+    message = precision_warning(precision, accelerator)
+    if message:
+        print(message, file=sys.stderr)

@@ -1,0 +1,75 @@
+"""Where a run trains and in what precision: auto resolved to the machine, slow precisions named."""
+
+import pytest
+import torch
+
+from taskresize.runs import RunFolder
+from taskresize.training import devices
+from taskresize.training.config import load_config
+from taskresize.training.devices import (
+    cpuinfo_has_bf16,
+    precision_warning,
+    resolve_accelerator,
+    resolve_precision,
+)
+from taskresize.training.run import train
+
+from helpers import colour_folders
+
+
+def test_auto_is_a_gpu_when_cuda_is_there_else_the_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_accelerator("auto") == "cpu" and resolve_accelerator("gpu") == "gpu"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_accelerator("auto") == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_accelerator("auto") == "gpu"
+
+
+@pytest.mark.parametrize(("cuda", "bf16", "accelerator", "expected"), [
+    (False, False, "cpu", "32-true"), (True, True, "gpu", "bf16-mixed"), (True, False, "gpu", "32-true"),
+    (True, True, "cpu", "32-true"),  # a CPU run on a GPU machine: float32, never the emulated bf16
+])  # fmt: skip
+def test_auto_precision_is_bf16_only_on_gpus_that_have_it(monkeypatch, cuda, bf16, accelerator, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    assert resolve_precision("auto", accelerator) == expected
+    assert resolve_precision("16-mixed", accelerator) == "16-mixed"  # what is given is kept
+
+
+def test_a_cpu_without_bf16_instructions_is_warned_about(monkeypatch):
+    assert cpuinfo_has_bf16("processor: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n")
+    assert not cpuinfo_has_bf16("processor: 0\nflags\t\t: fpu sse avx2 avx512f\n")
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
+    for precision in ("bf16-mixed", "16-mixed"):
+        message = precision_warning(precision, "cpu")
+        assert message and "32-true" in message and precision in message
+    assert precision_warning("32-true", "cpu") is None and precision_warning("bf16-mixed", "gpu") is None
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)
+    assert precision_warning("bf16-mixed", "cpu") is None
+
+
+def test_a_run_records_where_and_in_what_precision_it_ran(tmp_path):
+    data = colour_folders(tmp_path / "data", per_class=4)
+    cfg = load_config(None, {"data": str(data), "backbone": "timm:resnet10t", "out_size": 16, "epochs": 1,
+                             "batch_size": 4, "workers": 0, "precise_bn": 0,
+                             "output": str(tmp_path / "run")})  # fmt: skip
+    assert (cfg.accelerator, cfg.precision) == ("auto", "auto")
+    run = RunFolder(train(cfg))
+    saved = run.config()
+    assert (saved["accelerator"], saved["precision"]) == ("auto", "auto")  # as given; ran_on: as resolved
+    expected = "gpu" if torch.cuda.is_available() else "cpu"
+    assert saved["ran_on"]["accelerator"] == expected and saved["ran_on"]["devices"] == 1
+    assert saved["ran_on"]["precision"] == resolve_precision("auto", expected)
+
+
+@pytest.mark.gpu
+def test_a_gpu_run_trains_in_bf16_by_default(tmp_path):
+    data = colour_folders(tmp_path / "data", per_class=4)
+    cfg = load_config(None, {"data": str(data), "backbone": "timm:resnet10t", "out_size": 32, "epochs": 1,
+                             "batch_size": 4, "workers": 0, "output": str(tmp_path / "run"),
+                             "accelerator": "gpu"})  # fmt: skip
+    saved = RunFolder(train(cfg)).config()
+    assert saved["ran_on"]["accelerator"] == "gpu"
+    assert saved["ran_on"]["precision"] == ("bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true")
