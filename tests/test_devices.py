@@ -3,15 +3,15 @@
 import pytest
 import torch
 
-from taskresize.runs import RunFolder
-from taskresize.training import devices
-from taskresize.training.config import load_config
-from taskresize.training.devices import (
+from taskresize import hardware as devices
+from taskresize.hardware import (
     cpuinfo_has_bf16,
     precision_warning,
     resolve_accelerator,
     resolve_precision,
 )
+from taskresize.runs import RunFolder
+from taskresize.training.config import load_config
 from taskresize.training.run import train
 
 from helpers import colour_folders
@@ -73,3 +73,46 @@ def test_a_gpu_run_trains_in_bf16_by_default(tmp_path):
     saved = RunFolder(train(cfg)).config()
     assert saved["ran_on"]["accelerator"] == "gpu"
     assert saved["ran_on"]["precision"] == ("bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true")
+
+
+def test_device_names_resolve_or_say_what_this_machine_has(monkeypatch):
+    from taskresize.hardware import DeviceError, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu") and resolve_device("cpu") == torch.device("cpu")
+    for name, words in (("cuda", "0 CUDA device"), ("cuda:1", "0 CUDA device"), ("mps", "MPS"), ("tpu", "cuda:N")):
+        with pytest.raises(DeviceError, match=words):
+            resolve_device(name)
+
+
+def test_commands_refuse_a_missing_device_in_one_line(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from helpers import cli
+
+    image = tmp_path / "in.png"
+    from PIL import Image
+
+    Image.new("RGB", (16, 12)).save(image)
+    assert cli("resize", "--resizer", "bicubic", image, "--out", tmp_path / "out", "--size", 8, "--device", "cuda") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--device cuda" in err and "Traceback" not in err
+
+
+@pytest.mark.gpu
+def test_a_learned_resizer_on_the_gpu_equals_the_cpu_within_a_grey_level(tmp_path):
+    from taskresize import create_resizer
+    from taskresize.inference.export import export_resizer
+    from taskresize.inference.image import load_image_resizer
+
+    module = create_resizer("learnable", output_size=24).eval()
+    images = torch.randint(0, 256, (2, 3, 48, 40), dtype=torch.uint8)
+    on_cpu = load_image_resizer(module, in_size=None)(images)
+    on_gpu = load_image_resizer(module, in_size=None, device="cuda")
+    assert on_gpu.device.type == "cuda"
+    out = on_gpu(images)
+    assert out.device.type == "cpu" and (out.int() - on_cpu.int()).abs().max() <= 1
+    report = export_resizer(on_gpu.pixels, tmp_path / "r.onnx", "onnx", (48, 40), device="cuda")
+    assert report.max_difference <= 0.05

@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", help="output size N or HxW (default: the resizer's output size)")
     parser.add_argument("--input-size", help="example input size N or HxW (default: the resizer's training input)")
     parser.add_argument("--normalized", action="store_true", help="export the bare resizer on normalised images")
+    parser.add_argument("--device", default="cpu", help="where the exported file is run for the parity check: cpu "
+                        "(default), cuda, cuda:N or auto; the export itself is always made on the CPU")  # fmt: skip
     parser.add_argument("--tolerance", type=float, default=0.05, help="largest accepted difference (0.05)")
 
 
@@ -65,6 +67,7 @@ def fixed_size_base(module) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from taskresize import __version__
+    from taskresize.hardware import resolve_device
     from taskresize.inference.export import ExportError, export_resizer
     from taskresize.inference.image import load_image_resizer
     from taskresize.sizes import format_size, to_size
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = export_resizer(
             resizer.pixels, output, args.format, input_size, size, dynamic=args.dynamic, normalized=args.normalized,
-            tolerance=args.tolerance, metadata=metadata,
+            tolerance=args.tolerance, metadata=metadata, device=resolve_device(args.device),
         )  # fmt: skip
     except ExportError as error:
         raise UserError(ANSI.sub("", str(error))) from None

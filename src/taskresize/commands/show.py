@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="figure to write (PNG)")
     parser.add_argument("--size", help="output size N or HxW (default: the resizer's output size)")
     parser.add_argument("--in-size", help="input size N or HxW (default: the resizer's training input size)")
+    parser.add_argument("--device", default="auto", help="where the learned resizer runs: auto (a GPU if there is "
+                        "one, default), cpu, cuda, cuda:N, mps; decoding and the uint8 pre-resize stay on the "
+                        "CPU")  # fmt: skip
     parser.add_argument("--amplify", type=float, default=4.0, help="factor on the difference column (4)")
 
 
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         size = to_size(args.size, what="--size") if args.size else None
         in_size = to_size(args.in_size, what="--in-size") if args.in_size else "auto"
-        resizer = load_image_resizer(args.resizer, in_size=in_size)
+        resizer = load_image_resizer(args.resizer, in_size=in_size, device=args.device)
     except ValueError as error:
         raise UserError(str(error)) from None
     if resizer.classic:

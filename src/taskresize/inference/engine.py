@@ -47,4 +47,4 @@ class Engine:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "resizer.onnx"
             export_resizer(self.pixels, path, "onnx", in_size, out)
-            return run_onnx(path)  # the session holds the model; the file can go
+            return run_onnx(path, self.pixels.mean.device)  # the session holds the model; the file can go

@@ -33,9 +33,11 @@ warnings silenced here. In Python, prefer ``pt2`` (``torch.export.save``; ``torc
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -150,12 +152,36 @@ def _export_onnx(module: nn.Module, example: Tensor, dynamic: bool, path: Path, 
     onnx.save(model, str(path))
 
 
-def run_onnx(path: Path) -> Callable[[Tensor], Tensor]:
+def onnx_providers(device: torch.device) -> list[str]:
+    """ONNX Runtime's execution providers for ``device``: CUDA's first where the installed onnxruntime has it
+    (the ``onnxruntime-gpu`` package), else the CPU's, saying so."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        print("warning: this onnxruntime has no CUDA execution provider (pip install onnxruntime-gpu): ONNX Runtime "
+              "runs on the CPU", file=sys.stderr)  # fmt: skip
+    return ["CPUExecutionProvider"]
+
+
+def run_onnx(path: Path, device: torch.device | str = "cpu") -> Callable[[Tensor], Tensor]:
+    """An ONNX file as a function of tensors, run by ONNX Runtime with the providers for ``device``; the result
+    comes back on the input's device. Raises ExportError when ONNX Runtime silently fell back to another
+    provider than the first one asked for."""
+    import onnxruntime as ort
+
+    providers = onnx_providers(torch.device(device))
+    session = ort.InferenceSession(str(path), providers=providers)
+    if session.get_providers()[0] != providers[0]:
+        raise ExportError(f"ONNX Runtime was asked for {providers[0]} but runs {session.get_providers()[0]}")
     name = session.get_inputs()[0].name
-    return lambda x: torch.from_numpy(np.asarray(session.run(None, {name: x.numpy()})[0]))
+
+    def run(x: Tensor) -> Tensor:
+        out = session.run(None, {name: x.detach().cpu().numpy()})[0]
+        return torch.from_numpy(np.asarray(out)).to(x.device)
+
+    return run
 
 
 def _export_torchscript(module: nn.Module, example: Tensor, dynamic: bool, path: Path, metadata: dict) -> None:
@@ -165,9 +191,9 @@ def _export_torchscript(module: nn.Module, example: Tensor, dynamic: bool, path:
         torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
 
 
-def _run_torchscript(path: Path) -> Callable[[Tensor], Tensor]:
+def _run_torchscript(path: Path, device: torch.device | str = "cpu") -> Callable[[Tensor], Tensor]:
     with _quiet_jit():
-        loaded = torch.jit.load(str(path))
+        loaded = torch.jit.load(str(path), map_location=device)
     return loaded
 
 
@@ -179,8 +205,8 @@ def _export_pt2(module: nn.Module, example: Tensor, dynamic: bool, path: Path, m
     torch.export.save(program, str(path), extra_files={METADATA_FILE: json.dumps(metadata)})
 
 
-def _run_pt2(path: Path) -> Callable[[Tensor], Tensor]:
-    return torch.export.load(str(path)).module()
+def _run_pt2(path: Path, device: torch.device | str = "cpu") -> Callable[[Tensor], Tensor]:
+    return torch.export.load(str(path)).module().to(device)
 
 
 _EXPORTERS = {
@@ -201,8 +227,13 @@ def export_resizer(
     normalized: bool = False,
     tolerance: float = DEFAULT_TOLERANCE,
     metadata: dict[str, Any] | None = None,
+    device: torch.device | str = "cpu",
 ) -> ExportReport:
     """Export ``model``, run the file on random inputs, and keep it only if it matches the eager module.
+
+    The export is always made from a CPU copy of ``model`` (tracing on a GPU would bake its device into the
+    file); the check runs the file on ``device`` (for ONNX: with CUDA's execution provider on ``cuda``) against
+    the eager module on the CPU.
 
     Args:
         model: the resizer on pixels (its learned part fused, see :class:`PixelResizer`).
@@ -215,6 +246,7 @@ def export_resizer(
         tolerance: the largest absolute difference from the eager module accepted.
         metadata: JSON-serialisable facts stored in the file (ONNX metadata_props; ``taskresize.json`` in the
             TorchScript and pt2 archives).
+        device: where the exported file is run for the check.
 
     Raises:
         ExportError: the exporter failed, or the exported model differs from the eager one by more than
@@ -225,6 +257,8 @@ def export_resizer(
     started = time.perf_counter()
     path = Path(path)
     output_size = tuple(output_size or model.output_size)
+    if model.mean.device.type != "cpu":
+        model = copy.deepcopy(model).cpu()
     module = _Fixed(model.eval(), output_size, normalized).eval()
     export, load = _EXPORTERS[fmt]
     metadata = {key: value if isinstance(value, str) else json.dumps(value) for key, value in (metadata or {}).items()}
@@ -236,7 +270,7 @@ def export_resizer(
         try:
             with _quiet_tracing():
                 export(module, example, dynamic, tmp, metadata)
-            run = load(tmp)
+            run = load(tmp, device)
         except Exception as error:  # the exporters raise many kinds; the first line says what failed
             first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
             hint = (
@@ -249,7 +283,7 @@ def export_resizer(
             with torch.no_grad():
                 expected = module(x)
                 try:
-                    got = run(x)
+                    got = run(x.to(device)).cpu()
                 except Exception as error:
                     first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
                     raise ExportError(f"the exported {fmt} model fails on input {shape}: {first[:300]}") from None

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from taskresize.data.decode import pil_to_tensor, tensor_to_pil
 from taskresize.data.normalization import IMAGENET, Normalization
+from taskresize.hardware import resolve_device
 from taskresize.inference.engine import ENGINES, Engine
 from taskresize.inference.pixels import PixelResizer
 from taskresize.io import Provenance, load_resizer, read_resizer_header, resolve_resizer_path
@@ -75,6 +76,12 @@ class ImageResizer:
     engine: Engine | None = None  # what runs the learned resizer (default eager PyTorch)
 
     @property
+    def device(self) -> torch.device:
+        """Where the learned resizer runs (decoding and the uint8 pre-resize stay on the CPU, where they match
+        Pillow)."""
+        return self.pixels.mean.device
+
+    @property
     def classic(self) -> bool:
         return self.pixels.classic
 
@@ -108,7 +115,10 @@ class ImageResizer:
 
     def finish(self, batch: Tensor, out: Size) -> Tensor:
         """The second step, on a batch of prepared images of one size: uint8 ``(B, 3, h', w')`` -> ``(B, 3, h, w)``."""
-        return batch if self.classic else self.pixels.resize_uint8(batch, out, run=self.engine)
+        if self.classic:
+            return batch
+        out = self.pixels.resize_uint8(batch.to(self.device, non_blocking=True), out, run=self.engine)
+        return out.to(batch.device)
 
     def __call__(self, images: Tensor, size: Size | None = None, keep_aspect: bool = False) -> Tensor:
         """Resize RGB images ``(B, 3, H, W)`` or ``(3, H, W)`` to ``size`` (default the resizer's output size;
@@ -131,7 +141,7 @@ class ImageResizer:
             if pre is not None:
                 pixels = resize(pixels, pre, *self.pre_resize)
             with torch.no_grad():
-                out = self.pixels(pixels, out_size).to(batch.dtype)
+                out = self.pixels(pixels.to(self.device), out_size).to(batch.device, batch.dtype)
         else:
             prepared = [self.prepare(image, size, keep_aspect) for image in batch]
             out = self.finish(torch.stack([p for p, _ in prepared]), prepared[0][1])
@@ -173,6 +183,7 @@ def load_image_resizer(
     normalization: Normalization | Mapping[str, Sequence[float]] | None = None,
     fuse: bool = True,
     engine: str = "torch",
+    device: str | torch.device = "cpu",
 ) -> ImageResizer:
     """An :class:`ImageResizer` from a resizer file, a run folder, a classic method name or a resizer module.
 
@@ -187,6 +198,8 @@ def load_image_resizer(
         fuse: fold BatchNorm into the convolutions (faster, equal up to float rounding).
         engine: what runs a learned resizer on batches of files: ``torch``, ``compile`` or ``onnxruntime``
             (see :class:`Engine`).
+        device: where a learned resizer runs: ``cpu`` (default), ``cuda``, ``cuda:N``, ``mps`` or ``auto``
+            (:func:`taskresize.hardware.resolve_device`). Images come and go on their own device.
 
     Raises:
         ResizerFileError: the path is not a resizer file or run folder.
@@ -230,7 +243,7 @@ def load_image_resizer(
     pre_resize = _pre_resize_of(path, provenance) if header is not None else DEFAULT_PRE_RESIZE
     if in_size == "auto":
         in_size = provenance.in_size if header is not None else None
-    pixels = PixelResizer(module, normalization, fuse=fuse)
+    pixels = PixelResizer(module, normalization, fuse=fuse).to(resolve_device(device))
     in_size = to_size(in_size, what="in_size") if in_size is not None and not pixels.classic else None
     runner = None if pixels.classic or engine == "torch" else Engine(pixels, engine)
     return ImageResizer(pixels, in_size, pre_resize, header, source, runner)

@@ -28,12 +28,12 @@ from taskresize.backbones import load_weights
 from taskresize.errors import DataError, TaskresizeError
 from taskresize.fileio import DamagedFileError, UnsafeFileError, atomic_open, atomic_write_json, torch_load_weights_only
 from taskresize.flops import count_parameters
+from taskresize.hardware import resolve_accelerator, resolve_device, resolve_precision, warn_about_precision
 from taskresize.io import Provenance, load_resizer, read_resizer_header, save_resizer
 from taskresize.runs import RunFolder
 from taskresize.sizes import format_size
 from taskresize.training.callbacks import EpochLog, EpochSeed, NonFiniteLoss, PreciseBatchNorm, RunProgressBar
 from taskresize.training.config import PATH_KEYS, RECORD_KEYS, RESUMABLE, TrainConfig, read_yaml, write_yaml
-from taskresize.training.devices import resolve_accelerator, resolve_precision, warn_about_precision
 from taskresize.training.registry import TaskSpec, get_task, metrics_from
 from taskresize.training.tasks.base import ResizerTask
 
@@ -152,13 +152,18 @@ def _load_resizer_weights(task: ResizerTask, source: str | os.PathLike) -> None:
     task.resizer.load_state_dict(donor.state_dict())
 
 
-def _trainer(cfg: TrainConfig, out: Path, callbacks: list[L.Callback], **kwargs: Any) -> L.Trainer:
+def _trainer(
+    cfg: TrainConfig, out: Path, callbacks: list[L.Callback], one_device: int | None = None, **kwargs: Any
+) -> L.Trainer:
+    """Lightning's Trainer for ``cfg``; ``one_device``: a single process on that device index (``eval``)."""
     devices, num_nodes = cfg.devices, cfg.num_nodes
-    if "LOCAL_WORLD_SIZE" in os.environ:  # launched by torchrun: one process per device
+    if "LOCAL_WORLD_SIZE" in os.environ and one_device is None:  # launched by torchrun: one process per device
         devices = int(os.environ["LOCAL_WORLD_SIZE"])
         num_nodes = int(os.environ.get("WORLD_SIZE", devices)) // devices
-    distributed = devices * num_nodes > 1
+    distributed = devices * num_nodes > 1 and one_device is None
     accelerator = resolve_accelerator(cfg.accelerator)
+    if one_device is not None:
+        devices, num_nodes = ([one_device] if accelerator == "gpu" else 1), 1
     precision = resolve_precision(cfg.precision, accelerator)
     return L.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy="ddp" if distributed else "auto",
@@ -405,13 +410,19 @@ def run_metrics(spec: TaskSpec, task: ResizerTask, logged: dict, data: Any) -> d
     }
 
 
-def evaluate(run_dir: str | os.PathLike, data: str | None = None, checkpoint: str = LAST) -> dict[str, Any]:
+def evaluate(
+    run_dir: str | os.PathLike, data: str | None = None, checkpoint: str = LAST, device: str = "auto"
+) -> dict[str, Any]:
     """Evaluate a run's checkpoint on its validation split, or on ``data`` (for classification, a folder with the
-    same classes: its ``val/`` sub-folder if it has one, else every image in it)."""
+    same classes: its ``val/`` sub-folder if it has one, else every image in it), in one process on ``device``
+    (:func:`taskresize.hardware.resolve_device`), whatever devices the run trained on."""
     run = Path(run_dir)
     if not RunFolder(run).is_run:
         raise RunError(f"{run} is not a run folder (no {RunFolder.CONFIG})")
     cfg, _ = load_run_config(run)
+    chosen = resolve_device(device)
+    cfg.accelerator = {"cuda": "gpu"}.get(chosen.type, chosen.type)
+    cfg.devices, cfg.num_nodes = 1, 1
     ckpt = load_checkpoint(run / checkpoint)
     saved = ckpt.get("hyper_parameters", {}).get("config", {})
     if saved.get("task") != cfg.task or saved.get("backbone") != cfg.backbone:
@@ -422,7 +433,7 @@ def evaluate(run_dir: str | os.PathLike, data: str | None = None, checkpoint: st
     spec, datamodule, task = build(cfg, eval_root=data)
     task.load_state_dict(ckpt["state_dict"])
     with quiet_lightning():
-        trainer = _trainer(cfg, run, [], logger=False, enable_progress_bar=False)
+        trainer = _trainer(cfg, run, [], one_device=chosen.index or 0, logger=False, enable_progress_bar=False)
         trainer.validate(task, datamodule=datamodule, verbose=False)
     return {
         **metrics_from(spec, trainer.callback_metrics),

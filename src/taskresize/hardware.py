@@ -1,6 +1,6 @@
-"""Where a run trains and in what precision: ``auto`` resolved to what this machine has, and a warning where a
-precision would be slower than float32 (bf16 autocast on a CPU without bf16 instructions; docs/results.md has the
-measurements)."""
+"""What this machine computes on: ``auto`` accelerators, devices and precisions resolved to what it has, and a
+warning where a precision would be slower than float32 (bf16 autocast on a CPU without bf16 instructions;
+docs/results.md has the measurements)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,40 @@ from pathlib import Path
 
 import torch
 
+from taskresize.errors import TaskresizeError
+
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bf16 arithmetic
+
+
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+class DeviceError(TaskresizeError):
+    """A device this machine does not have, or no device name at all."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``--device`` of the commands that run a model: ``auto`` (the first CUDA GPU, else Apple's MPS, else the
+    CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+
+    Raises:
+        DeviceError: an unknown name, or a device this machine does not have (the message says which it has).
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device({"gpu": "cuda", "mps": "mps"}.get(resolve_accelerator("auto"), "cpu"))
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise DeviceError(f"--device {device!r}: use one of {', '.join(DEVICES)}") from None
+    if chosen.type == "cuda" and not (torch.cuda.is_available() and (chosen.index or 0) < torch.cuda.device_count()):
+        raise DeviceError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s); use cpu")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"--device {device}: MPS is not available here; use cpu")
+    if chosen.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"--device {device!r}: use one of {', '.join(DEVICES)}")
+    return chosen
 
 
 def resolve_accelerator(accelerator: str) -> str:
