@@ -55,11 +55,6 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
         create_backbone("torchvision:resnet34", 10, pretrained=path)
 
 
-def test_hub_weights_are_not_downloaded():
-    with pytest.raises(BackboneError, match="Nothing is downloaded"):
-        create_backbone("torchvision:resnet18", 10, pretrained="DEFAULT")
-
-
 def test_pickle_payload_is_refused_without_running(tmp_path):
     marker = tmp_path / "ran"
 

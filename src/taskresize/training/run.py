@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from taskresize.backbones import load_weights
+from taskresize.backbones import load_pretrained
 from taskresize.errors import DataError, TaskresizeError
 from taskresize.fileio import DamagedFileError, UnsafeFileError, atomic_open, atomic_write_json, torch_load_weights_only
 from taskresize.flops import count_parameters
@@ -101,7 +101,7 @@ def _initialise(task: ResizerTask, cfg: TrainConfig) -> list[str]:
     """Apply ``pretrained``, ``init`` and ``init_resizer``; returns what was loaded, for the log."""
     loaded = []
     if cfg.pretrained:
-        skipped = load_weights(task.backbone, cfg.pretrained, what=cfg.backbone)
+        skipped = load_pretrained(task.backbone, cfg.backbone, cfg.pretrained)
         loaded.append(f"backbone <- {cfg.pretrained}" + (f" (new {', '.join(skipped)})" if skipped else ""))
     if cfg.init:
         run = RunFolder(cfg.init)

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from taskresize.backbones import auxiliary_heads, create_backbone, split_outputs
+from taskresize.backbones import auxiliary_heads, create_backbone, pretrained_normalization, split_outputs
 from taskresize.data.normalization import IMAGENET, Normalization
 from taskresize.flops import count_flops
 from taskresize.resizers import create_resizer
@@ -35,9 +35,11 @@ class ResizerTask(L.LightningModule):
         self.out_size = tuple(self.cfg.out_size)
         self.resizer = create_resizer(self.cfg.resizer, output_size=self.out_size, **self.cfg.resizer_args)
         self.backbone = self.build_backbone(num_outputs)
-        self.input_normalization = IMAGENET
-        self.register_buffer("mean", torch.tensor(IMAGENET.mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET.std).view(1, 3, 1, 1), persistent=False)
+        # the pretrained weights' own normalisation (timm's pretrained_cfg, torchvision's weights), else ImageNet's
+        norm = pretrained_normalization(self.cfg.backbone, self.cfg.pretrained) or IMAGENET
+        self.input_normalization = norm
+        self.register_buffer("mean", torch.tensor(norm.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(norm.std).view(1, 3, 1, 1), persistent=False)
         self.to(memory_format=torch.channels_last)
         for part, frozen in ((self.backbone, self.cfg.freeze_backbone), (self.resizer, self.cfg.freeze_resizer)):
             part.requires_grad_(not frozen)
@@ -55,7 +57,7 @@ class ResizerTask(L.LightningModule):
         return self.input_normalization
 
     def normalize(self, images: Tensor) -> Tensor:
-        """uint8 ``(B, 3, H, W)`` -> float, ImageNet mean and std."""
+        """uint8 ``(B, 3, H, W)`` -> float, normalised as the backbone expects (:meth:`normalization`)."""
         return (images.float() - self.mean) / self.std
 
     def resize(self, images: Tensor) -> Tensor:
