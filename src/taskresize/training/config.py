@@ -28,7 +28,7 @@ PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")  # auto: see training
 BACKBONE_LIBRARIES = ("torchvision", "timm")
 PATH_KEYS = ("data", "images", "pretrained", "init", "init_resizer", "output")  # resolved against the working folder
 # Keys config.yaml holds beside the settings: a record of the run, not settings (from_dict ignores them).
-RECORD_KEYS = ("paths_as_given", "lr_default", "resumed", "ran_on")
+RECORD_KEYS = ("paths_as_given", "lr_default", "resumed", "ran_on", "input_normalization")
 # Settings a resumed run may change (they change how it runs, not what it computes per epoch).
 RESUMABLE = ("epochs", "batch_size", "workers", "precise_bn", "accelerator", "devices", "num_nodes", "strict")
 

@@ -24,7 +24,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from taskresize.backbones import load_pretrained
+from taskresize.backbones import load_pretrained, pretrained_normalization
+from taskresize.data.normalization import IMAGENET, Normalization
 from taskresize.errors import DataError, TaskresizeError
 from taskresize.fileio import DamagedFileError, UnsafeFileError, atomic_open, atomic_write_json, torch_load_weights_only
 from taskresize.flops import count_parameters
@@ -90,11 +91,28 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return checkpoint
 
 
-def build(cfg: TrainConfig, eval_root: str | None = None) -> tuple[TaskSpec, Any, ResizerTask]:
-    """The task's spec, its data module and a freshly initialised module for ``cfg``."""
+def input_normalization(cfg: TrainConfig, seen: tuple[str, ...] = ()) -> Normalization:
+    """What the backbone's inputs are normalised with: as its pretrained weights were trained (timm's
+    ``pretrained_cfg``, torchvision's weights, packaged weights); for a run initialised from another (``init``),
+    as that run's were, so a second phase sees what the first saw; else ImageNet's."""
+    norm = pretrained_normalization(cfg.backbone, cfg.pretrained)
+    if norm is not None:
+        return norm
+    if cfg.init and RunFolder(cfg.init).is_run and cfg.init not in seen:
+        earlier, _ = load_run_config(cfg.init)
+        return input_normalization(earlier, (*seen, cfg.init))
+    return IMAGENET
+
+
+def build(
+    cfg: TrainConfig, eval_root: str | None = None, normalization: Normalization | None = None
+) -> tuple[TaskSpec, Any, ResizerTask]:
+    """The task's spec, its data module and a freshly initialised module for ``cfg`` (its inputs normalised with
+    ``normalization``, default :func:`input_normalization`)."""
     spec = get_task(cfg.task)
     data = spec.data(cfg, eval_root=eval_root)
-    return spec, data, spec.module(cfg.to_dict(), **data.module_kwargs())
+    values = cfg.to_dict() | {"input_normalization": (normalization or input_normalization(cfg)).to_dict()}
+    return spec, data, spec.module(values, **data.module_kwargs())
 
 
 def _initialise(task: ResizerTask, cfg: TrainConfig) -> list[str]:
@@ -430,7 +448,8 @@ def evaluate(
             f"{run / checkpoint} was written by a {saved.get('task')} run with backbone {saved.get('backbone')}, "
             f"not by this {cfg.task} run with {cfg.backbone}"
         )
-    spec, datamodule, task = build(cfg, eval_root=data)
+    trained_with = saved.get("input_normalization")  # what the checkpoint's run normalised with
+    spec, datamodule, task = build(cfg, data, Normalization.from_dict(trained_with) if trained_with else None)
     task.load_state_dict(ckpt["state_dict"])
     with quiet_lightning():
         trainer = _trainer(cfg, run, [], one_device=chosen.index or 0, logger=False, enable_progress_bar=False)

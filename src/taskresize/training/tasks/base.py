@@ -35,8 +35,10 @@ class ResizerTask(L.LightningModule):
         self.out_size = tuple(self.cfg.out_size)
         self.resizer = create_resizer(self.cfg.resizer, output_size=self.out_size, **self.cfg.resizer_args)
         self.backbone = self.build_backbone(num_outputs)
-        # the pretrained weights' own normalisation (timm's pretrained_cfg, torchvision's weights), else ImageNet's
-        norm = pretrained_normalization(self.cfg.backbone, self.cfg.pretrained) or IMAGENET
+        # as the run resolved it (training.run.input_normalization), else the pretrained weights' own, else ImageNet's
+        saved = config.get("input_normalization")
+        norm = Normalization.from_dict(saved) if saved else None
+        norm = norm or pretrained_normalization(self.cfg.backbone, self.cfg.pretrained) or IMAGENET
         self.input_normalization = norm
         self.register_buffer("mean", torch.tensor(norm.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(norm.std).view(1, 3, 1, 1), persistent=False)
