@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from taskresize.training.config import TrainConfig, load_config
@@ -145,6 +146,46 @@ def test_torchrun_two_processes(data, tmp_path):
     m = metrics(run)
     assert m["val_images"] == 6 and m["epochs"] == 2
     assert 0 <= m["top1_error"] <= 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo on CPU")
+def test_two_torchrun_nodes_equal_one_node_with_two_processes(data, tmp_path):
+    """The README's multi-node command, as two "nodes" on this machine (one process each, gloo, c10d rendezvous):
+    the run equals a one-node two-process run, metric for metric."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
+    one = tmp_path / "one-node"
+    single = subprocess.run([*torchrun, "--nproc_per_node", "2", "-m", "taskresize", "train", *train_args(data, one)],
+                            capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    two = tmp_path / "two-nodes"
+    rendezvous = ["--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend", "c10d",
+                  "--rdzv_endpoint", f"127.0.0.1:{_free_port()}", "--rdzv_id", "taskresize-test"]  # fmt: skip
+    logs = [tmp_path / f"node{i}.log" for i in range(2)]  # files, not pipes: neither node blocks on a full pipe
+    files = [log.open("w") for log in logs]
+    try:
+        nodes = [subprocess.Popen([*torchrun, *rendezvous, "-m", "taskresize", "train", *train_args(data, two)],
+                                  stdout=file, stderr=subprocess.STDOUT, env=env) for file in files]  # fmt: skip
+        codes = [node.wait(timeout=600) for node in nodes]
+    finally:
+        for file in files:
+            file.close()
+    assert codes == [0, 0], "\n".join(log.read_text()[-2000:] for log in logs)
+    a, b = metrics(one), metrics(two)
+    assert b["val_images"] == a["val_images"] == 6
+    for key in ("top1_error", "val_loss", "epochs", "params_backbone"):
+        assert b[key] == a[key], key
+    ran_on = yaml.safe_load((two / "config.yaml").read_text())["ran_on"]
+    assert (ran_on["num_nodes"], ran_on["devices"]) == (2, 1)
 
 
 def test_output_piped_into_a_reader_that_stops_early_is_not_an_error():
