@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench gpu-check clean
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ bench: install
 	$(PY) benchmarks/resize_speed.py --append
 	$(PY) benchmarks/startup.py --append
 	$(PY) benchmarks/classic_vs_pillow.py
+
+# On a machine with a CUDA GPU: the tests marked gpu, then the GPU benchmark, appended to docs/results.md.
+gpu-check: install
+	$(PY) -m pytest -p no:xdist -q -m gpu
+	$(PY) benchmarks/gpu_check.py --device cuda --append
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -116,3 +116,17 @@ def test_a_learned_resizer_on_the_gpu_equals_the_cpu_within_a_grey_level(tmp_pat
     assert out.device.type == "cpu" and (out.int() - on_cpu.int()).abs().max() <= 1
     report = export_resizer(on_gpu.pixels, tmp_path / "r.onnx", "onnx", (48, 40), device="cuda")
     assert report.max_difference <= 0.05
+
+
+def test_the_gpu_check_script_runs_in_its_quick_mode_on_the_cpu():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    result = subprocess.run([sys.executable, str(script), "--device", "cpu", "--quick"], capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    names = ["bilinear", "learnable", "learnable-strided", "downsizenet", "muller"]
+    assert [row.split("|")[1].strip() for row in rows] == names
