@@ -191,6 +191,16 @@ def _banded_plan(in_size: int, out_size: int, method: str, antialias: bool) -> t
     return first.tolist(), blocks
 
 
+@lru_cache(maxsize=256)
+def _banded_plan_on(
+    in_size: int, out_size: int, method: str, antialias: bool, device: torch.device, dtype: torch.dtype
+) -> tuple[list[int], Tensor]:
+    """:func:`_banded_plan` with its blocks on ``device`` in ``dtype``, kept there: no host-to-device copy (and
+    sync) per axis and call on a GPU, no float64 conversion per call on a CPU."""
+    first, blocks = _banded_plan(in_size, out_size, method, antialias)
+    return first, blocks.to(device=device, dtype=dtype)
+
+
 def _resample_axis(x: Tensor, dim: int, plan: tuple[list[int], Tensor], out_size: int, dtype: torch.dtype) -> Tensor:
     """Resample dim -1 or -2 of ``x`` ``(..., H, W)``, computing in ``dtype``.
 
@@ -199,7 +209,6 @@ def _resample_axis(x: Tensor, dim: int, plan: tuple[list[int], Tensor], out_size
     speed. A uint8 ``x`` is converted block by block for the same reason. Autograd handles the backward pass.
     """
     first, blocks = plan
-    blocks = blocks.to(device=x.device, dtype=dtype)
     span = blocks.shape[-1]
 
     def window(f: int) -> Tensor:  # the input a block reads: row slices for the horizontal pass
@@ -249,7 +258,8 @@ def _separable_pillow(x: Tensor, size: Size, method: str, antialias: bool) -> Te
     dtype = torch.float32 if integer else x.dtype
     y = x
     for dim, in_size, out_size in _passes(tuple(x.shape[-2:]), size):
-        y = _resample_axis(y, dim, _banded_plan(in_size, out_size, method, antialias), out_size, dtype)
+        plan = _banded_plan_on(in_size, out_size, method, antialias, y.device, dtype)
+        y = _resample_axis(y, dim, plan, out_size, dtype)
         if integer:
             y = torch.floor_(y + 0.5).clamp_(0, 255)
         y = y.contiguous()
