@@ -61,6 +61,7 @@ def test_a_run_records_where_and_in_what_precision_it_ran(tmp_path):
     assert (saved["accelerator"], saved["precision"]) == ("auto", "auto")  # as given; ran_on: as resolved
     expected = "gpu" if torch.cuda.is_available() else "cpu"
     assert saved["ran_on"]["accelerator"] == expected and saved["ran_on"]["devices"] == 1
+    assert saved["ran_on"]["workers"] == 0  # given; without --workers it is default_workers(1)
     assert saved["ran_on"]["precision"] == resolve_precision("auto", expected)
 
 
@@ -130,3 +131,11 @@ def test_the_gpu_check_script_runs_in_its_quick_mode_on_the_cpu():
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
     names = ["bilinear", "learnable", "learnable-strided", "downsizenet", "muller"]
     assert [row.split("|")[1].strip() for row in rows] == names
+
+
+@pytest.mark.parametrize(("cores", "processes", "expected"), [(2, 1, 1), (2, 2, 0), (16, 1, 8), (16, 4, 3), (1, 1, 0)])
+def test_default_workers_share_the_cores_among_the_processes(monkeypatch, cores, processes, expected):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert devices.default_workers(processes) == expected

@@ -5,6 +5,7 @@ docs/results.md has the measurements)."""
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -44,6 +45,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if chosen.type not in ("cpu", "cuda", "mps"):
         raise DeviceError(f"--device {device!r}: use one of {', '.join(DEVICES)}")
     return chosen
+
+
+def default_workers(processes: int = 1) -> int:
+    """Data-loading workers per training process when none are given: the cores this process may use, shared
+    among the ``processes`` on this machine, less one for the training process itself (at most 8)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cores // max(1, processes) - 1))
 
 
 def resolve_accelerator(accelerator: str) -> str:

@@ -99,8 +99,9 @@ class TrainConfig:
     """Keep the resizer fixed."""
     precise_bn: int = 10
     """Batches used to recompute BatchNorm statistics before each validation (0: off)."""
-    workers: int = 1
-    """Data-loading worker processes."""
+    workers: int | None = None
+    """Data-loading worker processes per training process (default: this machine's cores per process less one,
+    at most 8)."""
     accelerator: str = "auto"
     """Where to train: auto (a GPU if there is one), cpu, gpu or mps."""
     devices: int = 1
@@ -160,7 +161,7 @@ class TrainConfig:
             if getattr(self, key) < 1:
                 fail(key, "must be a positive integer")
         for key in ("workers", "precise_bn", "seed"):
-            if getattr(self, key) < 0:
+            if getattr(self, key) is not None and getattr(self, key) < 0:
                 fail(key, "must be a non-negative integer")
         if not 0.0 < self.val_split < 1.0:
             fail("val_split", "must be between 0 and 1")

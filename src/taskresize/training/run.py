@@ -29,7 +29,13 @@ from taskresize.data.normalization import IMAGENET, Normalization
 from taskresize.errors import DataError, TaskresizeError
 from taskresize.fileio import DamagedFileError, UnsafeFileError, atomic_open, atomic_write_json, torch_load_weights_only
 from taskresize.flops import count_parameters
-from taskresize.hardware import resolve_accelerator, resolve_device, resolve_precision, warn_about_precision
+from taskresize.hardware import (
+    default_workers,
+    resolve_accelerator,
+    resolve_device,
+    resolve_precision,
+    warn_about_precision,
+)
 from taskresize.io import Provenance, load_resizer, read_resizer_header, save_resizer
 from taskresize.runs import RunFolder
 from taskresize.sizes import format_size
@@ -365,8 +371,9 @@ def train(
         if ckpt_path is None:
             records["lr_default"] = cfg.lr is None
         accelerator = resolve_accelerator(cfg.accelerator)  # the settings as resolved on this machine
-        records["ran_on"] = {"accelerator": accelerator, "precision": trainer.precision,
-                             "devices": trainer.num_devices, "num_nodes": trainer.num_nodes}  # fmt: skip
+        workers = cfg.workers if cfg.workers is not None else default_workers(trainer.num_devices)
+        records["ran_on"] = {"accelerator": accelerator, "precision": trainer.precision, "devices": trainer.num_devices,
+                             "num_nodes": trainer.num_nodes, "workers": workers}  # fmt: skip
         write_yaml(folder.config_file, cfg.to_dict() | records)
         warn_about_precision(trainer.precision, accelerator)
         for key, (before, after) in changed.items():

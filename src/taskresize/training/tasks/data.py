@@ -6,9 +6,11 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.accelerators import CUDAAccelerator
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from taskresize.errors import DataError
+from taskresize.hardware import default_workers
 from taskresize.seeds import item_seed
 from taskresize.training.config import TrainConfig
 
@@ -54,13 +56,18 @@ class TaskData(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(self, dataset: Dataset, **kwargs) -> DataLoader:
-        workers = self.cfg.workers
+        trainer = self.trainer
+        workers = (
+            self.cfg.workers if self.cfg.workers is not None else default_workers(trainer.num_devices if trainer else 1)
+        )
+        # pinned host memory lets the copies to a GPU run asynchronously (Lightning copies with non_blocking)
+        pin = trainer is not None and isinstance(trainer.accelerator, CUDAAccelerator)
         # Its own generator, so creating an iterator draws nothing from the global random state (dropout's)
         generator = torch.Generator().manual_seed(self.cfg.seed)
         kwargs = {"batch_size": self.cfg.batch_size, **kwargs}
         return DataLoader(
             dataset, collate_fn=type(self).collate, num_workers=workers, persistent_workers=workers > 0,
-            generator=generator, **kwargs,
+            pin_memory=pin, generator=generator, **kwargs,
         )  # fmt: skip
 
     def train_batch_size(self, world: int = 1) -> int:
