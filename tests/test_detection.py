@@ -1,6 +1,9 @@
 """Detection: exact box mapping, the detector sees the resizer's output, mAP by hand, readers, short runs, Ma §5.3."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -23,7 +26,7 @@ from taskresize.data.formats.detection import (
 )
 from taskresize.errors import DataError
 from taskresize.training.config import TrainConfig
-from taskresize.training.run import load_checkpoint
+from taskresize.training.run import evaluate, load_checkpoint
 from taskresize.training.tasks.detection import DetectionTask
 from test_segmentation import easy_pairs
 
@@ -296,3 +299,24 @@ def test_eval_on_other_data_uses_its_validation_split_and_checks_the_classes(tmp
     foreign = write_voc(tmp_path / "f", {"a": [("fox", (0, 0, 9, 19))], "b": [("fox", (1, 1, 2, 2))]})
     with pytest.raises(DataError, match=r"has classes \['fox'\]; the run was trained on \['owl'\]"):
         DetectionData(cfg, eval_root=str(foreign))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo on CPU")
+def test_map_under_ddp_with_uneven_shards_equals_one_process(tmp_path):
+    """Two processes holding 2 and 1 validation images: the run's mAP is computed over all 3, as one process
+    evaluating the same checkpoint computes it (torchmetrics' list states used to break on uneven ranks)."""
+    root = generate_detection(tmp_path / "voc", count=15, size=64)  # 3 validation images
+    run = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "taskresize", "train",
+               "--task", "detection", "--data", str(root), "--out-size", "64", "--epochs", "1", "--batch-size", "2",
+               "--workers", "0", "--precise-bn", "0", "--output", str(run)]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    trained = json.loads((run / "metrics.json").read_text())
+    assert trained["val_images"] == 3
+    again = evaluate(run)
+    for key in ("map50", "map"):
+        assert again[key] == pytest.approx(trained[key], abs=1e-6), key

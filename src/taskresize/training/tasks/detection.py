@@ -112,8 +112,12 @@ class DetectionTask(ResizerTask):
         self.class_names = class_names or [str(i) for i in range(1, num_outputs)]
         self.save_hyperparameters({"class_names": self.class_names})
         # one metric, so not a MetricCollection: a collection of one would only flatten its result dict, whose
-        # `classes` (the labels `map_per_class` belongs to) is not a score; summary() makes the logged keys of it
-        self.map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools", class_metrics=True)
+        # `classes` (the labels `map_per_class` belongs to) is not a score; summary() makes the logged keys of it.
+        # Not synced by torchmetrics: its list states break when processes hold different numbers of images
+        # (a storage-size overflow in the gather); the images' results are gathered in on_validation_epoch_end.
+        self.map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools", class_metrics=True,
+                                        sync_on_compute=False)  # fmt: skip
+        self.val_results: list[tuple[dict[str, Tensor], dict[str, Tensor]]] = []
         # COCO's protocol scores the 100 best detections per image; the metric keeps those and need not warn about more
         self.map.warn_on_many_detections = False
         in_h, in_w = self.cfg.input_size
@@ -154,12 +158,25 @@ class DetectionTask(ResizerTask):
             {"boxes": d["boxes"] / self.to_out, "scores": d["scores"], "labels": d["labels"]} for d in detections
         ]
         truth = [{"boxes": t["boxes"], "labels": t["labels"], "iscrowd": t["iscrowd"]} for t in targets]
-        self.map.update(predictions, truth)
+        cpu = [({k: v.detach().cpu() for k, v in p.items()}, {k: v.cpu() for k, v in g.items()})
+               for p, g in zip(predictions, truth, strict=True)]  # fmt: skip
+        self.val_results.extend(cpu)
 
     def on_validation_epoch_end(self) -> None:
+        results = self.val_results
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, results)  # every process scores every image
+            # back in the validation set's order (process r holds images r, r + world, ...): COCO's matching
+            # sorts detections by score, so equal scores are taken in image order, as in one process
+            longest = max(len(part) for part in gathered)
+            results = [part[i] for i in range(longest) for part in gathered if i < len(part)]
+        self.val_results = []
+        if results:
+            self.map.update([p for p, _ in results], [g for _, g in results])
         metrics = self.summary(self.map.compute())
         self.map.reset()
-        self.log_dict(metrics, prog_bar=True)
+        self.log_dict({k: v.to(self.device) for k, v in metrics.items()}, prog_bar=True)
 
     def summary(self, result: dict[str, Tensor]) -> dict[str, Tensor]:
         """The logged metrics of a :class:`MeanAveragePrecision` result: mAP@0.5, mAP and each class's mAP."""
