@@ -138,18 +138,18 @@ def test_map_equals_the_hand_computed_value():
     scores = torch.tensor([0.9, 0.8, 0.75, 0.7])
     task.backbone = FixedDetections([{"boxes": predicted / 2, "scores": scores, "labels": torch.ones(4, dtype=int)}])
     task.validation_step((torch.zeros(1, 3, 64, 64, dtype=torch.uint8), [target]), 0)
-    result = task.map.compute()
+    result = task.epoch_metrics()
     # COCO's 101-point AP. IoU 0.5-0.6 (3 thresholds): precision 1 up to recall 0.5 (51 points), then 2/3 (50).
     # IoU 0.65-0.95 (7 thresholds): recall stops at 0.5, AP = 51/101.
     ap50 = (51 + 50 * 2 / 3) / 101
-    assert result["map_50"].item() == pytest.approx(ap50, abs=1e-6)
-    assert result["map"].item() == pytest.approx((3 * ap50 + 7 * 51 / 101) / 10, abs=1e-6)
+    assert result["val/map50"].item() == pytest.approx(ap50, abs=1e-6)
+    assert result["val/map"].item() == pytest.approx((3 * ap50 + 7 * 51 / 101) / 10, abs=1e-6)
     # a second class with one object found exactly: mAP is the mean over classes, and each class has its own
     target2 = {"boxes": torch.tensor([[5.0, 40, 15, 50]]), "labels": torch.tensor([2]), "iscrowd": torch.tensor([0])}
     hit = {"boxes": target2["boxes"] / 2, "scores": torch.tensor([0.5]), "labels": torch.tensor([2])}
     task.backbone = FixedDetections([hit])
     task.validation_step((torch.zeros(1, 3, 64, 64, dtype=torch.uint8), [target2]), 1)
-    metrics = {k: v.item() for k, v in task.summary(task.map.compute()).items()}
+    metrics = {k: v.item() for k, v in task.epoch_metrics().items()}  # both images
     first = (3 * ap50 + 7 * 51 / 101) / 10
     names = task.class_names
     assert metrics[f"val/class/{names[0]}_map"] == pytest.approx(first, abs=1e-6)

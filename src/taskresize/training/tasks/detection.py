@@ -162,7 +162,8 @@ class DetectionTask(ResizerTask):
                for p, g in zip(predictions, truth, strict=True)]  # fmt: skip
         self.val_results.extend(cpu)
 
-    def on_validation_epoch_end(self) -> None:
+    def epoch_metrics(self) -> dict[str, Tensor]:
+        """The validation metrics of the images seen since the epoch began, over every process's images."""
         results = self.val_results
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered: list[Any] = [None] * torch.distributed.get_world_size()
@@ -171,12 +172,16 @@ class DetectionTask(ResizerTask):
             # sorts detections by score, so equal scores are taken in image order, as in one process
             longest = max(len(part) for part in gathered)
             results = [part[i] for i in range(longest) for part in gathered if i < len(part)]
-        self.val_results = []
         if results:
             self.map.update([p for p, _ in results], [g for _, g in results])
         metrics = self.summary(self.map.compute())
         self.map.reset()
-        self.log_dict({k: v.to(self.device) for k, v in metrics.items()}, prog_bar=True)
+        return {k: v.to(self.device) for k, v in metrics.items()}
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self.epoch_metrics()
+        self.val_results = []
+        self.log_dict(metrics, prog_bar=True)
 
     def summary(self, result: dict[str, Tensor]) -> dict[str, Tensor]:
         """The logged metrics of a :class:`MeanAveragePrecision` result: mAP@0.5, mAP and each class's mAP."""
