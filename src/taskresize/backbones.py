@@ -180,6 +180,8 @@ def load_pretrained(model: nn.Module, name: str, pretrained: str | os.PathLike) 
         BackboneError: as :func:`load_weights`; hub weights neither cached nor downloadable (the message names
             the cache searched and ``--pretrained PATH``).
     """
+    if Path(pretrained).is_file() or packaged_name(pretrained) is not None:  # any model: a segmentation or
+        return load_weights(model, pretrained, what=name)  # detection network too, whose name is no classifier's
     library, model_name = resolve_backbone_name(name)
     weights = _hub_weights(name, library, model_name, pretrained)
     if weights is None:
@@ -202,7 +204,7 @@ def pretrained_normalization(name: str, pretrained: str | os.PathLike | None) ->
     timm's ``pretrained_cfg`` mean and std, torchvision's weights' ``transforms()``, packaged weights' own;
     ``None`` for random initialisation and local files (whose normalisation is unknown). Nothing is downloaded.
     """
-    if pretrained is None:
+    if pretrained is None or Path(pretrained).is_file():
         return None
     packaged = packaged_name(pretrained)
     if packaged is not None:
