@@ -20,6 +20,12 @@ data-loader path. It rounds and clips between its two passes, as Pillow does, an
 and Lanczos overshoot and the order of the passes decides what is clipped. The float path does not
 clip between passes (clipping would break differentiability and is wrong for normalised inputs), so on images that
 reach 0 or 255 it differs from Pillow by design where the filter overshoots.
+
+Under autocast (bf16 / fp16 mixed precision) the float paths still compute in float32: autocast would run the
+banded matrix products in bf16, 8 bits of mantissa, far from Pillow. :func:`resize` then disables autocast, computes
+a float16 / bfloat16 input in float32 and returns float32, as autocast's own float32 ops (softmax, losses) do; a
+float32 or float64 input keeps its dtype, a uint8 input stays exact and uint8. Without autocast nothing changes (no
+autocast context is entered, so traced and exported graphs are the plain ones).
 """
 
 from __future__ import annotations
@@ -39,6 +45,23 @@ from taskresize.resizers.registry import OutputSize, register_resizer
 from taskresize.sizes import Size, to_size
 
 METHODS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def autocast_enabled(x: Tensor) -> bool:
+    """Whether autocast is on for ``x``'s device type (False for device types autocast does not know, e.g. meta)."""
+    device_type = x.device.type
+    return torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
+
+
+def in_float32(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``fn(x)`` computed in float32 where autocast is on: autocast disabled, a float16 / bfloat16 ``x`` cast to
+    float32 (a float32, float64 or integer ``x`` as it is). Without autocast, plainly ``fn(x)``: no autocast context
+    is entered, so what exporters trace is unchanged."""
+    if not autocast_enabled(x):
+        return fn(x)
+    with torch.autocast(x.device.type, enabled=False):
+        return fn(x.float() if x.dtype in LOW_PRECISION else x)
 
 
 def _box(x: float) -> float:
@@ -298,16 +321,17 @@ def resize(x: Tensor, size: int | Sequence[int], method: str = "bilinear", antia
         antialias: Pillow's antialiasing when down-scaling (see the module docstring).
 
     Returns:
-        The resized tensor, same dtype, same number of dimensions, channels-last if ``x`` was.
+        The resized tensor, same dtype, same number of dimensions, channels-last if ``x`` was. Under autocast it is
+        computed in float32, and a float16 / bfloat16 ``x`` gives a float32 result (see the module docstring).
     """
     _check_input(x)
     if method not in METHODS:
         raise ValueError(f"unknown resize method {method!r}; known: {', '.join(METHODS)}")
     size = to_size(size)
     if not counting_flops():
-        return _resize(x, size, method, antialias)
+        return in_float32(lambda t: _resize(t, size, method, antialias), x)
     with counted_by_formula(lambda: resize_flops(x.shape, size, method, antialias)):
-        return _resize(x, size, method, antialias)
+        return in_float32(lambda t: _resize(t, size, method, antialias), x)
 
 
 def _resize(x: Tensor, size: Size, method: str, antialias: bool) -> Tensor:

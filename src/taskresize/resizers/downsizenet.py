@@ -16,6 +16,10 @@ over the 2x2 (bilinear-like) or 4x4 (bicubic-like) neighbourhood. The coefficien
 With a 1x1 convolution that passes ``v`` through and no sigmoid, the module is exactly bilinear (2x2) or bicubic
 (4x4) interpolation: :meth:`DownsizeNet.as_interpolation` builds that network. Neighbour indices are clamped at
 the borders as ``F.interpolate`` does.
+
+Under autocast only the texture convolutions (the full-resolution work) run in bf16 / fp16: the distance map, the
+1x1 convolution, the normalisation and the weighted sum of neighbours are computed in float32 with autocast
+disabled, and the output is float32. In bf16 the distance map (8 bits of mantissa) was no longer bilinear.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from torch import Tensor, nn
 
 from taskresize.flops import counted_by_formula, counting_flops
 from taskresize.resizers.base import Resizer
+from taskresize.resizers.classic import autocast_enabled, in_float32
 from taskresize.resizers.registry import OneOf, OutputSize, Range, register_resizer
 
 NORMALIZATIONS = ("sigmoid", "softmax", "none")
@@ -144,13 +149,22 @@ class DownsizeNet(Resizer):
         out_h, out_w = self.target_size(size)
         in_h, in_w = x.shape[-2:]
         k = self.neighbors
-        rows, wy, anchor_y = _source_coords(in_h, out_h, k, x.dtype, x.device)
-        cols, wx, anchor_x = _source_coords(in_w, out_w, k, x.dtype, x.device)
+        amp = autocast_enabled(x)
+        dtype = torch.float32 if amp and x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+        rows, wy, anchor_y = _source_coords(in_h, out_h, k, dtype, x.device)
+        cols, wx, anchor_x = _source_coords(in_w, out_w, k, dtype, x.device)
 
         # Floating-type pooling: the texture feature at the top-left neighbour of each projected point.
         features = self.texture(x).index_select(-2, anchor_y).index_select(-1, anchor_x)
         # Relative-distance map: the K*K separable interpolation weights, (1, K*K, h, w), row-major taps.
         distance = (wy.T[:, None, :, None] * wx.T[None, :, None, :]).reshape(1, k * k, out_h, out_w)
+        if amp:  # the rest in float32 (see the module docstring)
+            return in_float32(lambda t: self._resample(t, features.to(distance.dtype), distance, rows, cols), x)
+        return self._resample(x, features, distance, rows, cols)
+
+    def _resample(self, x: Tensor, features: Tensor, distance: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+        """The coefficients from ``concat(features, distance)`` and the weighted sum of ``x``'s neighbours."""
+        k, out_h, out_w = self.neighbors, distance.shape[-2], distance.shape[-1]
         distance = distance.to(features.dtype).expand(x.shape[0], -1, -1, -1)
         a = self.coefficients(torch.cat([features, distance], dim=1))
         if self.normalize == "sigmoid":
