@@ -139,3 +139,15 @@ def test_default_workers_share_the_cores_among_the_processes(monkeypatch, cores,
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     assert devices.default_workers(processes) == expected
+
+
+def test_sync_batchnorm_is_asked_of_lightning_only_for_several_processes(tmp_path):
+    from taskresize.training.config import TrainConfig
+    from taskresize.training.run import _trainer
+
+    def layer_sync(**values):
+        cfg = TrainConfig(accelerator="cpu", **values)
+        return _trainer(cfg, tmp_path, [], logger=False)._accelerator_connector._layer_sync
+
+    assert layer_sync(devices=2, sync_batchnorm=True) is not None
+    assert layer_sync(devices=2) is None and layer_sync(devices=1, sync_batchnorm=True) is None

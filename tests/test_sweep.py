@@ -378,3 +378,24 @@ def test_a_started_run_saved_with_absolute_paths_matches_its_relative_sweep_entr
     assert _changed_config(run_dir, cfg) == ""
     write_yaml(run_dir / "config.yaml", {**saved.to_dict(), "epochs": saved.epochs + 1})
     assert "epochs" in _changed_config(run_dir, cfg)
+
+
+def test_under_torchrun_a_failed_run_stops_the_sweep(tmp_path, monkeypatch):
+    import taskresize.experiments.sweep.run as sweep_run
+
+    sweep = expand({"name": "s", "base": {"epochs": 1}, "grid": {"seed": [0, 1]}})
+    trained = []
+
+    def failing(cfg, resume=False):
+        trained.append(cfg.seed)
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(sweep_run, "train", failing)
+    assert sweep_run.run_sweep(sweep, tmp_path, log=lambda line: None)["s1"].startswith("failed")  # one process
+    assert trained == [0, 1]  # went on after the first failure
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    trained.clear()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        sweep_run.run_sweep(sweep, tmp_path / "ddp", log=lambda line: None)
+    assert trained == [0]  # stopped: the other processes cannot go on without this one
+    assert "s0" in (tmp_path / "ddp" / "s" / "failures.yaml").read_text()

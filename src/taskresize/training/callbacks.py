@@ -141,6 +141,13 @@ class EpochLog(L.Callback):
         now = time.perf_counter()
         train_seconds = (self._train_end or now) - self._epoch_start
         metrics = trainer.callback_metrics
+        # the mean training loss over every process's images: one reduction per epoch, none per step
+        device = pl_module.device
+        total = torch.stack([torch.as_tensor(self._loss_sum, dtype=torch.float64, device=device).reshape(()),
+                             torch.tensor(float(self._loss_count), dtype=torch.float64, device=device)])  # fmt: skip
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(total)
+        loss_sum, loss_count = float(total[0]), float(total[1])
 
         def value(key: str) -> float | str:
             return round(float(metrics[key]), 6) if key in metrics else ""
@@ -148,7 +155,7 @@ class EpochLog(L.Callback):
         row = {
             "epoch": trainer.current_epoch,
             "lr": self._lr,
-            "train_loss": round(float(self._loss_sum) / self._loss_count, 6) if self._loss_count else "",
+            "train_loss": round(loss_sum / loss_count, 6) if loss_count else "",
             **{column: value(name) for column, name in self.metrics.items()},
             "train_seconds": round(train_seconds, 3),
             "train_images_per_s": round(self._images / max(train_seconds, 1e-9), 2),
@@ -254,19 +261,56 @@ class RunProgressBar(TQDMProgressBar):
 
 
 class NonFiniteLoss(L.Callback):
-    """Stop at the first NaN or infinite training loss; the checkpoints of finished epochs stay as they were."""
+    """Stop when the training loss has become NaN or infinite; the checkpoints of finished epochs stay as they were.
 
-    def __init__(self, error: type[Exception], run_dir: str | Path) -> None:
+    The check costs no sync per step: the flag stays on the device and is read every ``every`` steps and when the
+    epoch's training ends (before anything of that epoch is saved), reduced across processes, so that all of
+    them stop together (one process raising alone would leave the others waiting for it in a collective).
+    """
+
+    def __init__(self, error: type[Exception], run_dir: str | Path, every: int = 50) -> None:
         self.error = error
         self.run_dir = Path(run_dir)
+        self.every = every
+        self._bad: torch.Tensor | None = None  # whether a loss since the last check was not finite
+        self._value: torch.Tensor | None = None  # the first such loss
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None and not torch.isfinite(loss).all():
+        if loss is None:
+            return
+        loss = loss.detach()
+        bad = ~torch.isfinite(loss).all()
+        if self._bad is None:
+            self._bad, self._value = bad, loss.clone()
+        else:
+            self._value = torch.where(self._bad, self._value, loss)
+            self._bad = self._bad | bad
+        if (batch_idx + 1) % self.every == 0:
+            self._check(trainer)
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            self._check(trainer)  # before the epoch is validated and saved
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._check(trainer)
+
+    def _check(self, trainer) -> None:
+        if self._bad is None:
+            return
+        flag = self._bad.to(torch.float32).reshape(1)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        value = self._value
+        self._bad = self._value = None
+        if float(flag) > 0:
             last = RunFolder(self.run_dir).checkpoint(RunFolder.LAST)
             kept = f"the last good checkpoint is {last}" if last.exists() else "no epoch had finished"
             lr = trainer.optimizers[0].param_groups[0]["lr"]
+            shown = float(value) if value is not None and not torch.isfinite(value).all() else "not finite"
             raise self.error(
-                f"training diverged: the loss is {float(loss)} at epoch {trainer.current_epoch}, step "
-                f"{trainer.global_step}; {kept}. Try a lower --lr (now {lr:g})"
+                f"training diverged: the loss is {shown} at epoch {trainer.current_epoch}, by step "
+                f"{trainer.global_step}{' (in another process)' if shown == 'not finite' else ''}; {kept}. "
+                f"Try a lower --lr (now {lr:g})"
             )

@@ -108,6 +108,9 @@ class TrainConfig:
     """Devices (processes) per node for data-parallel training; under torchrun, its --nproc_per_node."""
     num_nodes: int = 1
     """Machines of a multi-node run; under torchrun, its --nnodes."""
+    sync_batchnorm: bool = False
+    """Synchronise BatchNorm statistics across processes in data-parallel training (off: each process normalises
+    by its own batch, as one device would at that batch size)."""
     precision: str = "auto"
     """Numeric precision: auto (bf16-mixed on GPUs that support it, else 32-true), 32-true, bf16-mixed, 16-mixed."""
     max_pixels: int = DEFAULT_MAX_PIXELS

@@ -191,7 +191,8 @@ def _trainer(
     precision = resolve_precision(cfg.precision, accelerator)
     return L.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy="ddp" if distributed else "auto",
-        precision=precision, max_epochs=cfg.epochs, default_root_dir=str(out), callbacks=callbacks,
+        precision=precision, sync_batchnorm=cfg.sync_batchnorm and distributed, max_epochs=cfg.epochs,
+        default_root_dir=str(out), callbacks=callbacks,
         num_sanity_val_steps=0, use_distributed_sampler=False, enable_model_summary=False,
         log_every_n_steps=10, **kwargs,
     )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import os
 import time
 import traceback
 from pathlib import Path
@@ -87,6 +88,10 @@ def run_sweep(sweep: Sweep, output: str | Path, log=print, only: list[str] | Non
                 failures[run.name] = outcome[run.name]
                 run_dir.mkdir(parents=True, exist_ok=True)
                 RunFolder(run_dir).error_file.write_text(traceback.format_exc())
+                if distributed():  # the other processes cannot go on alone: they would wait for this one
+                    log(f"{head}: {outcome[run.name]}; stopping the sweep (launched by torchrun: every process "
+                        "must train the same runs)")  # fmt: skip
+                    raise
                 log(f"{head}: {outcome[run.name]} (traceback in {RunFolder(run_dir).error_file}); going on")
                 continue
             outcome[run.name] = "finished"
@@ -96,6 +101,11 @@ def run_sweep(sweep: Sweep, output: str | Path, log=print, only: list[str] | Non
         paths = write_report(sweep, folder)
         log(f"report: {', '.join(str(p) for p in paths)}")
     return outcome
+
+
+def distributed() -> bool:
+    """Whether this process is one of several of a torchrun launch."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def _write_failures(folder: Path, failures: dict[str, str]) -> None:
