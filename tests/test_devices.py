@@ -151,3 +151,18 @@ def test_sync_batchnorm_is_asked_of_lightning_only_for_several_processes(tmp_pat
 
     assert layer_sync(devices=2, sync_batchnorm=True) is not None
     assert layer_sync(devices=2) is None and layer_sync(devices=1, sync_batchnorm=True) is None
+
+
+def test_compile_compiles_resizer_and_backbone_in_place(monkeypatch):
+    from torch import nn
+
+    from taskresize.training.config import TrainConfig
+    from taskresize.training.tasks.classification import ClassificationTask
+
+    compiled = []
+    monkeypatch.setattr(nn.Module, "compile", lambda self, *a, **k: compiled.append(type(self).__name__))
+    values = {"backbone": "timm:resnet10t", "out_size": [32, 32], "resizer": "learnable"}
+    task = ClassificationTask(TrainConfig(**values, compile=True).to_dict(), num_outputs=3)
+    assert compiled == [type(task.resizer).__name__, type(task.backbone).__name__]
+    plain = ClassificationTask(TrainConfig(**values).to_dict(), num_outputs=3)
+    assert len(compiled) == 2 and set(task.state_dict()) == set(plain.state_dict())  # checkpoints unchanged

@@ -30,7 +30,17 @@ PATH_KEYS = ("data", "images", "pretrained", "init", "init_resizer", "output")  
 # Keys config.yaml holds beside the settings: a record of the run, not settings (from_dict ignores them).
 RECORD_KEYS = ("paths_as_given", "lr_default", "resumed", "ran_on", "input_normalization")
 # Settings a resumed run may change (they change how it runs, not what it computes per epoch).
-RESUMABLE = ("epochs", "batch_size", "workers", "precise_bn", "accelerator", "devices", "num_nodes", "strict")
+RESUMABLE = (
+    "epochs",
+    "batch_size",
+    "workers",
+    "precise_bn",
+    "accelerator",
+    "devices",
+    "num_nodes",
+    "strict",
+    "compile",
+)
 
 
 class ConfigError(TaskresizeError):
@@ -108,6 +118,9 @@ class TrainConfig:
     """Devices (processes) per node for data-parallel training; under torchrun, its --nproc_per_node."""
     num_nodes: int = 1
     """Machines of a multi-node run; under torchrun, its --nnodes."""
+    compile: bool = False
+    """torch.compile the resizer and the backbone for training (docs/results.md measures when it pays; compiling
+    takes tens of seconds to minutes first)."""
     sync_batchnorm: bool = False
     """Synchronise BatchNorm statistics across processes in data-parallel training (off: each process normalises
     by its own batch, as one device would at that batch size)."""

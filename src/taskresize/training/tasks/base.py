@@ -45,6 +45,9 @@ class ResizerTask(L.LightningModule):
         self.to(memory_format=torch.channels_last)
         for part, frozen in ((self.backbone, self.cfg.freeze_backbone), (self.resizer, self.cfg.freeze_resizer)):
             part.requires_grad_(not frozen)
+        if self.cfg.compile:  # in place: the state dict's keys stay those of the modules (checkpoints unchanged)
+            self.resizer.compile()
+            self.backbone.compile()
 
     def build_backbone(self, num_outputs: int) -> nn.Module:
         """The model behind the resizer, built for ``out_size``; tasks whose models aren't classifiers override this."""
