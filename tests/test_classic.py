@@ -150,3 +150,27 @@ def test_bad_arguments_raise_clear_errors(x, size, method, error):
 def test_unknown_method_lists_the_known_ones():
     with pytest.raises(ValueError, match="bilinear, bicubic"):
         resize(torch.rand(1, 3, 4, 4), 2, "hermite")
+
+
+@pytest.mark.parametrize("method", ["bilinear", "bicubic"])
+def test_large_factors_and_uint8_on_cuda_take_the_separable_path_which_computes_the_same(method):
+    from taskresize.resizers.classic import CUDA_ANTIALIAS_LIMIT, _separable_pillow, torch_kernel_fits
+
+    limit = CUDA_ANTIALIAS_LIMIT[method]
+    assert torch_kernel_fits("cpu", torch.uint8, (4000, 4000), (8, 8), method)  # the CPU kernels take anything
+    assert torch_kernel_fits("cuda", torch.float32, (int(limit * 10), 100), (10, 100), method)
+    assert not torch_kernel_fits("cuda", torch.float32, (int(limit * 10) + 20, 100), (10, 100), method)
+    assert not torch_kernel_fits("cuda", torch.uint8, (64, 64), (32, 32), method)
+    x = torch.rand(2, 3, 500, 300, generator=torch.Generator().manual_seed(0))
+    for size in ((5, 3), (123, 77)):  # the path it takes instead computes what torch's kernel computes
+        expected = torch.nn.functional.interpolate(x, size=size, mode=method, antialias=True, align_corners=False)
+        assert (_separable_pillow(x, size, method, True) - expected).abs().max() < 1e-5
+
+
+@pytest.mark.gpu
+def test_a_500x_downscale_runs_on_cuda():
+    x = torch.rand(1, 3, 2000, 2000, device="cuda")
+    assert resize(x, (4, 4), "bicubic").shape == (1, 3, 4, 4)
+    image = torch.randint(0, 256, (3, 64, 48), dtype=torch.uint8)
+    on_cuda, on_cpu = resize(image.cuda(), (20, 30), "bilinear").cpu(), resize(image, (20, 30), "bilinear")
+    assert (on_cuda.int() - on_cpu.int()).abs().max() <= 1  # both within 1 grey level of Pillow

@@ -334,6 +334,19 @@ def resize(x: Tensor, size: int | Sequence[int], method: str = "bilinear", antia
         return in_float32(lambda t: _resize(t, size, method, antialias), x)
 
 
+# The largest down-scaling factors torch's antialiased CUDA kernels take (their weights live in shared memory:
+# pytorch/vision#7671); beyond them, and for uint8 (no CUDA kernel), the separable path computes the same filter.
+CUDA_ANTIALIAS_LIMIT = {"bilinear": 90.0, "bicubic": 45.0}
+
+
+def torch_kernel_fits(device_type: str, dtype: torch.dtype, in_size: Size, size: Size, method: str) -> bool:
+    """Whether torch's antialiased ``F.interpolate`` kernel runs this resize on ``device_type``."""
+    if device_type != "cuda":
+        return True
+    factor = max(in_size[0] / size[0], in_size[1] / size[1])
+    return dtype != torch.uint8 and factor <= CUDA_ANTIALIAS_LIMIT[method]
+
+
 def _resize(x: Tensor, size: Size, method: str, antialias: bool) -> Tensor:
     batched = x.dim() == 4
     if not batched:
@@ -347,7 +360,9 @@ def _resize(x: Tensor, size: Size, method: str, antialias: bool) -> Tensor:
         y = _via_float(x, lambda t: F.adaptive_avg_pool2d(t, size)) if integer else F.adaptive_avg_pool2d(x, size)
     elif method == "bicubic" and integer and not antialias:  # torch has no uint8 bicubic kernel without antialias
         y = _via_float(x, lambda t: F.interpolate(t, size=size, mode="bicubic", align_corners=False))
-    elif method == "bilinear" or (method == "bicubic" and not (integer and _upscales(x, size))):
+    elif (method == "bilinear" or (method == "bicubic" and not (integer and _upscales(x, size)))) and (
+        not antialias or torch_kernel_fits(x.device.type, x.dtype, tuple(x.shape[-2:]), size, method)
+    ):
         y = x
         # torch's kernel runs the horizontal pass first; a uint8 image rounds between the passes, so where Pillow
         # goes vertically first, so do we (one pass per call). Float results do not depend on the order.
