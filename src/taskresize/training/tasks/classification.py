@@ -37,9 +37,12 @@ class ClassificationTask(ResizerTask):
         super().__init__(config, num_outputs)
         self.class_names = class_names or [str(i) for i in range(num_outputs)]
         self.save_hyperparameters({"class_names": self.class_names})
-        metrics = {"top1": MulticlassAccuracy(num_outputs, top_k=1, average="micro"), "loss": MeanMetric()}
+        # validate_args / nan_strategy off: their per-batch checks read values back from the device (a sync each)
+        checks = {"validate_args": False}
+        metrics = {"top1": MulticlassAccuracy(num_outputs, top_k=1, average="micro", **checks),
+                   "loss": MeanMetric(nan_strategy="disable")}  # fmt: skip
         if num_outputs > TOP_K:
-            metrics["top5"] = MulticlassAccuracy(num_outputs, top_k=TOP_K, average="micro")
+            metrics["top5"] = MulticlassAccuracy(num_outputs, top_k=TOP_K, average="micro", **checks)
         # no compute groups: no two of these metrics keep the same state (top-5 counts per class, top-1 in total), so
         # a group would save nothing, and torchmetrics forms groups from states that are equal after the first update
         # (not from equal updates), a guess not worth relying on

@@ -54,7 +54,11 @@ class SegmentationTask(ResizerTask):
         # the confusion matrix of all pixels (mIoU, pixel accuracy and the class IoUs come from it) and the mean loss;
         # no compute groups: the two share no state, so there is nothing to save
         self.val_metrics = MetricCollection(
-            {"confusion": MulticlassConfusionMatrix(num_outputs, ignore_index=IGNORE_INDEX), "loss": MeanMetric()},
+            # validate_args / nan_strategy off: their per-batch checks read values back from the device (a sync each)
+            {
+                "confusion": MulticlassConfusionMatrix(num_outputs, ignore_index=IGNORE_INDEX, validate_args=False),
+                "loss": MeanMetric(nan_strategy="disable"),
+            },
             compute_groups=False,
         )
 
