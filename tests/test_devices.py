@@ -166,3 +166,28 @@ def test_compile_compiles_resizer_and_backbone_in_place(monkeypatch):
     assert compiled == [type(task.resizer).__name__, type(task.backbone).__name__]
     plain = ClassificationTask(TrainConfig(**values).to_dict(), num_outputs=3)
     assert len(compiled) == 2 and set(task.state_dict()) == set(plain.state_dict())  # checkpoints unchanged
+
+
+def test_precise_batchnorm_runs_in_the_training_steps_precision(monkeypatch):
+    import contextlib
+    from types import SimpleNamespace
+
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    from taskresize.training import callbacks
+
+    seen = []
+
+    @contextlib.contextmanager
+    def context():
+        seen.append("entered")
+        yield
+
+    monkeypatch.setattr(callbacks, "recompute_batchnorm", lambda *a: seen.append("recomputed"))
+    trainer = SimpleNamespace(
+        sanity_checking=False, state=SimpleNamespace(fn=TrainerFn.FITTING), current_epoch=0,
+        datamodule=SimpleNamespace(precise_bn_loader=lambda batches, epoch: []),
+        strategy=SimpleNamespace(precision_plugin=SimpleNamespace(train_step_context=context)),
+    )  # fmt: skip
+    callbacks.PreciseBatchNorm(2).on_validation_epoch_start(trainer, SimpleNamespace(trainable_batchnorms=list))
+    assert seen == ["entered", "recomputed"]

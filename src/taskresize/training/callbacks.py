@@ -38,7 +38,8 @@ class PreciseBatchNorm(L.Callback):
         if self.batches <= 0 or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
         loader = trainer.datamodule.precise_bn_loader(self.batches, trainer.current_epoch)
-        recompute_batchnorm(pl_module, loader, pl_module.trainable_batchnorms())
+        with trainer.strategy.precision_plugin.train_step_context():  # the training step's precision (autocast)
+            recompute_batchnorm(pl_module, loader, pl_module.trainable_batchnorms())
 
 
 @torch.no_grad()
@@ -54,7 +55,7 @@ def recompute_batchnorm(model: torch.nn.Module, loader, layers: list[torch.nn.mo
     device = next(model.parameters()).device
     try:
         for images, _ in loader:
-            model(images.to(device))
+            model(images.to(device, non_blocking=True))
     finally:
         for layer, (momentum, training) in zip(layers, saved, strict=True):
             layer.momentum = momentum

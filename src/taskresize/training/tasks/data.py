@@ -55,7 +55,7 @@ class TaskData(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _loader(self, dataset: Dataset, **kwargs) -> DataLoader:
+    def _loader(self, dataset: Dataset, persistent: bool = True, **kwargs) -> DataLoader:
         trainer = self.trainer
         workers = (
             self.cfg.workers if self.cfg.workers is not None else default_workers(trainer.num_devices if trainer else 1)
@@ -66,7 +66,7 @@ class TaskData(L.LightningDataModule):
         generator = torch.Generator().manual_seed(self.cfg.seed)
         kwargs = {"batch_size": self.cfg.batch_size, **kwargs}
         return DataLoader(
-            dataset, collate_fn=type(self).collate, num_workers=workers, persistent_workers=workers > 0,
+            dataset, collate_fn=type(self).collate, num_workers=workers, persistent_workers=persistent and workers > 0,
             pin_memory=pin, generator=generator, **kwargs,
         )  # fmt: skip
 
@@ -103,7 +103,8 @@ class TaskData(L.LightningDataModule):
         size = self.train_batch_size(world)
         count = min(len(dataset) // size, batches) * size
         keys = [(epoch, i) for i in torch.randperm(len(dataset), generator=generator)[:count].tolist()]
-        return DataLoader(Subset(dataset, keys), batch_size=size, collate_fn=type(self).collate, drop_last=True)
+        # decoded in the loader's workers, as training batches are (not kept alive between epochs)
+        return self._loader(Subset(dataset, keys), batch_size=size, drop_last=True, persistent=False)
 
 
 class SeededItems(Dataset):
