@@ -14,7 +14,7 @@ from taskresize import create_resizer, load_resizer, resize, resize_image, save_
 from taskresize.data.decode import load_image
 from taskresize.data.normalization import IMAGENET
 from taskresize.experiments.figures import at_common_size
-from taskresize.inference.files import OutputConflictError, plan_jobs
+from taskresize.inference.files import OutputConflictError, plan_jobs, resize_files
 from taskresize.inference.image import fit_size, load_image_resizer
 from taskresize.inference.pixels import PixelResizer
 from taskresize.training.config import load_config
@@ -421,3 +421,20 @@ def test_figures_never_shrink_a_panel_of_an_up_scaling_resizer():
     assert torch.equal(shown_output, large)  # every output pixel drawn
     assert torch.equal(shown_input, small.repeat_interleave(4, -1).repeat_interleave(4, -2))  # blocks of 4 x 4
     assert [b.shape for b in at_common_size([large, small])] == [large.shape] * 2  # down-scaling: the input's size
+
+
+def test_batches_of_files_keep_to_a_pixel_budget(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(7):
+        Image.fromarray(synthetic_image(40, 30, seed=i)).save(folder / f"{i}.png")
+    resizer = load_image_resizer(create_resizer("learnable", output_size=8), in_size=None)
+    sizes = []
+    finish = resizer.finish
+    resizer.finish = lambda batch, out: sizes.append(len(batch)) or finish(batch, out)
+    jobs, _ = plan_jobs([folder], tmp_path / "out", "png")
+    summary = resize_files(jobs, resizer, batch_size=100, batch_pixels=3 * 40 * 30, progress=False)
+    assert summary.written == 7 and sizes == [3, 3, 1]
+    sizes.clear()
+    resize_files(jobs, resizer, batch_size=100, batch_pixels=100, progress=False)  # one image over the budget alone
+    assert sizes == [1] * 7

@@ -24,6 +24,7 @@ from taskresize.sizes import Size
 
 FORMATS = {"png": ("PNG", ".png"), "jpg": ("JPEG", ".jpg"), "webp": ("WEBP", ".webp")}
 DEFAULT_QUALITY = 95
+DEFAULT_BATCH_PIXELS = 2**25  # 32 Mi input pixels: 32 images of 1024 x 1024 per forward pass
 
 
 class OutputConflictError(TaskresizeError):
@@ -211,6 +212,7 @@ def resize_files(
     fmt: str = "png",
     quality: int = DEFAULT_QUALITY,
     batch_size: int = 16,
+    batch_pixels: int = DEFAULT_BATCH_PIXELS,
     workers: int = 0,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool | None = None,
@@ -219,7 +221,8 @@ def resize_files(
     """Resize every job's file and write the result; unreadable files are skipped, not fatal.
 
     Files are decoded in ``workers`` data-loader processes (0: in this one); a learned resizer then runs on
-    batches of up to ``batch_size`` images of the same size.
+    batches of up to ``batch_size`` images of the same size, and of at most ``batch_pixels`` input pixels (a
+    batch of large images fits the device's memory; one image always makes a batch).
 
     Args:
         jobs: from :func:`plan_jobs`.
@@ -229,6 +232,7 @@ def resize_files(
         fmt: ``png``, ``jpg`` or ``webp``.
         quality: JPEG / WebP quality (1-100).
         batch_size: images per forward pass of a learned resizer.
+        batch_pixels: input pixels per forward pass, at most (the pixel budget of a batch).
         workers: decoding processes.
         max_pixels: larger files are skipped as possible decompression bombs.
         progress: show a progress bar (``None``: when stderr is a terminal).
@@ -280,7 +284,10 @@ def resize_files(
                 continue
             key = (tuple(image.shape), out)
             pending.setdefault(key, []).append((index, image))
-            if len(pending[key]) >= batch_size:
+            if (
+                len(pending[key]) >= batch_size
+                or (len(pending[key]) + 1) * image.shape[-2] * image.shape[-1] > batch_pixels
+            ):
                 flush(key)
             elif sum(len(v) for v in pending.values()) >= 4 * batch_size:  # many sizes: do not hoard images
                 flush(max(pending, key=lambda k: len(pending[k])))
