@@ -11,6 +11,8 @@ import torch.multiprocessing as mp
 
 from taskresize.training.callbacks import NonFiniteLoss
 
+from helpers import free_port
+
 
 class Diverged(Exception):
     pass
@@ -40,12 +42,7 @@ def _rank(rank: int, port: int, folder: str) -> None:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo on CPU")
 def test_a_nan_loss_on_one_process_stops_every_process(tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_rank, args=(port, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_rank, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     outcomes = [(tmp_path / f"rank{r}.txt").read_text() for r in range(2)]
     assert all(o.startswith("training diverged") for o in outcomes), outcomes
     assert "loss is nan" in outcomes[1] and "another process" in outcomes[0]

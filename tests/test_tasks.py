@@ -2,7 +2,6 @@
 metrics as it declares them, channels-last uint8 batches, and flags and reports that need no edit per task."""
 
 import dataclasses
-import json
 
 import pytest
 import torch
@@ -42,7 +41,6 @@ def test_every_task_trains_and_evaluates_its_example(task, tmp_path, cache):
     metrics = run.metrics()
     first = next(iter(spec.metrics))
     assert first in metrics and all(isinstance(metrics[k], float) for k in spec.metrics if k in metrics)
-    assert json.loads(json.dumps(metrics)) == metrics
     again = evaluate(run.path)
     assert again[first] == pytest.approx(metrics[first], abs=1e-6), task  # last.ckpt is what finished
 

@@ -15,7 +15,7 @@ from taskresize.training.config import TrainConfig, load_config
 from taskresize.training.run import evaluate, load_checkpoint, train
 from taskresize.training.tasks.classification import ClassificationTask
 
-from helpers import StopAtEpoch, cli, colour_folders, train_args
+from helpers import StopAtEpoch, cli, colour_folders, free_port, train_args
 
 
 @pytest.fixture(scope="module")
@@ -148,14 +148,6 @@ def test_torchrun_two_processes(data, tmp_path):
     assert 0 <= m["top1_error"] <= 1
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo on CPU")
 def test_two_torchrun_nodes_equal_one_node_with_two_processes(data, tmp_path):
@@ -169,7 +161,7 @@ def test_two_torchrun_nodes_equal_one_node_with_two_processes(data, tmp_path):
     assert single.returncode == 0, single.stderr[-3000:]
     two = tmp_path / "two-nodes"
     rendezvous = ["--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend", "c10d",
-                  "--rdzv_endpoint", f"127.0.0.1:{_free_port()}", "--rdzv_id", "taskresize-test"]  # fmt: skip
+                  "--rdzv_endpoint", f"127.0.0.1:{free_port()}", "--rdzv_id", "taskresize-test"]  # fmt: skip
     logs = [tmp_path / f"node{i}.log" for i in range(2)]  # files, not pipes: neither node blocks on a full pipe
     files = [log.open("w") for log in logs]
     try:

@@ -115,7 +115,21 @@ def sample_generator(path: str | os.PathLike) -> torch.Generator:
 
 
 @dataclass
-class PreResize:
+class CropResize:
+    """The loader's resize settings: the classic resize to ``size`` (``method``, ``antialias``) and, with
+    ``augment``, the random resized crop (area ``scale``, aspect ``ratio``, :func:`random_crop`) and flip."""
+
+    size: Size
+    method: str = "bilinear"
+    antialias: bool = True
+    augment: bool = False
+    scale: tuple[float, float] = (0.25, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class PreResize(CropResize):
     """``path -> uint8 (3, h, w)``: decode, optionally augment, then a classic resize to ``size``.
 
     Batches must stack, so every image is brought to the resizer's input size by a classic resizer (Pillow's
@@ -126,13 +140,6 @@ class PreResize:
     random in training (``augment``), repeatable per file in validation.
     """
 
-    size: Size
-    method: str = "bilinear"
-    antialias: bool = True
-    augment: bool = False
-    scale: tuple[float, float] = (0.25, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    max_pixels: int = DEFAULT_MAX_PIXELS
     distortion: Distortion | None = None
 
     def draft_size(self) -> Size:

@@ -322,8 +322,9 @@ def train(
         if resume and folder.is_finished:
             print(f"{shown} is finished ({RunFolder.METRICS} exists); nothing to do")
             return shown
-        has_checkpoint = (out / LAST).exists() or (out / BEST).exists()
-        if (has_checkpoint or folder.is_finished) and not resume:  # a finished run whose checkpoints were deleted too
+        if (
+            folder.checkpoints or folder.is_finished
+        ) and not resume:  # a finished run whose checkpoints were deleted too
             raise RunError(f"{shown} already holds a run: pass --resume to continue it, or choose another --output")
         if resume:
             saved, records = load_run_config(out)

@@ -22,9 +22,9 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
-from taskresize.data.decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, is_image_file, load_image
+from taskresize.data.decode import IMAGE_EXTENSIONS, is_image_file, load_image
 from taskresize.data.split import validation_count
-from taskresize.data.transforms import flip_coin, plain, random_crop
+from taskresize.data.transforms import CropResize, flip_coin, plain, random_crop
 from taskresize.errors import DataError
 from taskresize.resizers.classic import resize
 from taskresize.sizes import Size
@@ -182,7 +182,7 @@ def resize_labels(labels: torch.Tensor, size: Size) -> torch.Tensor:
 
 
 @dataclass
-class PairResize:
+class PairResize(CropResize):
     """``(image path, mask path) -> uint8 (3, h, w), uint8 (h, w)``: decode both, augment both alike, resize.
 
     With ``augment``: a random resized crop (area ``scale``, aspect ``ratio``) and a horizontal flip, the same for
@@ -190,14 +190,6 @@ class PairResize:
     ``tv_tensors.Image`` and its ``Mask``). The image is resized with a classic filter (``method``, ``antialias``),
     the label map with nearest-neighbour; the flip comes after the resize.
     """
-
-    size: Size
-    method: str = "bilinear"
-    antialias: bool = True
-    augment: bool = False
-    scale: tuple[float, float] = (0.25, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __call__(self, sample: SegSample) -> tuple[torch.Tensor, torch.Tensor]:
         image = load_image(sample.image, max_pixels=self.max_pixels)

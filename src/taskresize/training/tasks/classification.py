@@ -96,13 +96,7 @@ class FolderData(TaskData):
             root = Path(eval_root) / "val" if (Path(eval_root) / "val").is_dir() else Path(eval_root)
             self.val_samples = scan_class_folders(root, classes=self.classes).samples
             self.root = str(eval_root)
-        common = {
-            "size": cfg.input_size,
-            "method": cfg.pre_resize,
-            "antialias": cfg.pre_resize_antialias,
-            "max_pixels": cfg.max_pixels,
-            "distortion": Distortion(cfg.distortion, tuple(cfg.out_size)),
-        }
+        common = self.resize_settings() | {"distortion": Distortion(cfg.distortion, tuple(cfg.out_size))}
         self.train_transform = PreResize(**common, augment=cfg.augment, scale=tuple(cfg.crop_scale))
         self.eval_transform = PreResize(**common, augment=False)
         self.train_samples, self.val_samples = screen_splits(

@@ -31,6 +31,12 @@ class TaskData(L.LightningDataModule):
         if getattr(cfg, "distortion", "none") != "none":
             raise DataError(f"distortion = {cfg.distortion!r}: implemented for classification only, not for {task}")
 
+    def resize_settings(self) -> dict[str, Any]:
+        """The loader's classic resize to the resizer's input size, as the config sets it."""
+        cfg = self.cfg
+        return {"size": cfg.input_size, "method": cfg.pre_resize, "antialias": cfg.pre_resize_antialias,
+                "max_pixels": cfg.max_pixels}  # fmt: skip
+
     def dataset(self, samples: Any, train: bool) -> Dataset:
         """The dataset of ``samples``, augmented when ``train``."""
         raise NotImplementedError

@@ -233,12 +233,7 @@ class DetectionData(TaskData):
             if found.classes != self.classes:
                 raise DataError(f"{other} has classes {found.classes}; the run was trained on {self.classes}")
             self.root = str(other)
-        common = {
-            "size": cfg.input_size,
-            "method": cfg.pre_resize,
-            "antialias": cfg.pre_resize_antialias,
-            "max_pixels": cfg.max_pixels,
-        }
+        common = self.resize_settings()
         self.train_transform = LetterboxResize(**common, augment=cfg.augment)
         self.eval_transform = LetterboxResize(**common, augment=False)
 

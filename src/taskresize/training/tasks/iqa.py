@@ -146,7 +146,7 @@ class ScoreTableData(TaskData):
             other = read_score_table(self.root, cfg.images)
             val = [i for i, split in enumerate(other.splits or []) if split == "val"]
             self.val_samples = other.subset(val) if val else other
-        self.transform = PreResize(cfg.input_size, cfg.pre_resize, cfg.pre_resize_antialias, max_pixels=cfg.max_pixels)
+        self.transform = PreResize(**self.resize_settings())
 
     def module_kwargs(self) -> dict[str, Any]:
         return {"num_outputs": SCORES}

@@ -146,12 +146,7 @@ class SegmentationData(TaskData):
             if len(found.classes) != len(self.classes):
                 raise DataError(f"{other} has {len(found.classes)} classes; the run was trained on {len(self.classes)}")
             self.root = str(other)
-        common = {
-            "size": cfg.input_size,
-            "method": cfg.pre_resize,
-            "antialias": cfg.pre_resize_antialias,
-            "max_pixels": cfg.max_pixels,
-        }
+        common = self.resize_settings()
         self.train_transform = PairResize(**common, augment=cfg.augment, scale=tuple(cfg.crop_scale))
         self.eval_transform = PairResize(**common, augment=False)
 
