@@ -7,7 +7,14 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-from taskresize.backbones import BackboneError, create_backbone, load_weights, read_state_dict, resolve_backbone_name
+from taskresize.backbones import (
+    BackboneError,
+    create_backbone,
+    load_weights,
+    read_state_dict,
+    resolve_backbone_name,
+    zero_new_classifiers,
+)
 
 
 @pytest.mark.parametrize(
@@ -84,3 +91,28 @@ def test_weights_without_auxiliary_classifiers_leave_them_fresh(tmp_path):
     model = create_backbone("torchvision:googlenet", 1000, pretrained=path, size=(96, 96))
     assert model.aux1 is not None and torch.equal(model.conv1.conv.weight, donor.conv1.conv.weight)
     assert load_weights(model, path)[0].startswith("aux1.")
+
+
+@pytest.mark.parametrize(
+    ("backbone", "head"),
+    [("torchvision:resnet18", "fc"), ("torchvision:mobilenet_v3_small", "classifier.3"),
+     ("timm:tf_efficientnet_lite0", "classifier"), ("timm:resnet10t", "fc")],
+)  # fmt: skip
+def test_a_new_classifier_from_pretrained_weights_starts_at_zero_and_nothing_else_moves(backbone, head, tmp_path):
+    donor = create_backbone(backbone, num_classes=1000)
+    save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, tmp_path / "w.safetensors")
+    model = create_backbone(backbone, num_classes=7)
+    new = load_weights(model, tmp_path / "w.safetensors")
+    assert sorted(new) == [f"{head}.bias", f"{head}.weight"]
+    assert zero_new_classifiers(model, new) == [head]
+    state = model.state_dict()
+    assert not state[f"{head}.weight"].any() and not state[f"{head}.bias"].any()
+    for key, value in donor.state_dict().items():
+        if not key.startswith(f"{head}."):
+            torch.testing.assert_close(state[key], value, rtol=0, atol=0)
+
+
+def test_only_linear_layers_are_zeroed():
+    model = torchvision.models.resnet18(num_classes=3)
+    assert zero_new_classifiers(model, ["conv1.weight", "bn1.weight"]) == []
+    assert model.conv1.weight.abs().sum() > 0

@@ -13,6 +13,8 @@ def test_defaults_are_the_papers_recipe():
     assert TrainConfig(batch_size=128, init="runs/x").learning_rate == 0.005
     assert cfg.batch_size == 32 and cfg.learning_rate == 0.0125  # linearly scaled
     assert TrainConfig(init="runs/x", lr=0.1).learning_rate == 0.1
+    assert TrainConfig(pretrained="efficientnet-lite0").learning_rate == 0.01  # measured: docs/results.md
+    assert TrainConfig(pretrained="efficientnet-lite0", init="runs/x").learning_rate == 0.005 * 32 / 128
     assert TrainConfig(out_size=64).input_size == (64, 64)
     assert TrainConfig(out_size=64, in_size="128x96").to_dict()["in_size"] == [128, 96]
 

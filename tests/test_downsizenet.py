@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from taskresize import DownsizeNet, count_flops
+from taskresize import DownsizeNet, count_flops, create_resizer
 
 SIZES = [((37, 53), (17, 29)), ((37, 53), (23, 31)), ((41, 41), (60, 70)), ((20, 31), (7, 48)), ((9, 11), (4, 5))]
 
@@ -89,7 +89,24 @@ def test_parameters_and_flops():
     assert count_flops(net, (1, 3, H, W), size=(h, w)) == expected
 
 
-@pytest.mark.parametrize("kwargs", [{"neighbors": 3}, {"normalize": "relu"}, {"layers": 0}])
+@pytest.mark.parametrize("neighbors", [2, 4])
+def test_identity_init_through_the_registry_starts_as_interpolation(neighbors):
+    net = create_resizer("downsizenet", output_size=(13, 17), neighbors=neighbors, normalize="none", init="identity")
+    x = torch.rand(2, 3, 40, 33)
+    mode = {2: "bilinear", 4: "bicubic"}[neighbors]
+    torch.testing.assert_close(net(x), F.interpolate(x, (13, 17), mode=mode, align_corners=False), atol=2e-6, rtol=0)
+    assert net.config()["init"] == "identity"
+    paper = create_resizer("downsizenet", output_size=(13, 17), neighbors=neighbors, normalize="none")
+    assert (paper(x) - net(x)).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("normalize", ["sigmoid", "softmax"])
+def test_identity_init_needs_raw_coefficients(normalize):
+    with pytest.raises(ValueError, match="needs normalize 'none'"):
+        DownsizeNet(normalize=normalize, init="identity")
+
+
+@pytest.mark.parametrize("kwargs", [{"neighbors": 3}, {"normalize": "relu"}, {"layers": 0}, {"init": "zeros"}])
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         DownsizeNet(**kwargs)

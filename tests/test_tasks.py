@@ -64,3 +64,54 @@ def test_every_setting_of_every_task_has_a_flag_a_help_text_and_a_yaml_key():
     # the help states each default as the dataclass declares it, never restated by hand
     assert "(default 32)" in flags["batch_size"].help and "(default 224)" in flags["out_size"].help
     assert "(default on)" in flags["augment"].help and "(default 0.25 1.0)" in flags["crop_scale"].help
+
+
+@pytest.mark.parametrize(
+    ("resizer", "scale", "freeze_backbone"),
+    [("learnable", 0.1, False), ("downsizenet", 3.0, False), ("learnable", 0.5, True), ("bilinear", 0.1, False)],
+)
+def test_the_resizer_learns_at_its_own_rate_and_every_trainable_parameter_once(resizer, scale, freeze_backbone):
+    from taskresize.training.tasks.classification import ClassificationTask
+
+    cfg = TrainConfig(resizer=resizer, backbone="timm:resnet10t", in_size=[48, 48], out_size=[32, 32], lr=0.02,
+                      resizer_lr_scale=scale, freeze_backbone=freeze_backbone)  # fmt: skip
+    task = ClassificationTask(cfg.to_dict(), num_outputs=3)
+    optimizer = task.configure_optimizers()["optimizer"]
+    rates = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    trainable = [p for p in task.parameters() if p.requires_grad]
+    assert len(rates) == sum(len(g["params"]) for g in optimizer.param_groups) == len(trainable)
+    for p in task.resizer.parameters():
+        assert rates[id(p)] == pytest.approx(0.02 * scale)
+    for p in task.backbone.parameters():
+        assert (id(p) in rates) != freeze_backbone
+        if not freeze_backbone:
+            assert rates[id(p)] == 0.02
+
+
+def test_frozen_backbone_batchnorm_keeps_its_statistics_while_its_affine_and_the_resizer_learn():
+    from torch import nn
+
+    from taskresize.training.tasks.classification import ClassificationTask
+
+    cfg = TrainConfig(resizer="learnable", backbone="timm:resnet10t", in_size=[48, 48], out_size=[32, 32], lr=0.1,
+                      freeze_backbone_bn=True)  # fmt: skip
+    task = ClassificationTask(cfg.to_dict(), num_outputs=3).train()
+    norms = [m for m in task.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    before = {k: v.clone() for k, v in task.state_dict().items()}
+    optimizer = task.configure_optimizers()["optimizer"]
+    loss = task.training_loss(torch.randint(0, 256, (4, 3, 48, 48), dtype=torch.uint8),
+                              lambda logits: logits.logsumexp(1).mean())  # fmt: skip
+    loss.backward()
+    optimizer.step()
+    after = task.state_dict()
+    for name, module in task.backbone.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            assert not module.training
+            for stat in ("running_mean", "running_var"):
+                torch.testing.assert_close(after[f"backbone.{name}.{stat}"], before[f"backbone.{name}.{stat}"])
+    assert any(not torch.equal(after[f"backbone.{n}.weight"], before[f"backbone.{n}.weight"])
+               for n, m in task.backbone.named_modules() if m in norms)  # fmt: skip
+    assert not torch.equal(after["resizer.stem.4.running_mean"], before["resizer.stem.4.running_mean"])
+    assert task.resizer.training and all(m.training for m in task.resizer.modules())
+    assert not {id(m) for m in norms} & {id(m) for m in task.trainable_batchnorms()}
+    assert task.trainable_batchnorms()  # the resizer's

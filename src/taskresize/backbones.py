@@ -555,3 +555,23 @@ def _adapted(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torc
 
     filter_fn = getattr(importlib.import_module(module), "checkpoint_filter_fn", None)
     return filter_fn(state, model) if filter_fn is not None else state
+
+
+def zero_new_classifiers(model: nn.Module, new: Sequence[str]) -> list[str]:
+    """Zero the weights and biases of the linear layers among ``new`` (parameter names left as initialised by
+    :func:`load_pretrained`: a classifier for another number of classes); returns the layers' names.
+
+    A randomly initialised head on pretrained features gives large logits (timm's EfficientNet-Lite0 head: about
+    10 at the start on 8 classes), whose gradients then wreck the features before the head has learned anything;
+    a zero head starts at uniform predictions and learns first, as a linear probe would, while the backbone's
+    gradients grow from zero (the head-first fine-tuning of Kumar et al. 2022, in one phase).
+    """
+    modules = dict(model.named_modules())
+    layers = sorted({name.rpartition(".")[0] for name in new})
+    zeroed = [name for name in layers if isinstance(modules.get(name), nn.Linear)]
+    with torch.no_grad():
+        for name in zeroed:
+            modules[name].weight.zero_()
+            if modules[name].bias is not None:
+                modules[name].bias.zero_()
+    return zeroed

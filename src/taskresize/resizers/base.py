@@ -9,6 +9,8 @@ from torch import Tensor, nn
 from taskresize.resizers.fuse import fused_copy
 from taskresize.sizes import Size, to_size
 
+INITS = ("paper", "identity")  # a learned resizer's start: the paper's random init, or the classic resize it wraps
+
 
 class Resizer(nn.Module):
     """A module mapping images ``(B, C, H, W)`` to ``(B, C, h, w)``.

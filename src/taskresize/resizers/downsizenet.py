@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from taskresize.flops import counted_by_formula, counting_flops
-from taskresize.resizers.base import Resizer
+from taskresize.resizers.base import INITS, Resizer
 from taskresize.resizers.classic import autocast_enabled, in_float32
 from taskresize.resizers.registry import OneOf, OutputSize, Range, register_resizer
 
@@ -90,6 +90,9 @@ class DownsizeNet(Resizer):
         normalize: ``"sigmoid"`` then divide by the sum (paper), ``"softmax"`` (paper's footnote), or ``"none"``
             (raw coefficients: only for the interpolation special case, the output is then no longer convex).
         in_channels: image channels.
+        init: ``"paper"`` (PyTorch's default random init) or ``"identity"``: the 1x1 convolution copies the
+            distance map, so the network starts as plain bilinear (2) or bicubic (4) interpolation; it needs
+            ``normalize="none"`` (a sigmoid or softmax of the distance map is not the interpolation's weights).
     """
 
     def __init__(
@@ -100,16 +103,22 @@ class DownsizeNet(Resizer):
         neighbors: Annotated[int, OneOf((2, 4))] = 2,
         normalize: Annotated[str, OneOf(NORMALIZATIONS)] = "sigmoid",
         in_channels: Annotated[int, Range(ge=1)] = 3,
+        init: Annotated[str, OneOf(INITS)] = "paper",
     ) -> None:
         super().__init__(output_size)
+        if init not in INITS:
+            raise ValueError(f"init {init!r} is not one of {', '.join(INITS)}")
+        if init == "identity" and normalize != "none":
+            raise ValueError(f"init 'identity' needs normalize 'none' (got {normalize!r}): a {normalize} of the "
+                             "distance map is not the interpolation's weights")  # fmt: skip
         if neighbors not in (2, 4):
             raise ValueError(f"neighbors must be 2 (2x2) or 4 (4x4), got {neighbors!r}")
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize {normalize!r} is not one of {', '.join(NORMALIZATIONS)}")
         if layers < 1 or channels < 1:
             raise ValueError(f"need layers >= 1 and channels >= 1, got layers={layers}, channels={channels}")
-        self.layers, self.channels, self.neighbors, self.normalize, self.in_channels = (
-            layers, channels, neighbors, normalize, in_channels,
+        self.layers, self.channels, self.neighbors, self.normalize, self.in_channels, self.init = (
+            layers, channels, neighbors, normalize, in_channels, init,
         )  # fmt: skip
         convs: list[nn.Module] = []
         for i in range(layers):
@@ -117,6 +126,12 @@ class DownsizeNet(Resizer):
         self.texture = nn.Sequential(*convs)
         taps = neighbors * neighbors
         self.coefficients = nn.Conv2d(channels + taps, taps, 1)
+        if init == "identity":
+            with torch.no_grad():
+                self.coefficients.weight.zero_()
+                self.coefficients.bias.zero_()
+                for k in range(taps):
+                    self.coefficients.weight[k, channels + k] = 1.0
 
     def config(self) -> dict[str, Any]:
         return {
@@ -126,6 +141,7 @@ class DownsizeNet(Resizer):
             "neighbors": self.neighbors,
             "normalize": self.normalize,
             "in_channels": self.in_channels,
+            "init": self.init,
         }
 
     @classmethod
@@ -135,14 +151,7 @@ class DownsizeNet(Resizer):
         The 1x1 convolution copies the relative-distance map to the coefficients and ``normalize="none"`` drops
         the sigmoid, so the output equals ``F.interpolate(mode="bilinear"/"bicubic", align_corners=False)``.
         """
-        net = cls(neighbors=neighbors, normalize="none", **kwargs)
-        taps = neighbors * neighbors
-        with torch.no_grad():
-            net.coefficients.weight.zero_()
-            net.coefficients.bias.zero_()
-            for k in range(taps):
-                net.coefficients.weight[k, net.channels + k] = 1.0
-        return net
+        return cls(neighbors=neighbors, normalize="none", init="identity", **kwargs)
 
     def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
         """Resize ``x`` ``(B, C, H, W)`` to ``(B, C, h, w)``, ``(h, w) = size`` or ``output_size``."""

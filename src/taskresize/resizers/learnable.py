@@ -22,11 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as recompute_in_backward
 
-from taskresize.resizers.base import Resizer
+from taskresize.resizers.base import INITS, Resizer
 from taskresize.resizers.classic import METHODS, resize
 from taskresize.resizers.registry import OneOf, OutputSize, Range, register_resizer
-
-INITS = ("paper", "identity")
 
 
 def _lrelu() -> nn.LeakyReLU:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
+from taskresize.resizers.base import INITS
 from taskresize.resizers.classic import METHODS
-from taskresize.resizers.learnable import INITS, LearnableResizer
+from taskresize.resizers.learnable import LearnableResizer
 from taskresize.resizers.registry import OneOf, OutputSize, Range, register_resizer
 
 

@@ -86,7 +86,10 @@ class TrainConfig:
     batch_size: int = 32
     """Images per batch (per process)."""
     lr: float | None = None
-    """Learning rate (default: the paper's 0.05, or 0.005 when initialised, at batch 128, scaled to the batch)."""
+    """Learning rate (default, at batch 128 and scaled to the batch: the paper's 0.05, or 0.005 when initialised
+    from a run; 0.04 from --pretrained weights)."""
+    resizer_lr_scale: float = 1.0
+    """The resizer's learning rate as a multiple of --lr (the paper: 1, one rate for both)."""
     momentum: float = 0.9
     """SGD momentum."""
     weight_decay: float = 1e-4
@@ -107,6 +110,9 @@ class TrainConfig:
     """Train only the resizer."""
     freeze_resizer: bool = False
     """Keep the resizer fixed."""
+    freeze_backbone_bn: bool = False
+    """Keep the backbone's BatchNorm statistics as loaded (eval mode; their scale and shift still learn), so that
+    it keeps seeing inputs on the scale it was trained on (docs/results.md, "Fine-tuning from pretrained weights")."""
     precise_bn: int = 10
     """Batches used to recompute BatchNorm statistics before each validation (0: off)."""
     workers: int | None = None
@@ -183,6 +189,8 @@ class TrainConfig:
             fail("val_split", "must be between 0 and 1")
         if self.lr is not None and not 0 < self.lr < math.inf:
             fail("lr", "must be a positive finite number")
+        if not 0 < self.resizer_lr_scale < math.inf:
+            fail("resizer_lr_scale", "must be a positive finite number")
         if not 0.0 <= self.momentum < 1.0:
             fail("momentum", "must be in [0, 1)")
         if not 0 <= self.weight_decay < math.inf:
@@ -231,16 +239,18 @@ class TrainConfig:
         return tuple(self.in_size or self.out_size)  # type: ignore[return-value]
 
     @property
-    def fine_tuning(self) -> bool:
-        return self.init is not None or self.init_resizer is not None or self.pretrained is not None
-
-    @property
     def learning_rate(self) -> float:
-        """``lr``, or the paper's 0.05 (from scratch) / 0.005 (fine-tuning) at its batch size of 128, scaled
-        linearly to ``batch_size`` (0.0125 / 0.00125 at 32): unscaled, 0.05 diverges at small batches."""
+        """``lr``, or at batch 128, scaled linearly to ``batch_size`` (unscaled, 0.05 diverges at small batches):
+        the paper's 0.05 from scratch and 0.005 for its second phase (``init``, ``init_resizer``), and 0.04 for
+        ``pretrained`` weights taken to a new task (0.01 at batch 32: the paper's fine-tuning rate learned too
+        little there, docs/results.md, "Fine-tuning from pretrained weights")."""
         if self.lr is not None:
             return self.lr
-        return (0.005 if self.fine_tuning else 0.05) * self.batch_size / PAPER_BATCH_SIZE
+        if self.init is not None or self.init_resizer is not None:
+            rate = 0.005
+        else:
+            rate = 0.04 if self.pretrained is not None else 0.05
+        return rate * self.batch_size / PAPER_BATCH_SIZE
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, resolved values (``lr`` and ``in_size`` filled in), as written to config.yaml."""

@@ -98,6 +98,10 @@ class ResizerTask(L.LightningModule):
         super().train(mode)
         if self.cfg.freeze_backbone:
             self.backbone.eval()
+        elif self.cfg.freeze_backbone_bn:
+            for m in self.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         if self.cfg.freeze_resizer:
             self.resizer.eval()
         return self
@@ -107,12 +111,17 @@ class ResizerTask(L.LightningModule):
         self.train()
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """SGD with momentum, the learning rate decayed by ``lr_decay`` every ``lr_decay_epochs`` epochs."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        if not params:
-            raise ValueError("nothing to train: both the backbone and the resizer are frozen")
+        """SGD with momentum, the learning rate decayed by ``lr_decay`` every ``lr_decay_epochs`` epochs; the
+        resizer's rate is ``resizer_lr_scale`` times the backbone's."""
         cfg = self.cfg
-        optimizer = torch.optim.SGD(params, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        resizer = [p for p in self.resizer.parameters() if p.requires_grad]
+        owned = {id(p) for p in resizer}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in owned]
+        groups = [{"params": rest}, {"params": resizer, "lr": cfg.learning_rate * cfg.resizer_lr_scale}]
+        groups = [g for g in groups if g["params"]]
+        if not groups:
+            raise ValueError("nothing to train: both the backbone and the resizer are frozen")
+        optimizer = torch.optim.SGD(groups, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_epochs, gamma=cfg.lr_decay)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
@@ -130,8 +139,7 @@ class ResizerTask(L.LightningModule):
         Not those of frozen parts, nor those of auxiliary classifiers: these run in training only, so their running
         statistics are never used (and an eval-mode pass could not re-estimate them).
         """
-        frozen = [
-            m for m, f in ((self.backbone, self.cfg.freeze_backbone), (self.resizer, self.cfg.freeze_resizer)) if f
-        ]
+        backbone_frozen = self.cfg.freeze_backbone or self.cfg.freeze_backbone_bn
+        frozen = [m for m, f in ((self.backbone, backbone_frozen), (self.resizer, self.cfg.freeze_resizer)) if f]
         skip = {id(m) for part in [*frozen, *auxiliary_heads(self.backbone)] for m in part.modules()}
         return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in skip]
