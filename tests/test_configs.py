@@ -67,9 +67,9 @@ def test_the_report_compares_with_each_baseline(path):
         key = tuple(map(str, identity.items()))
         conditions.setdefault(key, Condition(identity, effective(run.values, run.name)))
     rows = list(conditions.values())
-    refs = references(sweep)
-    assert [label for label, _ in refs] == list(BASELINES)
-    for label, criteria in refs:
+    refs = references(sweep)  # the three baselines first; others (e.g. at equal FLOPs) may follow
+    assert [label for label, _ in refs[: len(BASELINES)]] == list(BASELINES)
+    for label, criteria in refs[: len(BASELINES)]:
         learned = [c for c in rows if str(c.resolved["resizer"]) not in METHODS]
         for condition in learned:
             ref = reference_of(condition, rows, criteria)
