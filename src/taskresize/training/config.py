@@ -89,7 +89,9 @@ class TrainConfig:
     """Learning rate (default, at batch 128 and scaled to the batch: the paper's 0.05, or 0.005 when initialised
     from a run; 0.04 from --pretrained weights)."""
     resizer_lr_scale: float = 1.0
-    """The resizer's learning rate as a multiple of --lr (the paper: 1, one rate for both)."""
+    """The resizer's learning rate as a multiple of --lr (the paper: 1, one rate for both). Joined to a trained
+    backbone, 0.001 kept an identity resizer stable where 1 wrecked it (docs/results.md, "Fine-tuning from
+    pretrained weights")."""
     momentum: float = 0.9
     """SGD momentum."""
     weight_decay: float = 1e-4
@@ -111,8 +113,8 @@ class TrainConfig:
     freeze_resizer: bool = False
     """Keep the resizer fixed."""
     freeze_backbone_bn: bool = False
-    """Keep the backbone's BatchNorm statistics as loaded (eval mode; their scale and shift still learn), so that
-    it keeps seeing inputs on the scale it was trained on (docs/results.md, "Fine-tuning from pretrained weights")."""
+    """Keep the backbone's BatchNorm statistics as loaded (eval mode; their scale and shift still learn). For tiny
+    batches; with Lite0 at batch 32 it cost 12 points (docs/results.md, "Fine-tuning from pretrained weights")."""
     precise_bn: int = 10
     """Batches used to recompute BatchNorm statistics before each validation (0: off)."""
     workers: int | None = None
