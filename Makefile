@@ -22,7 +22,7 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 demo: install
-	$(VENV)/bin/taskresize demo
+	$(VENV)/bin/taskresize demo --workers 2
 
 bench: install
 	$(PY) benchmarks/perf.py --append

@@ -1,30 +1,35 @@
-"""The demo's protocol end to end, at a toy scale (the real `make demo` takes about ten minutes)."""
+"""The demo: `taskresize compare` on the built-in set with demo.yaml's settings, end to end at a toy scale (the
+real `make demo` takes minutes; the README gives its time)."""
 
-from taskresize.experiments.demo import DEMO_SWEEP, demo_sweep, run_demo
-from taskresize.experiments.sweep.plan import load_sweep
+import pytest
+
+from taskresize.experiments.compare import CompareSettings
+from taskresize.experiments.demo import DEMO_FILE, demo_settings, run_demo
 from taskresize.runs import RunFolder
+from taskresize.training.config import read_yaml
 
 from helpers import colour_folders
 
 
-def test_the_demo_is_a_sweep_file_of_the_two_phase_protocol():
-    sweep = load_sweep(DEMO_SWEEP)  # what `taskresize sweep --config demo.yaml` runs
-    assert [r.name for r in sweep.runs] == ["baseline", "bilinear", "learnable", "downsizenet"]
-    assert all(r.depends == ["baseline"] for r in sweep.runs[1:])
-    assert {r.values["epochs"] for r in sweep.runs[1:]} == {5}
-    changed = demo_sweep(base={"workers": 0}, epochs={"baseline": 2, "joint": 1})
-    assert [r.values["epochs"] for r in changed.runs] == [2, 1, 1, 1]
-    assert all(r.values["workers"] == 0 for r in changed.runs)
+def test_the_demo_is_compare_on_the_builtin_set():
+    settings = demo_settings()
+    assert isinstance(settings, CompareSettings)
+    assert settings.data == "builtin" and list(settings.resizers) == ["learnable", "downsizenet"]
+    assert settings.seeds >= 2  # verdicts need two seeds
+    changed = demo_settings(seeds=3, train={"workers": 0})
+    assert changed.seeds == 3
+    assert changed.train == {**read_yaml(DEMO_FILE)["train"], "workers": 0}  # merged, not replaced
 
 
-def test_demo_runs_the_protocol_and_writes_report_and_figure(tmp_path):
+@pytest.mark.slow
+def test_demo_runs_compare_and_writes_a_verdict_report_and_figure(tmp_path):
     data = colour_folders(tmp_path / "data", per_class=4, size=40)
-    sweep = demo_sweep(base={"data": str(data), "batch_size": 4, "workers": 0}, epochs={"baseline": 1, "joint": 1})
-    report, figure = run_demo(tmp_path / "runs", sweep)
-    rows = [line for line in report.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert len(rows) == 4  # one seed: the learned runs get a difference from the control but no verdict
-    assert all("(n<2: no verdict)" in row for row in rows if "96 → 32" in row or "learnable" in row)
-    assert sum("reference" in row for row in rows) == 1
-    assert figure.stat().st_size > 10_000
-    for name in ("learnable", "downsizenet"):
-        assert RunFolder(tmp_path / "runs" / "demo" / name).resizer_file.is_file()
+    settings = demo_settings(data=str(data), resizers=["learnable"], epochs=1, tune_epochs=1,
+                             train={"batch_size": 4, "workers": 0, "precise_bn": 1})  # fmt: skip
+    outcome = run_demo(tmp_path / "demo", settings, log=lambda line: None, workers=2)
+    report = outcome.report.read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| learnable | 96 → 32"))
+    assert all(any(word in cell for word in ("better", "tie", "worse")) for cell in row.split(" | ")[4:]), row
+    assert outcome.figure.stat().st_size > 10_000
+    run = next(name for name in outcome.states if name.startswith("tune-learnable"))
+    assert RunFolder(tmp_path / "demo" / "compare" / run).resizer_file.is_file()

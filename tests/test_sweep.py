@@ -382,6 +382,7 @@ def test_a_started_run_saved_with_absolute_paths_matches_its_relative_sweep_entr
 
 def test_under_torchrun_a_failed_run_stops_the_sweep(tmp_path, monkeypatch):
     import taskresize.experiments.sweep.run as sweep_run
+    import taskresize.experiments.sweep.workers as sweep_workers
 
     sweep = expand({"name": "s", "base": {"epochs": 1}, "grid": {"seed": [0, 1]}})
     trained = []
@@ -390,7 +391,7 @@ def test_under_torchrun_a_failed_run_stops_the_sweep(tmp_path, monkeypatch):
         trained.append(cfg.seed)
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(sweep_run, "train", failing)
+    monkeypatch.setattr(sweep_workers, "train", failing)
     assert sweep_run.run_sweep(sweep, tmp_path, log=lambda line: None)["s1"].startswith("failed")  # one process
     assert trained == [0, 1]  # went on after the first failure
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -25,6 +25,7 @@ COMMANDS = {
     "show": "show",
     "info": "info",
     "sweep": "sweep",
+    "compare": "compare",
 }
 
 

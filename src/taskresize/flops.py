@@ -109,3 +109,43 @@ def counted_by_formula(flops: Callable[[], int]) -> Iterator[None]:
     before = ledger.total()
     yield
     ledger.correction += int(flops()) - (ledger.total() - before)
+
+
+def flop_matched_size(
+    flops_at: Callable[[tuple[int, int]], int], target: float, size: Sequence[int], limit: int = 16
+) -> tuple[int, int]:
+    """The input size at which a model alone costs ``target`` FLOPs: for the FLOP-matched baseline of a learned
+    resizer, ``flops_at`` is the backbone's cost at a size and ``target`` what resizer and backbone cost together.
+
+    The height grows from ``size``'s (the width in proportion, rounded) until ``flops_at`` reaches ``target``
+    (doubling, then halving the interval; ``flops_at`` must grow with the size); of the two sizes around the
+    target, the one whose cost is nearer is returned. ``size`` itself when it costs ``target`` or more already.
+
+    Args:
+        flops_at: FLOPs per image at an ``(h, w)`` size.
+        target: the FLOPs to match.
+        size: the ``(h, w)`` to start from (the equal-output-size comparison's).
+        limit: at most ``2**limit`` times the starting height is searched.
+    """
+    h0, w0 = int(size[0]), int(size[1])
+
+    def at(h: int) -> tuple[int, int]:
+        return h, max(1, round(w0 * h / h0))
+
+    cost = {h0: flops_at(at(h0))}
+    if cost[h0] >= target:
+        return at(h0)
+    low, high = h0, h0 * 2
+    while True:
+        cost[high] = flops_at(at(high))
+        if cost[high] >= target or high >= h0 * 2**limit:
+            break
+        low, high = high, high * 2
+    while high - low > 1:  # cost[low] < target <= cost[high]
+        mid = (low + high) // 2
+        cost[mid] = flops_at(at(mid))
+        if cost[mid] >= target:
+            high = mid
+        else:
+            low = mid
+    return at(high if cost[high] - target <= target - cost[low] else low)

@@ -1,9 +1,10 @@
-"""Run the demo: a bilinear baseline, then bilinear, learnable and DownsizeNet from it, on the built-in dataset.
+"""Run the demo: `taskresize compare` on the built-in dataset at a small scale, with a verdict per learned resizer.
 
-The paper's two-phase protocol at a small scale (the README gives its measured run time), run as the sweep file
-taskresize/experiments/demo.yaml: prints the sweep's report (error, FLOPs, speed, each run against the bilinear
-control) and writes a figure of the resized images. Finished runs in OUTPUT/demo are reused, unfinished ones
-resumed.
+Runs the comparison of taskresize/experiments/demo.yaml (a timm:resnet10t at 32 px; the learnable resizer and
+DownsizeNet from 96 px; as controls, plain bilinear, antialiased bilinear and area from 96 to 32 px, and bilinear
+to the FLOP-matched size; two seeds), prints its report (verdicts at equal size and equal FLOPs, then every condition)
+and writes OUTPUT/report.md, OUTPUT/resized.png and, when a learned resizer beats every control, OUTPUT/best/.
+Finished runs in OUTPUT are reused, unfinished ones resumed. The README gives its measured run time.
 """
 
 from __future__ import annotations
@@ -11,25 +12,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from taskresize.commands.sweep import add_execution_arguments, execution
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    # the defaults are the sweep file's (read when the demo runs, not here: `--help` stays fast)
-    parser.add_argument("--output", type=Path, default=Path("runs"), help="folder of the demo's sweep folder "
-                        "(default runs: the runs go to runs/demo/)")  # fmt: skip
-    parser.add_argument("--baseline-epochs", type=int, help="epochs of the baseline (the sweep file's: 10)")
-    parser.add_argument("--joint-epochs", type=int, help="epochs of each run initialised from it (the file's: 5)")
-    parser.add_argument("--workers", type=int, help="data-loading processes per run (the file's: 1)")
+    # the defaults are the demo file's (read when the demo runs, not here: `--help` stays fast)
+    parser.add_argument("--output", type=Path, default=Path("runs/demo"),
+                        help="the demo's folder (default runs/demo)")  # fmt: skip
+    parser.add_argument("--epochs", type=int, help="epochs of the baseline (the demo file's: 5)")
+    parser.add_argument("--tune-epochs", type=int, help="epochs of each run trained from it (the file's: 3)")
+    parser.add_argument("--seeds", type=int, help="seeds per condition (the file's: 2)")
+    add_execution_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from taskresize.experiments.demo import demo_sweep, run_demo
+    from taskresize.experiments.demo import demo_settings, run_demo
 
-    epochs = {"baseline": args.baseline_epochs, "joint": args.joint_epochs}
-    sweep = demo_sweep(
-        base={"workers": args.workers} if args.workers is not None else None,
-        epochs={stage: n for stage, n in epochs.items() if n is not None},
-    )
-    report, figure = run_demo(args.output, sweep, log=lambda line: print(line, flush=True))
-    print("\n" + report.read_text())
-    print(f"figure: {figure}")
+    given = {"epochs": args.epochs, "tune_epochs": args.tune_epochs, "seeds": args.seeds}
+    settings = demo_settings(**{k: v for k, v in given.items() if v is not None})
+    outcome = run_demo(args.output, settings, log=lambda line: print(line, flush=True), **execution(args))
+    print("\n" + outcome.report.read_text())
+    print(f"report: {outcome.report}" + (f"; figure: {outcome.figure}" if outcome.figure else ""))
     return 0

@@ -52,7 +52,8 @@ import yaml
 from taskresize.sizes import format_size, to_size
 from taskresize.training.config import ConfigError, TrainConfig, read_yaml
 
-SPEC_KEYS = ("name", "mirrors", "description", "base", "grid", "exclude", "overrides", "runs", "report")
+# compare: what `taskresize compare` wrote for its own report (controls, matched sizes); the sweep ignores it
+SPEC_KEYS = ("name", "mirrors", "description", "base", "grid", "exclude", "overrides", "runs", "report", "compare")
 PSEUDO_KEYS = ("in_scale", "name", "stage")  # allowed besides TrainConfig keys (name: explicit runs only)
 SIZE_KEYS = ("in_size", "out_size")
 REFERENCE_KEYS = ("init", "init_resizer")

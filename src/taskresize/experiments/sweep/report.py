@@ -320,7 +320,7 @@ def _sort_key(condition: Condition, columns: list[str]) -> tuple:
             *(part(condition.identity.get(k)) for k in columns if k != "backbone"), str(sizes))  # fmt: skip
 
 
-def _size_cell(condition: Condition) -> str:
+def size_cell(condition: Condition) -> str:
     src, dst = condition.resolved.get("in_size"), condition.resolved.get("out_size")
     return f"{format_size(to_size(src))} → {format_size(to_size(dst))}"
 
@@ -354,7 +354,7 @@ def table(sweep: Sweep, conditions: list[Condition]) -> str:
         if "resizer" not in columns:
             cells.insert(1 if "backbone" in columns else 0, ran["resizer"])
         cells += [ran[k] for k in extra]
-        cells.append(_size_cell(condition))
+        cells.append(size_cell(condition))
         cells += [label(k, condition.resolved.get(k)) for k in shown]
         cells += [format_metric(spec.is_percent(m), condition.mean(m), condition.std(m), condition.n) for m in metrics]
         for _, criteria in refs:
@@ -399,7 +399,7 @@ def plot(sweep: Sweep, conditions: list[Condition], path: Path) -> Path | None:
             err = [(c.std(metric) or 0.0) * scale for c in members]
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name)
             for xi, yi, c in zip(x, y, members, strict=True):
-                ax.annotate(_size_cell(c), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+                ax.annotate(size_cell(c), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_xscale("log")
         ax.set_xlabel("total MFLOPs per image (resizer + backbone)")
         ax.set_ylabel(f"{metric}{' (%)' if spec.is_percent(metric) else ''}")
