@@ -1,6 +1,7 @@
 """`taskresize compare`: the grid (baseline, learned resizers, equal-size and FLOP-matched controls), its verdict
 table on a tiny generated folder, resume through the sweep file, the export of a winner, and user errors."""
 
+import dataclasses
 import json
 
 import pytest
@@ -80,6 +81,22 @@ def test_the_grid_is_the_papers_protocol_with_its_controls(data):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("train", [{}, {"resizer_lr_scale": 0.1}])
+def test_from_pretrained_weights_the_resizer_learns_at_the_measured_rate(data, tmp_path, train):
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"")  # only its path is read here
+    settings = CompareSettings(data=str(data), backbone=BACKBONE, out_size=16, resizers=["learnable"], seeds=1,
+                               pretrained=str(weights), train=train)  # fmt: skip
+    sweep = expand(compare_spec(settings, log=lambda line: None))
+    for run in sweep.runs:
+        tuned = run.values["stage"] != "baseline"
+        expected = 0.001 if tuned and not train else train.get("resizer_lr_scale")
+        assert run.values.get("resizer_lr_scale") == expected, run.name
+        assert run.values["pretrained"] == str(weights)
+    plain = expand(compare_spec(dataclasses.replace(settings, pretrained=None, train={}), log=lambda line: None))
+    assert all("resizer_lr_scale" not in run.values for run in plain.runs)
+
+
 def test_compare_on_a_tiny_folder_gives_a_verdict_table(data, tmp_path, capsys):
     out = tmp_path / "cmp"
     args = ["compare", "--data", data, "--backbone", BACKBONE, "--out-size", 16, "--resizers", "learnable",

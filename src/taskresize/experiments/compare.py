@@ -61,6 +61,9 @@ LEARNED = ("learnable", "learnable-strided", "downsizenet", "muller")
 SWEEP_NAME = "compare"
 SWEEP_FILE = "compare.yaml"
 TUNED_STAGES = ("tune", "control", "flops")
+# the resizer's rate joined to a pretrained backbone: at the paper's single rate an identity-initialised resizer
+# wrecked the fine-tuned Lite0 (docs/results.md, "Fine-tuning from pretrained weights: the recipe")
+PRETRAINED_RESIZER_LR_SCALE = 0.001
 # the equal-output-size controls: (label, resizer, resizer_args)
 CONTROLS = (
     ("bilinear (plain)", "bilinear", {"antialias": False}),
@@ -197,6 +200,8 @@ def compare_spec(settings: CompareSettings, log: Callable[[str], None] = print) 
     tuned: dict[str, Any] = {"init": "@{stage: baseline, seed: $seed}", "epochs": settings.tune_epochs}
     if settings.tune_lr is not None:
         tuned["lr"] = settings.tune_lr
+    if settings.pretrained is not None and "resizer_lr_scale" not in settings.train:
+        tuned["resizer_lr_scale"] = PRETRAINED_RESIZER_LR_SCALE
     references = [
         {"label": label, "stage": "control", "resizer": resizer, "resizer_args": args, "in_size": source}
         for label, resizer, args in controls
