@@ -115,3 +115,21 @@ def test_frozen_backbone_batchnorm_keeps_its_statistics_while_its_affine_and_the
     assert task.resizer.training and all(m.training for m in task.resizer.modules())
     assert not {id(m) for m in norms} & {id(m) for m in task.trainable_batchnorms()}
     assert task.trainable_batchnorms()  # the resizer's
+
+
+def test_a_run_from_pretrained_weights_starts_with_a_zero_classifier_and_says_so(tmp_path):
+    from safetensors.torch import save_file
+
+    from taskresize.backbones import create_backbone
+    from taskresize.training.run import _initialise, build
+
+    donor = create_backbone("timm:resnet10t", num_classes=1000)
+    save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, tmp_path / "w.safetensors")
+    cfg = TrainConfig(
+        data="builtin", backbone="timm:resnet10t", out_size=[32, 32], pretrained=str(tmp_path / "w.safetensors")
+    )
+    _, _, task = build(cfg)
+    loaded = _initialise(task, cfg)
+    assert loaded == [f"backbone <- {cfg.pretrained} (new fc.bias, fc.weight); new fc zeroed"]
+    assert not task.backbone.fc.weight.any() and not task.backbone.fc.bias.any()
+    torch.testing.assert_close(task.backbone.conv1[0].weight, donor.conv1[0].weight, rtol=0, atol=0)
