@@ -17,7 +17,10 @@ Conventions (the same for every method):
 Float inputs stay float and are differentiable. A ``uint8`` input gives a ``uint8`` output: this is the
 data-loader path. It rounds and clips between its two passes, as Pillow does, and runs them in Pillow's order
 (:func:`pillow_vertical_first`), so it matches Pillow within one grey level even on saturated images, where bicubic
-and Lanczos overshoot and the order of the passes decides what is clipped. The float path does not
+and Lanczos overshoot and the order of the passes decides what is clipped. A contiguous ``(B, C, H, W)`` uint8
+tensor on a CPU (what ``torchvision.io.decode_*`` gives) takes compiled passes (:mod:`uint8_kernels`, numba, imported
+on the first such call): bicubic and Lanczos in Pillow's fixed-point arithmetic and order, equal to Pillow;
+bilinear and box vertically first with one rounding, within one grey level. The float path does not
 clip between passes (clipping would break differentiability and is wrong for normalised inputs), so on images that
 reach 0 or 255 it differs from Pillow by design where the filter overshoots.
 
@@ -291,6 +294,96 @@ def _separable_pillow(x: Tensor, size: Size, method: str, antialias: bool) -> Te
     return y.to(torch.uint8) if integer else y
 
 
+# Filters without negative lobes: nothing is clipped, so the compiled path may take the cheap order of the passes
+# and round once (within one grey level of Pillow); the others follow Pillow's order and arithmetic exactly.
+_NON_NEGATIVE = ("bilinear", "area")
+_COMPILED = ("bilinear", "area", "bicubic", "lanczos")
+_PRECISION_BITS = 22  # Pillow's fixed-point weights for 8-bit images
+
+
+@lru_cache(maxsize=256)
+def _pillow_weights(in_size: int, out_size: int, method: str) -> tuple[list[int], list[list[float]]]:
+    """Pillow's ``precompute_coeffs`` to the last bit: ``(xmin, weights)`` of each output pixel, computed in the
+    same order of float64 operations as ``Resample.c`` (antialiased, as ``Image.resize``)."""
+    support_radius, kernel = _PILLOW_FILTERS[method]
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = support_radius * filterscale
+    ss = 1.0 / filterscale
+    firsts, rows = [], []
+    for xx in range(out_size):
+        center = (xx + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        count = min(int(center + support + 0.5), in_size) - xmin
+        row = [kernel((x + xmin - center + 0.5) * ss) for x in range(count)]
+        total = 0.0
+        for w in row:
+            total += w
+        if total != 0.0:
+            row = [w / total for w in row]
+        firsts.append(xmin)
+        rows.append(row)
+    return firsts, rows
+
+
+@lru_cache(maxsize=256)
+def _compiled_plan(in_size: int, out_size: int, method: str, fixed: bool) -> tuple[Any, Any]:
+    """``(first, coeffs)`` of one axis for :mod:`uint8_kernels`: int64 ``(out_size,)`` and ``(out_size, K)``, int32
+    22-bit fixed point as Pillow's ``normalize_coeffs_8bpc`` (``fixed``) or float32. Every window is padded with
+    zero weights to the same ``K`` (a multiple of 8 where the input allows) and shifted to end inside the input."""
+    firsts, rows = _pillow_weights(in_size, out_size, method)
+    taps = min(-(-max(len(r) for r in rows) // 8) * 8, in_size)
+    first = torch.tensor([min(f, in_size - taps) for f in firsts], dtype=torch.int64)
+    coeffs = torch.zeros(out_size, taps, dtype=torch.int32 if fixed else torch.float32)
+    for i, (f, row) in enumerate(zip(firsts, rows, strict=True)):
+        if fixed:
+            one = 1 << _PRECISION_BITS
+            row = [int(-0.5 + w * one) if w < 0 else int(0.5 + w * one) for w in row]
+        offset = f - int(first[i])
+        coeffs[i, offset : offset + len(row)] = torch.tensor(row, dtype=coeffs.dtype)
+    return first.numpy(), coeffs.numpy()
+
+
+@lru_cache(maxsize=1)
+def _uint8_kernels() -> Any:
+    """The compiled passes (imported on first use: numba takes a second to import), None without numba."""
+    try:
+        from taskresize.resizers import uint8_kernels
+    except ImportError:  # pragma: no cover - numba is a dependency; a platform without its wheels falls back
+        return None
+    return uint8_kernels
+
+
+def _compiled_fits(x: Tensor, size: Size, method: str, antialias: bool) -> bool:
+    """Whether the compiled uint8 path runs this resize: a contiguous (B, C, H, W) uint8 tensor on a CPU,
+    Pillow's antialiased filters, a change of size."""
+    return (
+        x.dtype == torch.uint8
+        and x.device.type == "cpu"
+        and antialias
+        and method in _COMPILED
+        and x.is_contiguous()
+        and tuple(x.shape[-2:]) != size
+        and _uint8_kernels() is not None
+    )
+
+
+def _compiled_uint8(x: Tensor, size: Size, method: str) -> Tensor:
+    """Resize a contiguous uint8 ``x`` ``(B, C, H, W)`` with the compiled passes: for bilinear / box vertically
+    first in float32 with one rounding; for bicubic / Lanczos Pillow's arithmetic in Pillow's order (equal to
+    Pillow)."""
+    b, c, h, w = x.shape
+    planes = x.reshape(b * c, h, w).numpy()
+    kernels = _uint8_kernels()
+    if method in _NON_NEGATIVE:
+        plans = [None if n == m else _compiled_plan(n, m, method, False) for n, m in ((h, size[0]), (w, size[1]))]
+        out = kernels.resample_float(planes, *plans)
+    else:
+        passes = [(dim, _compiled_plan(n, m, method, True)) for dim, n, m in _passes((h, w), size)]
+        out = kernels.resample_fixed(planes, passes)
+    return torch.from_numpy(out).reshape(b, c, *size)
+
+
 def _check_input(x: Tensor) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"resize expects a torch.Tensor of shape (B, C, H, W) or (C, H, W), got {type(x).__name__}")
@@ -356,12 +449,17 @@ def _resize(x: Tensor, size: Size, method: str, antialias: bool) -> Tensor:
 
     if method == "nearest":
         y = F.interpolate(x, size=size, mode="nearest-exact")
+    elif _compiled_fits(x, size, method, antialias):
+        y = _compiled_uint8(x, size, method)
     elif method == "area" and not antialias:
         y = _via_float(x, lambda t: F.adaptive_avg_pool2d(t, size)) if integer else F.adaptive_avg_pool2d(x, size)
     elif method == "bicubic" and integer and not antialias:  # torch has no uint8 bicubic kernel without antialias
         y = _via_float(x, lambda t: F.interpolate(t, size=size, mode="bicubic", align_corners=False))
-    elif (method == "bilinear" or (method == "bicubic" and not (integer and _upscales(x, size)))) and (
-        not antialias or torch_kernel_fits(x.device.type, x.dtype, tuple(x.shape[-2:]), size, method)
+    elif (
+        (method == "bilinear" or (method == "bicubic" and not (integer and _upscales(x, size))))
+        and (not antialias or torch_kernel_fits(x.device.type, x.dtype, tuple(x.shape[-2:]), size, method))
+        # torch 2.14's uint8 antialias kernel fails an internal assert on a 1 x 1 output of a contiguous input
+        and not (integer and antialias and size == (1, 1))
     ):
         y = x
         # torch's kernel runs the horizontal pass first; a uint8 image rounds between the passes, so where Pillow
