@@ -89,9 +89,10 @@ def vertical_float(src, dst, first, coeffs):  # pragma: no cover - compiled
                         acc[x] += np.float32(row[x]) * c
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def horizontal_float(src, dst, first, coeffs):  # pragma: no cover - compiled
-    """uint8 or float32 ``(P, H, W)`` -> float32 ``(P, H, n)``, no rounding."""
+    """uint8 or float32 ``(P, H, W)`` -> float32 ``(P, H, n)``, no rounding (the sum of each window reassociated
+    into vector lanes: float32 rounding differences, far below half a grey level)."""
     planes, rows, _ = src.shape
     out_w, taps = coeffs.shape
     for p in range(planes):
