@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+import taskresize.resizers
 from taskresize import resize
 from taskresize.resizers import classic
 
@@ -104,3 +105,16 @@ def test_channels_last_output_stays_channels_last():
 def test_importing_taskresize_does_not_import_numba():
     code = "import sys, taskresize; assert 'numba' not in sys.modules, 'numba imported at import time'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_without_numba_a_warning_and_the_torch_path(monkeypatch):
+    monkeypatch.setitem(sys.modules, "taskresize.resizers.uint8_kernels", None)  # import fails
+    monkeypatch.delattr(taskresize.resizers, "uint8_kernels", raising=False)
+    classic._uint8_kernels.cache_clear()
+    try:
+        x = to_tensor(_image(40, 50, "random"))
+        with pytest.warns(RuntimeWarning, match="compiled uint8 resize passes are unavailable"):
+            y = resize(x, (11, 13), "lanczos")
+        assert np.abs(to_array(y).astype(int) - _pillow(_image(40, 50, "random"), (11, 13), "lanczos")).max() <= 1
+    finally:
+        classic._uint8_kernels.cache_clear()

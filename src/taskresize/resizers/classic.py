@@ -34,6 +34,7 @@ autocast context is entered, so traced and exported graphs are the plain ones).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -346,10 +347,17 @@ def _compiled_plan(in_size: int, out_size: int, method: str, fixed: bool) -> tup
 
 @lru_cache(maxsize=1)
 def _uint8_kernels() -> Any:
-    """The compiled passes (imported on first use: numba takes a second to import), None without numba."""
+    """The compiled passes (imported on first use: numba takes a second to import); None, with a warning, where
+    numba is missing or cannot compile (e.g. no writable cache directory): uint8 then takes the torch path."""
     try:
         from taskresize.resizers import uint8_kernels
-    except ImportError:  # pragma: no cover - numba is a dependency; a platform without its wheels falls back
+    except (ImportError, RuntimeError) as error:  # numba is a dependency: a broken install or a read-only cache
+        warnings.warn(
+            f"taskresize: the compiled uint8 resize passes are unavailable ({error}); uint8 resizes take the slower "
+            "torch path (install numba, or set NUMBA_CACHE_DIR to a writable folder)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return None
     return uint8_kernels
 
