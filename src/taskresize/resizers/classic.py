@@ -173,8 +173,9 @@ def resample_weights(in_size: int, out_size: int, method: str, antialias: bool =
     starts = torch.empty(out_size, dtype=torch.int64)
     weights = torch.zeros(out_size, taps, dtype=torch.float64)
     used = 0
+    ss = 1.0 / filterscale  # Pillow multiplies by the reciprocal: the same float64 operations, to the last bit
     for i, (center, lo, hi) in enumerate(windows):
-        row = [kernel((j - center + 0.5) / filterscale) for j in range(lo, hi)]
+        row = [kernel((j - center + 0.5) * ss) for j in range(lo, hi)]
         total = sum(row)
         if total != 0.0:
             row = [w / total for w in row]
@@ -303,45 +304,21 @@ _PRECISION_BITS = 22  # Pillow's fixed-point weights for 8-bit images
 
 
 @lru_cache(maxsize=256)
-def _pillow_weights(in_size: int, out_size: int, method: str) -> tuple[list[int], list[list[float]]]:
-    """Pillow's ``precompute_coeffs`` to the last bit: ``(xmin, weights)`` of each output pixel, computed in the
-    same order of float64 operations as ``Resample.c`` (antialiased, as ``Image.resize``)."""
-    support_radius, kernel = _PILLOW_FILTERS[method]
-    scale = in_size / out_size
-    filterscale = max(scale, 1.0)
-    support = support_radius * filterscale
-    ss = 1.0 / filterscale
-    firsts, rows = [], []
-    for xx in range(out_size):
-        center = (xx + 0.5) * scale
-        xmin = max(int(center - support + 0.5), 0)
-        count = min(int(center + support + 0.5), in_size) - xmin
-        row = [kernel((x + xmin - center + 0.5) * ss) for x in range(count)]
-        total = 0.0
-        for w in row:
-            total += w
-        if total != 0.0:
-            row = [w / total for w in row]
-        firsts.append(xmin)
-        rows.append(row)
-    return firsts, rows
-
-
-@lru_cache(maxsize=256)
 def _compiled_plan(in_size: int, out_size: int, method: str, fixed: bool) -> tuple[Any, Any]:
     """``(first, coeffs)`` of one axis for :mod:`uint8_kernels`: int64 ``(out_size,)`` and ``(out_size, K)``, int32
     22-bit fixed point as Pillow's ``normalize_coeffs_8bpc`` (``fixed``) or float32. Every window is padded with
     zero weights to the same ``K`` (a multiple of 8 where the input allows) and shifted to end inside the input."""
-    firsts, rows = _pillow_weights(in_size, out_size, method)
-    taps = min(-(-max(len(r) for r in rows) // 8) * 8, in_size)
-    first = torch.tensor([min(f, in_size - taps) for f in firsts], dtype=torch.int64)
+    starts, weights = resample_weights(in_size, out_size, method)
+    taps = min(-(-weights.shape[1] // 8) * 8, in_size)
+    first = starts.clamp(max=in_size - taps)
+    if fixed:  # normalize_coeffs_8bpc: round half away from zero
+        one = 1 << _PRECISION_BITS
+        weights = torch.where(weights < 0, -0.5 + weights * one, 0.5 + weights * one).trunc()
     coeffs = torch.zeros(out_size, taps, dtype=torch.int32 if fixed else torch.float32)
-    for i, (f, row) in enumerate(zip(firsts, rows, strict=True)):
-        if fixed:
-            one = 1 << _PRECISION_BITS
-            row = [int(-0.5 + w * one) if w < 0 else int(0.5 + w * one) for w in row]
-        offset = f - int(first[i])
-        coeffs[i, offset : offset + len(row)] = torch.tensor(row, dtype=coeffs.dtype)
+    for i in range(out_size):
+        offset = int(starts[i] - first[i])
+        length = min(weights.shape[1], taps - offset)  # the zero weights padding a short window may not fit
+        coeffs[i, offset : offset + length] = weights[i, :length].to(coeffs.dtype)
     return first.numpy(), coeffs.numpy()
 
 
