@@ -24,6 +24,8 @@ disabled, and the output is float32. In bf16 the distance map (8 bits of mantiss
 
 from __future__ import annotations
 
+import functools
+import itertools
 from typing import Annotated, Any
 
 import torch
@@ -32,10 +34,33 @@ from torch import Tensor, nn
 from taskresize.flops import counted_by_formula, counting_flops
 from taskresize.resizers.base import INITS, Resizer
 from taskresize.resizers.classic import autocast_enabled, in_float32
+from taskresize.resizers.cpu_inference import by_image, conv, fast_path, run
 from taskresize.resizers.registry import OneOf, OutputSize, Range, register_resizer
 
 NORMALIZATIONS = ("sigmoid", "softmax", "none")
 _CUBIC_A = -0.75  # F.interpolate's bicubic coefficient
+
+
+@functools.lru_cache(maxsize=64)
+def _axis_plan(in_size: int, out_size: int, neighbors: int, dtype: torch.dtype, device: torch.device):
+    """:func:`_source_coords` for one axis, built once per sizes, dtype and device (the tensors are never written)
+    and outside inference mode, so that a plan first built under ``torch.inference_mode`` can still be saved for
+    backward by a later training step; with the anchors' ``(start, step)`` where they are evenly spaced."""
+    with torch.inference_mode(False), torch.no_grad():
+        indices, weights, anchor = _source_coords(in_size, out_size, neighbors, dtype, device)
+    return indices, weights, anchor, _even_spacing(anchor.tolist(), in_size)
+
+
+def _even_spacing(anchor: list[int], in_size: int) -> tuple[int, int] | None:
+    """``(start, step)`` when ``anchor[i] == start + step * i`` with a step of at least 1 and, unless it starts at
+    the border, the 3x3 window of the last anchor inside the image (:meth:`DownsizeNet._texture_at` pads only at
+    the start); else None."""
+    step = anchor[1] - anchor[0] if len(anchor) > 1 else 1
+    if step < 1 or any(b - a != step for a, b in itertools.pairwise(anchor)):
+        return None
+    if anchor[0] > 0 and anchor[-1] > in_size - 2:
+        return None
+    return anchor[0], step
 
 
 def _source_coords(in_size: int, out_size: int, neighbors: int, dtype: torch.dtype, device: torch.device):
@@ -122,7 +147,8 @@ class DownsizeNet(Resizer):
         )  # fmt: skip
         convs: list[nn.Module] = []
         for i in range(layers):
-            convs += [nn.Conv2d(in_channels if i == 0 else channels, channels, 3, padding=1), nn.ReLU()]
+            # the ReLU in place: the convolution's backward does not read its output
+            convs += [nn.Conv2d(in_channels if i == 0 else channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
         self.texture = nn.Sequential(*convs)
         taps = neighbors * neighbors
         self.coefficients = nn.Conv2d(channels + taps, taps, 1)
@@ -155,27 +181,63 @@ class DownsizeNet(Resizer):
 
     def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
         """Resize ``x`` ``(B, C, H, W)`` to ``(B, C, h, w)``, ``(h, w) = size`` or ``output_size``."""
-        out_h, out_w = self.target_size(size)
+        size = self.target_size(size)
+        if fast_path(x):  # image by image (see cpu_inference)
+            return by_image(lambda chunk: self._resize(chunk, size), x, self.channels)
+        return self._resize(x, size)
+
+    def _resize(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        out_h, out_w = size
         in_h, in_w = x.shape[-2:]
         k = self.neighbors
         amp = autocast_enabled(x)
         dtype = torch.float32 if amp and x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-        rows, wy, anchor_y = _source_coords(in_h, out_h, k, dtype, x.device)
-        cols, wx, anchor_x = _source_coords(in_w, out_w, k, dtype, x.device)
+        rows, wy, anchor_y, spacing_y = _axis_plan(in_h, out_h, k, dtype, x.device)
+        cols, wx, anchor_x, spacing_x = _axis_plan(in_w, out_w, k, dtype, x.device)
+        anchors = ((anchor_y, spacing_y), (anchor_x, spacing_x))
 
         # Floating-type pooling: the texture feature at the top-left neighbour of each projected point.
-        features = self.texture(x).index_select(-2, anchor_y).index_select(-1, anchor_x)
+        features = self._texture_at(x, anchors)
         # Relative-distance map: the K*K separable interpolation weights, (1, K*K, h, w), row-major taps.
         distance = (wy.T[:, None, :, None] * wx.T[None, :, None, :]).reshape(1, k * k, out_h, out_w)
         if amp:  # the rest in float32 (see the module docstring)
             return in_float32(lambda t: self._resample(t, features.to(distance.dtype), distance, rows, cols), x)
         return self._resample(x, features, distance, rows, cols)
 
+    def _texture_at(self, x: Tensor, anchors: tuple[tuple[Tensor, tuple[int, int] | None], ...]) -> Tensor:
+        """The texture features at the anchors: ``texture(x)[..., anchor_y, :][..., anchor_x]``.
+
+        The last 3x3 convolution (and its ReLU) is evaluated only where it is read: along an axis whose anchors
+        are evenly spaced (``start + step * i``, as at every integer down-scaling factor) it runs at that stride
+        on the input cropped to start at the first anchor, which is the same sum over the same neighbours; along
+        any other axis at every position, then selected.
+        """
+        *body, last, relu = self.texture
+        h = run(body, x)
+        stride, padding, selects = [], [], []
+        for axis, (anchor, spacing) in zip((-2, -1), anchors, strict=True):
+            start, step = spacing if spacing is not None else (0, 1)
+            pad = 1 if start == 0 else 0  # the 3x3 window reaches one row before the first anchor
+            h = h.narrow(axis, start - 1 + pad, h.shape[axis] - (start - 1 + pad))
+            stride.append(step)
+            padding.append(pad)
+            selects.append(None if spacing is not None else anchor)
+        y = conv(h, last, activation=relu, stride=tuple(stride), padding=tuple(padding))
+        for axis, (anchor, _), select in zip((-2, -1), anchors, selects, strict=True):
+            y = y.index_select(axis, select) if select is not None else y.narrow(axis, 0, anchor.numel())
+        return y
+
     def _resample(self, x: Tensor, features: Tensor, distance: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-        """The coefficients from ``concat(features, distance)`` and the weighted sum of ``x``'s neighbours."""
+        """The coefficients from ``concat(features, distance)`` and the weighted sum of ``x``'s neighbours.
+
+        The 1x1 convolution over the concatenation is computed as the sum of its two parts, the features' and
+        the distance map's; the latter is the same for every image, so it is computed once, without a batch.
+        """
         k, out_h, out_w = self.neighbors, distance.shape[-2], distance.shape[-1]
-        distance = distance.to(features.dtype).expand(x.shape[0], -1, -1, -1)
-        a = self.coefficients(torch.cat([features, distance], dim=1))
+        c = features.shape[1]
+        weight, bias = self.coefficients.weight, self.coefficients.bias
+        shift = torch.einsum("ok,khw->ohw", weight[:, c:, 0, 0].to(features.dtype), distance[0].to(features.dtype))
+        a = torch.nn.functional.conv2d(features, weight[:, :c], bias) + shift
         if self.normalize == "sigmoid":
             a = torch.sigmoid(a)
             a = a / a.sum(dim=1, keepdim=True)

@@ -18,17 +18,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as recompute_in_backward
 
 from taskresize.resizers.base import INITS, Resizer
 from taskresize.resizers.classic import METHODS, resize
+from taskresize.resizers.cpu_inference import by_image, conv, fast_path, run
 from taskresize.resizers.registry import OneOf, OutputSize, Range, register_resizer
 
 
 def _lrelu() -> nn.LeakyReLU:
-    return nn.LeakyReLU(0.2)
+    # in place: each follows a convolution or a BatchNorm, whose backward does not read its output, and at the
+    # input resolution a fresh 16-channel map is as costly to allocate as to compute
+    return nn.LeakyReLU(0.2, inplace=True)
 
 
 class ResidualBlock(nn.Module):
@@ -45,7 +47,7 @@ class ResidualBlock(nn.Module):
         )
 
     def forward(self, y: Tensor) -> Tensor:
-        return y + self.body(y)
+        return run(self.body, y, add=y)
 
 
 @register_resizer("learnable")
@@ -122,12 +124,15 @@ class LearnableResizer(Resizer):
         return 1
 
     def _stem_convolutions(self, x: Tensor, stride: int) -> Tensor:
-        first = self.stem[0]
-        return self.stem[1:4](F.conv2d(x, first.weight, first.bias, stride=stride, padding=first.padding))
+        return run(self.stem[2:4], conv(x, self.stem[0], activation=self.stem[1], stride=stride))
 
     def features(self, x: Tensor, size: tuple[int, int]) -> Tensor:
         """``z``: the stem's features, computed at the input resolution (or a stride of it), resized to ``size``."""
         stride = self.stem_stride(tuple(x.shape[-2:]), size)
+        if fast_path(x) and not self.training:
+            # the BatchNorm, an affine map in eval mode, after the resize, on fewer pixels: they commute, as the
+            # weights of every classic resize sum to one
+            return self.stem[4](self.base_resize(self._stem_convolutions(x, stride), size))
         if self.checkpoint and self.training and torch.is_grad_enabled():
             # image by image, so that the backward pass holds one image's full-resolution maps at a time
             h = torch.cat([recompute_in_backward(self._stem_convolutions, image, stride, use_reentrant=False)
@@ -140,7 +145,12 @@ class LearnableResizer(Resizer):
     def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
         """Resize ``x`` ``(B, C, H, W)`` to ``(B, C, h, w)``, ``(h, w) = size`` or ``output_size``."""
         size = self.target_size(size)
+        if fast_path(x) and not self.training:  # image by image (see cpu_inference)
+            return by_image(lambda chunk: self._resize(chunk, size), x, self.n)
+        return self._resize(x, size)
+
+    def _resize(self, x: Tensor, size: tuple[int, int]) -> Tensor:
         skip = self.base_resize(x, size)
         z = self.features(x, size)
-        y = self.merge(self.blocks(z)) + z
-        return self.head(y) + skip
+        y = run(self.merge, self.blocks(z), add=z)
+        return conv(y, self.head, add=skip)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from taskresize.resizers.base import Resizer
 from taskresize.resizers.classic import METHODS, in_float32, resize
+from taskresize.resizers.cpu_inference import by_image, fast_path
 from taskresize.resizers.registry import Odd, OneOf, OutputSize, Range, register_resizer
 
 
@@ -86,19 +87,24 @@ class MullerResizer(Resizer):
         }
 
     def blur(self, x: Tensor) -> Tensor:
-        """Separable Gaussian blur of ``x`` ``(B, C, H, W)``, edge pixels replicated."""
-        c, pad = x.shape[1], self.kernel_size // 2
-        taps = self.taps.to(x.dtype)
-        horizontal = taps.reshape(1, 1, 1, -1).expand(c, 1, 1, -1)
-        vertical = taps.reshape(1, 1, -1, 1).expand(c, 1, -1, 1)
-        x = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="replicate"), horizontal, groups=c)
-        return F.conv2d(F.pad(x, (0, 0, pad, pad), mode="replicate"), vertical, groups=c)
+        """Separable Gaussian blur of ``x`` ``(B, C, H, W)``, edge pixels replicated.
+
+        Each pass is a weighted sum of shifted views of the padded, contiguous image: at 448 x 448 on a CPU that
+        is 4x faster than the depthwise convolutions of a channels-last image and 50x faster than those of a
+        contiguous one (oneDNN spreads a convolution's vector lanes over channels, and there are three).
+        """
+        pad, (h, w) = self.kernel_size // 2, x.shape[-2:]
+        taps = self.taps.to(x.dtype).tolist()
+        padded = F.pad(x.contiguous(), (pad, pad, pad, pad), mode="replicate")
+        return _weighted_shifts(_weighted_shifts(padded, taps, -1, w), taps, -2, h)
 
     def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
         """Resize ``x`` ``(B, C, H, W)`` to ``(B, C, h, w)``, ``(h, w) = size`` or ``output_size``.
 
         Under autocast, computed in float32 (see the module docstring)."""
         size = self.target_size(size)
+        if fast_path(x):  # image by image (see cpu_inference)
+            return by_image(lambda chunk: self._forward(chunk, size), x, x.shape[1])
         return in_float32(lambda t: self._forward(t, size), x)
 
     def _forward(self, x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -109,3 +115,11 @@ class MullerResizer(Resizer):
             y = y + torch.tanh(self.weight[layer] * band + self.bias[layer])
             x = blurred
         return y
+
+
+def _weighted_shifts(x: Tensor, taps: list[float], dim: int, length: int) -> Tensor:
+    """``sum_i taps[i] * x.narrow(dim, i, length)``: a 1-D correlation along ``dim`` without padding."""
+    out = x.narrow(dim, 0, length) * taps[0]
+    for i, tap in enumerate(taps[1:], start=1):
+        out.add_(x.narrow(dim, i, length), alpha=tap)
+    return out

@@ -1,0 +1,133 @@
+"""The fused CPU inference path of the learned resizers computes what the ordinary operators compute."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from taskresize import count_flops, create_resizer
+from taskresize.resizers import cpu_inference
+from taskresize.resizers.cpu_inference import conv, fast_path, run
+
+RESIZERS = [
+    ("learnable", {}),
+    ("learnable", {"r": 2, "interpolation": "bicubic", "antialias": True}),
+    ("learnable-strided", {}),
+    ("downsizenet", {}),
+    ("downsizenet", {"neighbors": 4, "normalize": "softmax"}),
+    ("muller", {}),
+]
+
+
+def _trained(name: str, kwargs: dict, out_size) -> nn.Module:
+    """A resizer whose BatchNorms hold statistics of their own (not the identity they start as)."""
+    torch.manual_seed(0)
+    resizer = create_resizer(name, output_size=out_size, **kwargs)
+    if name == "muller":  # its scalars start at zero, where it is the plain resize
+        with torch.no_grad():
+            resizer.weight.normal_(std=1.0)
+            resizer.bias.normal_(std=0.3)
+    resizer.train()
+    with torch.no_grad():
+        resizer(torch.rand(4, 3, 90, 110))
+    return resizer.eval()
+
+
+@pytest.mark.parametrize(("name", "kwargs"), RESIZERS)
+@pytest.mark.parametrize(("shape", "out_size"), [
+    ((3, 3, 90, 110), (44, 56)),  # even output: the head by phases
+    ((2, 3, 90, 110), (45, 37)),  # odd output: the head directly
+    ((1, 3, 64, 64), (64, 64)),
+    ((3, 3, 380, 370), (96, 90)),  # 16 maps of 380 x 370 exceed a chunk: image by image
+])  # fmt: skip
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_the_fused_path_computes_what_the_ordinary_operators_compute(name, kwargs, shape, out_size, layout):
+    resizer = _trained(name, kwargs, out_size)
+    x = torch.rand(*shape).contiguous(memory_format=layout)
+    expected = resizer(x)  # autograd on: the ordinary operators
+    assert expected.requires_grad or name == "muller"
+    with torch.no_grad():
+        assert fast_path(x)
+        fused_path = resizer(x)
+        fused_copy = resizer.fuse()(x)
+    torch.testing.assert_close(fused_path, expected.detach(), atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(fused_copy, expected.detach(), atol=2e-5, rtol=1e-5)
+    with torch.inference_mode():
+        torch.testing.assert_close(resizer(x), expected.detach(), atol=2e-5, rtol=1e-5)
+
+
+def test_the_fused_path_stays_out_of_the_way_of_whatever_must_see_the_ordinary_operators(monkeypatch):
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert fast_path(x)
+        assert not fast_path(x.double())
+        assert not fast_path(x.to(torch.bfloat16))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not fast_path(x)
+    assert not fast_path(x)  # autograd records
+    seen = []
+    resizer = create_resizer("learnable", output_size=4)
+    original = cpu_inference.fast_path
+
+    def spy(t):
+        seen.append(original(t))
+        return seen[-1]
+
+    monkeypatch.setattr("taskresize.resizers.learnable.fast_path", spy)
+    count_flops(resizer, (1, 3, 8, 8))  # FLOP counting runs under no_grad, and must count convolutions
+    assert seen and not any(seen)
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5, 7])
+@pytest.mark.parametrize("out_channels", [1, 3, 4])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("add", [True, False])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_a_convolution_to_few_channels_computed_by_output_phases_is_the_convolution(
+    kernel, out_channels, bias, add, layout
+):
+    torch.manual_seed(kernel * 10 + out_channels)
+    layer = nn.Conv2d(16, out_channels, kernel, padding=kernel // 2, bias=bias)
+    x = torch.randn(2, 16, 24, 30).contiguous(memory_format=layout)
+    other = torch.randn(2, out_channels, 24, 30).contiguous(memory_format=layout) if add else None
+    with torch.no_grad():
+        assert cpu_inference._phases_pay(x, layer, layer.stride, layer.padding, None)
+        expected = layer(x) + (other if add else 0)
+        torch.testing.assert_close(conv(x, layer, add=other), expected, atol=1e-5, rtol=1e-5)
+        layer.weight.mul_(-2)  # changed in place: the phase weights are rebuilt
+        expected = layer(x) + (other if add else 0)
+        torch.testing.assert_close(conv(x, layer, add=other), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("padding", "stride", "hw"), [(1, 1, (23, 30)), (0, 1, (24, 30)), (1, 2, (24, 30))])
+def test_convolutions_outside_the_phase_case_run_directly(padding, stride, hw):
+    layer = nn.Conv2d(16, 3, 3, padding=padding, stride=stride)
+    x = torch.randn(1, 16, *hw)
+    assert not cpu_inference._phases_pay(x, layer, layer.stride, layer.padding, None)
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x, layer), layer(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU(), nn.LeakyReLU(0.2), nn.LeakyReLU(0.01)])
+@pytest.mark.parametrize("grad", [True, False])
+def test_a_convolution_with_its_activation_or_sum(activation, grad):
+    torch.manual_seed(0)
+    layer = nn.Conv2d(3, 16, 7, padding=3)
+    x = torch.randn(2, 3, 20, 21).contiguous(memory_format=torch.channels_last)
+    other = torch.randn(2, 16, 20, 21)
+    with torch.set_grad_enabled(grad):
+        torch.testing.assert_close(conv(x, layer, activation=activation), activation(layer(x)), atol=1e-5, rtol=0)
+        torch.testing.assert_close(conv(x, layer, add=other), layer(x) + other, atol=1e-5, rtol=0)
+        torch.testing.assert_close(conv(x, layer, stride=2, padding=1),
+                                   F.conv2d(x, layer.weight, layer.bias, 2, 1), atol=1e-5, rtol=0)  # fmt: skip
+
+
+def test_run_overwrites_only_its_own_intermediates():
+    x = torch.randn(1, 4, 6, 6)
+    kept = x.clone()
+    layers = [nn.LeakyReLU(0.2), nn.Conv2d(4, 4, 1), nn.ReLU()]
+    with torch.no_grad():
+        out = run(layers, x, add=x)
+        expected = F.relu(layers[1](F.leaky_relu(kept, 0.2))) + kept
+    assert torch.equal(x, kept)
+    torch.testing.assert_close(out, expected)
