@@ -32,7 +32,7 @@ import torchvision
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
-import taskresize
+from machine import describe
 from taskresize import count_flops, create_resizer, resize
 from taskresize.data.transforms import PreResize
 from timing import timed
@@ -309,9 +309,8 @@ def main() -> None:
         parts.append(f"**{TITLES[section]}.** {body}")
     command = "python benchmarks/perf.py" + (f" --only {' '.join(args.only)}" if args.only != list(SECTIONS) else "")
     text = (
-        f"### Performance, {dt.date.today().isoformat()}\n\n`{command}` — taskresize {taskresize.__version__}, "
-        f"torch {torch.__version__}, Pillow {Image.__version__}, torchvision {torchvision.__version__}, "
-        f"{platform.machine()}, {threads} cores.\n\n" + "\n\n".join(parts)
+        f"### Performance, {dt.date.today().isoformat()}\n\n`{command}` — {describe()}, Pillow {Image.__version__}, "
+        f"torchvision {torchvision.__version__}, {platform.machine()}.\n\n" + "\n\n".join(parts)
     )
     print("\n" + text)
     if args.append:

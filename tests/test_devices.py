@@ -1,14 +1,16 @@
-"""Where a run trains and in what precision: auto resolved to the machine, slow precisions named."""
+"""Where a run trains and in what precision: auto resolved to the machine, emulated precisions refused."""
 
 import pytest
 import torch
 
 from taskresize import hardware as devices
+from taskresize.errors import UserError
 from taskresize.hardware import (
     cpuinfo_has_bf16,
-    precision_warning,
+    refuse_slow_precision,
     resolve_accelerator,
     resolve_precision,
+    slow_precision,
 )
 from taskresize.runs import RunFolder
 from taskresize.training.config import load_config
@@ -38,16 +40,31 @@ def test_auto_precision_is_bf16_only_on_gpus_that_have_it(monkeypatch, cuda, bf1
     assert resolve_precision("16-mixed", accelerator) == "16-mixed"  # what is given is kept
 
 
-def test_a_cpu_without_bf16_instructions_is_warned_about(monkeypatch):
+def test_a_cpu_without_bf16_instructions_is_refused_bf16(monkeypatch):
     assert cpuinfo_has_bf16("processor: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n")
     assert not cpuinfo_has_bf16("processor: 0\nflags\t\t: fpu sse avx2 avx512f\n")
     monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
     for precision in ("bf16-mixed", "16-mixed"):
-        message = precision_warning(precision, "cpu")
+        message = slow_precision(precision, "cpu")
         assert message and "32-true" in message and precision in message
-    assert precision_warning("32-true", "cpu") is None and precision_warning("bf16-mixed", "gpu") is None
+        with pytest.raises(UserError, match="32-true"):
+            refuse_slow_precision(precision, "cpu")
+    assert slow_precision("32-true", "cpu") is None and slow_precision("bf16-mixed", "gpu") is None
+    refuse_slow_precision("32-true", "cpu")
     monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)
-    assert precision_warning("bf16-mixed", "cpu") is None
+    assert slow_precision("bf16-mixed", "cpu") is None
+    refuse_slow_precision("bf16-mixed", "cpu")
+
+
+def test_train_refuses_bf16_on_a_cpu_without_it_before_writing_anything(monkeypatch, tmp_path):
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
+    data = colour_folders(tmp_path / "data", per_class=4)
+    cfg = load_config(None, {"data": str(data), "backbone": "timm:resnet10t", "out_size": 16, "epochs": 1,
+                             "batch_size": 4, "workers": 0, "precision": "bf16-mixed", "accelerator": "cpu",
+                             "output": str(tmp_path / "run")})  # fmt: skip
+    with pytest.raises(UserError, match="without bf16 instructions"):
+        train(cfg)
+    assert not (tmp_path / "run" / "config.yaml").exists()
 
 
 def test_a_run_records_where_and_in_what_precision_it_ran(tmp_path):

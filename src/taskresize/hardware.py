@@ -1,17 +1,16 @@
 """What this machine computes on: ``auto`` accelerators, devices and precisions resolved to what it has, and a
-warning where a precision would be slower than float32 (bf16 autocast on a CPU without bf16 instructions;
-docs/results.md has the measurements)."""
+refusal where a precision would be many times slower than float32 (bf16 autocast on a CPU without bf16
+instructions; docs/results.md has the measurements)."""
 
 from __future__ import annotations
 
 import functools
 import os
-import sys
 from pathlib import Path
 
 import torch
 
-from taskresize.errors import TaskresizeError
+from taskresize.errors import TaskresizeError, UserError
 
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bf16 arithmetic
 
@@ -91,19 +90,20 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return "32-true"
 
 
-def precision_warning(precision: str, accelerator: str) -> str | None:
-    """The warning for a precision slower than float32 on this machine, or None."""
+def slow_precision(precision: str, accelerator: str) -> str | None:
+    """Why ``precision`` would be many times slower than float32 on this machine, or None where it is not."""
     if accelerator == "cpu" and precision.startswith(("bf16", "16")) and not cpu_has_bf16():
         kind = "bf16" if precision.startswith("bf16") else "float16"
         return (
-            f"warning: --precision {precision} on a CPU without bf16 instructions ({' / '.join(CPU_BF16_FLAGS)} "
-            f"absent): {kind} autocast is emulated there, many times slower than float32 (docs/results.md, "
-            "Performance); use --precision 32-true, the default on CPUs"
+            f"--precision {precision} on a CPU without bf16 instructions ({' / '.join(CPU_BF16_FLAGS)} absent): "
+            f"{kind} autocast is emulated there, many times slower than float32 (docs/results.md, Performance); "
+            "use --precision 32-true, the default on CPUs"
         )
     return None
 
 
-def warn_about_precision(precision: str, accelerator: str) -> None:
-    message = precision_warning(precision, accelerator)
-    if message:
-        print(message, file=sys.stderr)
+def refuse_slow_precision(precision: str, accelerator: str) -> None:
+    """Raise :class:`UserError` where ``precision`` would be emulated on this CPU (see :func:`slow_precision`)."""
+    reason = slow_precision(precision, accelerator)
+    if reason:
+        raise UserError(reason)

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from taskresize.flops import counted_by_formula, counting_flops
 from taskresize.resizers.base import INITS, Resizer
 from taskresize.resizers.classic import autocast_enabled, in_float32
-from taskresize.resizers.cpu_inference import by_image, conv, fast_path, run
+from taskresize.resizers.cpu_inference import by_image, conv, fast_path, image_chunks, run
 from taskresize.resizers.registry import OneOf, OutputSize, Range, register_resizer
 
 NORMALIZATIONS = ("sigmoid", "softmax", "none")
@@ -197,7 +197,10 @@ class DownsizeNet(Resizer):
         anchors = ((anchor_y, spacing_y), (anchor_x, spacing_x))
 
         # Floating-type pooling: the texture feature at the top-left neighbour of each projected point.
-        features = self._texture_at(x, anchors)
+        # chunk by chunk (image by image at large inputs): each chunk's full-resolution maps are freed (in the
+        # forward pass) or saved (in training) at their own size, which the allocator reuses, unlike the whole
+        # batch's (see cpu_inference); in training that halved the step at 256 -> 64
+        features = torch.cat([self._texture_at(chunk, anchors) for chunk in image_chunks(x, self.channels)])
         # Relative-distance map: the K*K separable interpolation weights, (1, K*K, h, w), row-major taps.
         distance = (wy.T[:, None, :, None] * wx.T[None, :, None, :]).reshape(1, k * k, out_h, out_w)
         if amp:  # the rest in float32 (see the module docstring)

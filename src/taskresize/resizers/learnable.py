@@ -15,6 +15,7 @@ weights count towards Table 2's parameter numbers: ``294 n + 10 n^2 + 18 r n^2``
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 import torch
@@ -22,8 +23,9 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as recompute_in_backward
 
 from taskresize.resizers.base import INITS, Resizer
+from taskresize.resizers.batchnorm import moments, normalize_resized
 from taskresize.resizers.classic import METHODS, resize
-from taskresize.resizers.cpu_inference import by_image, conv, fast_path, run
+from taskresize.resizers.cpu_inference import by_image, conv, fast_path, image_chunks, run
 from taskresize.resizers.registry import OneOf, OutputSize, Range, register_resizer
 
 
@@ -64,8 +66,9 @@ class LearnableResizer(Resizer):
             zero-initialised, so the resizer starts as exactly the classic resize).
         in_channels: image channels.
         checkpoint: activation checkpointing of the input-resolution convolutions in training: their outputs
-            are recomputed in the backward pass instead of stored, which cuts the training memory at large
-            inputs (docs/results.md, Peak memory) for one more forward pass of the stem, image by image.
+            are recomputed in the backward pass instead of stored, chunk by chunk (image by image at large
+            inputs), which cuts the training memory at large inputs (docs/results.md, Peak memory) for one more
+            forward pass of the stem.
     """
 
     def __init__(
@@ -133,14 +136,19 @@ class LearnableResizer(Resizer):
             # the BatchNorm, an affine map in eval mode, after the resize, on fewer pixels: they commute, as the
             # weights of every classic resize sum to one
             return self.stem[4](self.base_resize(self._stem_convolutions(x, stride), size))
-        if self.checkpoint and self.training and torch.is_grad_enabled():
-            # image by image, so that the backward pass holds one image's full-resolution maps at a time
-            h = torch.cat([recompute_in_backward(self._stem_convolutions, image, stride, use_reentrant=False)
-                           for image in x.split(1)])  # fmt: skip
-        else:
-            h = self._stem_convolutions(x, stride)
-        return self.base_resize(self.stem[4](h), size)  # the BatchNorm stays outside: recomputing it would
-        # update its running statistics twice
+        bn = self.stem[4]
+        if self.training and type(bn) is nn.BatchNorm2d:  # not SyncBatchNorm, whose statistics span processes
+            # chunk by chunk (image by image at large inputs), the BatchNorm after the resize (see batchnorm.py):
+            # no full-resolution map of the whole batch is held; with checkpoint, not even one chunk's
+            stem = functools.partial(self._stem_resized, stride=stride, size=size)
+            if self.checkpoint and torch.is_grad_enabled():
+                stem = functools.partial(recompute_in_backward, stem, use_reentrant=False)
+            return normalize_resized(bn, [stem(chunk) for chunk in image_chunks(x, self.n)])
+        return self.base_resize(bn(self._stem_convolutions(x, stride)), size)
+
+    def _stem_resized(self, x: Tensor, stride: int, size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor, int]:
+        h = self._stem_convolutions(x, stride)
+        return (self.base_resize(h, size), *moments(h), h.numel() // h.shape[1])
 
     def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
         """Resize ``x`` ``(B, C, H, W)`` to ``(B, C, h, w)``, ``(h, w) = size`` or ``output_size``."""

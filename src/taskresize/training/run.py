@@ -31,10 +31,10 @@ from taskresize.fileio import DamagedFileError, UnsafeFileError, atomic_open, at
 from taskresize.flops import count_parameters
 from taskresize.hardware import (
     default_workers,
+    refuse_slow_precision,
     resolve_accelerator,
     resolve_device,
     resolve_precision,
-    warn_about_precision,
 )
 from taskresize.io import Provenance, load_resizer, read_resizer_header, save_resizer
 from taskresize.runs import RunFolder
@@ -357,6 +357,7 @@ def train(
     with quiet_lightning():
         trainer = _trainer(cfg, out, callbacks, logger=logger, enable_progress_bar=interactive,
                            plugins=[AtomicCheckpointIO()])  # fmt: skip
+    refuse_slow_precision(trainer.precision, resolve_accelerator(cfg.accelerator))  # before anything is written
     try:
         data.train_batch_size(trainer.world_size)  # at least two images per process, before anything is written
     except DataError as error:
@@ -379,7 +380,6 @@ def train(
         records["ran_on"] = {"accelerator": accelerator, "precision": trainer.precision, "devices": trainer.num_devices,
                              "num_nodes": trainer.num_nodes, "workers": workers}  # fmt: skip
         write_yaml(folder.config_file, cfg.to_dict() | records)
-        warn_about_precision(trainer.precision, accelerator)
         for key, (before, after) in changed.items():
             print(f"{'resuming' if ckpt_path else 'starting'} with {key} = {after!r} (was {before!r})")
         for line in loaded:
