@@ -73,14 +73,20 @@ def test_planar_uint8_takes_the_compiled_path(method, monkeypatch):
     compiled = classic._compiled_uint8
     monkeypatch.setattr(classic, "_compiled_uint8", lambda *a: calls.append(a) or compiled(*a))
     x = to_tensor(_image(40, 50, "random"))
-    resize(x, (11, 13), method)
+    planar = resize(x, (11, 13), method)
     resize(x[0], (11, 13), method)  # unbatched
     assert len(calls) == 2
-    resize(x.contiguous(memory_format=torch.channels_last), (11, 13), method)  # torch's / the separable path
+    channels_last = resize(x.contiguous(memory_format=torch.channels_last), (11, 13), method)
+    # torch has channels-last uint8 kernels for bilinear and bicubic only: the others are copied to planes
+    compiled_channels_last = method in ("lanczos", "area")
+    assert len(calls) == 2 + compiled_channels_last
+    assert channels_last.is_contiguous(memory_format=torch.channels_last)
+    if compiled_channels_last:
+        assert torch.equal(channels_last, planar)
     resize(x.float(), (11, 13), method)  # the differentiable path
     resize(x, (11, 13), method, antialias=False)  # plain interpolation, as F.interpolate
     resize(x, (40, 50), method)  # no size change: a copy
-    assert len(calls) == 2
+    assert len(calls) == 2 + compiled_channels_last
 
 
 @pytest.mark.parametrize("method", list(PILLOW))

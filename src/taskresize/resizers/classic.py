@@ -300,6 +300,7 @@ def _separable_pillow(x: Tensor, size: Size, method: str, antialias: bool) -> Te
 # and round once (within one grey level of Pillow); the others follow Pillow's order and arithmetic exactly.
 _NON_NEGATIVE = ("bilinear", "area")
 _COMPILED = ("bilinear", "area", "bicubic", "lanczos")
+_NO_TORCH_UINT8 = ("area", "lanczos")  # no uint8 kernel in torch: its channels-last inputs are copied to planes
 _PRECISION_BITS = 22  # Pillow's fixed-point weights for 8-bit images
 
 
@@ -340,14 +341,16 @@ def _uint8_kernels() -> Any:
 
 
 def _compiled_fits(x: Tensor, size: Size, method: str, antialias: bool) -> bool:
-    """Whether the compiled uint8 path runs this resize: a contiguous (B, C, H, W) uint8 tensor on a CPU,
-    Pillow's antialiased filters, a change of size."""
+    """Whether the compiled uint8 path runs this resize: a uint8 tensor on a CPU, Pillow's antialiased filters, a
+    change of size; contiguous (B, C, H, W), or channels-last for the filters torch has no uint8 kernel for (torch's
+    channels-last bilinear and bicubic kernels are the faster ones there)."""
+    planar = x.is_contiguous() or (method in _NO_TORCH_UINT8 and x.is_contiguous(memory_format=torch.channels_last))
     return (
         x.dtype == torch.uint8
         and x.device.type == "cpu"
         and antialias
         and method in _COMPILED
-        and x.is_contiguous()
+        and planar
         and tuple(x.shape[-2:]) != size
         and _uint8_kernels() is not None
     )
@@ -358,7 +361,8 @@ def _compiled_uint8(x: Tensor, size: Size, method: str) -> Tensor:
     first in float32 with one rounding; for bicubic / Lanczos Pillow's arithmetic in Pillow's order (equal to
     Pillow)."""
     b, c, h, w = x.shape
-    planes = x.reshape(b * c, h, w).numpy()
+    channels_last = not x.is_contiguous()  # one copy to planes, the output back to channels-last
+    planes = x.contiguous().reshape(b * c, h, w).numpy()
     kernels = _uint8_kernels()
     if method in _NON_NEGATIVE:
         plans = [None if n == m else _compiled_plan(n, m, method, False) for n, m in ((h, size[0]), (w, size[1]))]
@@ -366,7 +370,8 @@ def _compiled_uint8(x: Tensor, size: Size, method: str) -> Tensor:
     else:
         passes = [(dim, _compiled_plan(n, m, method, True)) for dim, n, m in _passes((h, w), size)]
         out = kernels.resample_fixed(planes, passes)
-    return torch.from_numpy(out).reshape(b, c, *size)
+    y = torch.from_numpy(out).reshape(b, c, *size)
+    return y.contiguous(memory_format=torch.channels_last) if channels_last else y
 
 
 def _check_input(x: Tensor) -> None:
