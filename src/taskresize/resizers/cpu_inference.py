@@ -128,7 +128,7 @@ def _phase_weights(layer: nn.Conv2d) -> tuple[Tensor, Tensor | None]:
     weight, bias = layer.weight, layer.bias
     # inference tensors have no version counter: not kept, as an in-place change to them could not be seen
     tracked = not weight.is_inference() and (bias is None or not bias.is_inference())
-    version = (weight._version, None if bias is None else bias._version)
+    version = (weight._version, None if bias is None else bias._version) if tracked else None
     cached = getattr(layer, _PHASE_ATTRIBUTE, None)
     if tracked and cached is not None and cached[0] is weight and cached[1] is bias and cached[2] == version:
         return cached[3], cached[4]
