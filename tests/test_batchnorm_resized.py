@@ -62,3 +62,9 @@ def test_moments_are_the_mean_and_the_sum_of_squared_deviations():
         torch.testing.assert_close(mean.double(), expected_mean, atol=1e-6, rtol=0)
         torch.testing.assert_close(m2.double(), var * 3 * 17 * 19, rtol=1e-5, atol=0)
     assert moments(h.bfloat16())[0].dtype == torch.float32
+
+
+def test_the_moments_backward_is_their_derivative():
+    torch.manual_seed(1)
+    h = (torch.randn(2, 3, 5, 7, dtype=torch.float64) * 2 + 1).contiguous(memory_format=torch.channels_last)
+    assert torch.autograd.gradcheck(moments, (h.requires_grad_(),))

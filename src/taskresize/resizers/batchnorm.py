@@ -17,14 +17,33 @@ def moments(h: Tensor) -> tuple[Tensor, Tensor]:
     """Per-channel mean and sum of squared deviations of ``h`` ``(B, C, H, W)``, in float32 at least.
 
     As ``sum(h^2) - n mean^2``, the squares summed as one dot product per channel: on a channels-last ``h`` that
-    is 2.7x faster, forward and backward, than ``torch.var_mean`` over ``(0, 2, 3)``, which reduces across the
-    memory's inner dimension. It loses digits only where the mean is far larger than the deviation (1.5e-7
-    relative where they are alike, as after the stem's LeakyReLU).
+    is several times faster than ``torch.var_mean`` over ``(0, 2, 3)``, which reduces across the memory's inner
+    dimension. It loses digits only where the mean is far larger than the deviation (1.5e-7 relative where they
+    are alike, as after the stem's LeakyReLU). The backward pass is one multiply-add over ``h`` (:class:`_Moments`),
+    where autograd's would be three passes.
     """
     h = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h
-    rows = h.movedim(1, -1).reshape(-1, h.shape[1])  # (positions, channels): a view of a channels-last h
-    mean = rows.sum(0) / rows.shape[0]
-    return mean, torch.linalg.vecdot(rows.T, rows.T) - rows.shape[0] * mean * mean
+    return _Moments.apply(h)
+
+
+class _Moments(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h: Tensor) -> tuple[Tensor, Tensor]:
+        rows = h.movedim(1, -1).reshape(-1, h.shape[1])  # (positions, channels): a view of a channels-last h
+        n = rows.shape[0]
+        mean = rows.sum(0) / n
+        ctx.save_for_backward(h, mean)
+        return mean, torch.linalg.vecdot(rows.T, rows.T) - n * mean * mean
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_mean: Tensor, grad_m2: Tensor) -> Tensor:
+        # d mean / dh = 1 / n;  d m2 / dh = 2 (h - mean)
+        h, mean = ctx.saved_tensors
+        n = h.numel() // h.shape[1]
+        scale = 2 * grad_m2
+        shift = grad_mean / n - scale * mean
+        return torch.addcmul(shift[:, None, None], h, scale[:, None, None])
 
 
 def normalize_resized(bn: nn.BatchNorm2d, parts: list[tuple[Tensor, Tensor, Tensor, int]]) -> Tensor:
