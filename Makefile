@@ -25,6 +25,7 @@ demo: install
 	$(VENV)/bin/taskresize demo --workers 2
 
 bench: install
+	$(PY) benchmarks/targets.py --append
 	$(PY) benchmarks/perf.py --append
 	$(PY) benchmarks/resize_speed.py --append
 	$(PY) benchmarks/startup.py --append

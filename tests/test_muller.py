@@ -50,3 +50,15 @@ def test_gaussian_taps():
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         MullerResizer(**kwargs)
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_flops_count_the_blurs_as_the_separable_filters_they_are(layers):
+    from taskresize import count_flops
+    from taskresize.resizers.classic import resize_flops
+
+    m = MullerResizer(112, layers=layers)
+    shape = (1, 3, 224, 224)
+    resizes = (layers + 1) * resize_flops(shape, 112, m.interpolation, m.antialias)  # the base and each band
+    blurs = layers * 2 * (2 * 5) * (3 * 224 * 224)  # two passes of 5 multiply-adds per value
+    assert count_flops(m, shape) == resizes + blurs

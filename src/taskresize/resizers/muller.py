@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from taskresize.flops import counted_by_formula
 from taskresize.resizers.base import Resizer
 from taskresize.resizers.classic import METHODS, in_float32, resize
 from taskresize.resizers.cpu_inference import by_image, fast_path
@@ -95,8 +96,10 @@ class MullerResizer(Resizer):
         """
         pad, (h, w) = self.kernel_size // 2, x.shape[-2:]
         taps = self.taps.to(x.dtype).tolist()
-        padded = F.pad(x.contiguous(), (pad, pad, pad, pad), mode="replicate")
-        return _weighted_shifts(_weighted_shifts(padded, taps, -1, w), taps, -2, h)
+        # counted as the two 1-D filters they are: kernel_size multiply-adds per value and pass
+        with counted_by_formula(lambda: 2 * 2 * self.kernel_size * x.numel()):
+            padded = F.pad(x.contiguous(), (pad, pad, pad, pad), mode="replicate")
+            return _weighted_shifts(_weighted_shifts(padded, taps, -1, w), taps, -2, h)
 
     def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
         """Resize ``x`` ``(B, C, H, W)`` to ``(B, C, h, w)``, ``(h, w) = size`` or ``output_size``.
