@@ -193,6 +193,14 @@ def test_an_export_that_fails_is_a_one_line_error(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.safetensors"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["learnable", "downsizenet", "muller"])
+def test_dynamic_onnx_of_each_learned_resizer_matches_eager(name, tmp_path):
+    model = PixelResizer(trained_like(name, output_size=(8, 12)))
+    report = export_resizer(model, tmp_path / f"{name}.onnx", "onnx", (30, 26), dynamic=True)
+    assert report.max_difference < 1e-2  # pixels 0-255
+
+
 def test_export_needs_an_input_size_when_the_file_records_none(tmp_path, capsys):
     path = save_resizer(create_resizer("muller", output_size=8), tmp_path / "m.safetensors")
     assert cli("export", "--resizer", path) == 2

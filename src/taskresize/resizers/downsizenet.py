@@ -192,15 +192,22 @@ class DownsizeNet(Resizer):
         k = self.neighbors
         amp = autocast_enabled(x)
         dtype = torch.float32 if amp and x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-        rows, wy, anchor_y, spacing_y = _axis_plan(in_h, out_h, k, dtype, x.device)
-        cols, wx, anchor_x, spacing_x = _axis_plan(in_w, out_w, k, dtype, x.device)
+        if isinstance(in_h, int) and isinstance(in_w, int):
+            rows, wy, anchor_y, spacing_y = _axis_plan(in_h, out_h, k, dtype, x.device)
+            cols, wx, anchor_x, spacing_x = _axis_plan(in_w, out_w, k, dtype, x.device)
+            chunks = image_chunks(x, self.channels)
+        else:  # symbolic sizes (torch.export with dynamic shapes): traced as they come, every position computed
+            rows, wy, anchor_y = _source_coords(in_h, out_h, k, dtype, x.device)
+            cols, wx, anchor_x = _source_coords(in_w, out_w, k, dtype, x.device)
+            spacing_y = spacing_x = None
+            chunks = [x]
         anchors = ((anchor_y, spacing_y), (anchor_x, spacing_x))
 
         # Floating-type pooling: the texture feature at the top-left neighbour of each projected point.
         # chunk by chunk (image by image at large inputs): each chunk's full-resolution maps are freed (in the
         # forward pass) or saved (in training) at their own size, which the allocator reuses, unlike the whole
         # batch's (see cpu_inference); in training that halved the step at 256 -> 64
-        features = torch.cat([self._texture_at(chunk, anchors) for chunk in image_chunks(x, self.channels)])
+        features = torch.cat([self._texture_at(chunk, anchors) for chunk in chunks])
         # Relative-distance map: the K*K separable interpolation weights, (1, K*K, h, w), row-major taps.
         distance = (wy.T[:, None, :, None] * wx.T[None, :, None, :]).reshape(1, k * k, out_h, out_w)
         if amp:  # the rest in float32 (see the module docstring)

@@ -76,6 +76,7 @@ class MullerResizer(Resizer):
         self.weight = nn.Parameter(torch.zeros(layers))
         self.bias = nn.Parameter(torch.zeros(layers))
         self.register_buffer("taps", gaussian_kernel1d(kernel_size, sigma).float(), persistent=False)
+        self.tap_values = self.taps.tolist()  # the blur's multipliers, read without a device sync or a graph break
 
     def config(self) -> dict[str, Any]:
         return {
@@ -95,7 +96,7 @@ class MullerResizer(Resizer):
         contiguous one (oneDNN spreads a convolution's vector lanes over channels, and there are three).
         """
         pad, (h, w) = self.kernel_size // 2, x.shape[-2:]
-        taps = self.taps.to(x.dtype).tolist()
+        taps = self.tap_values
         # counted as the two 1-D filters they are: kernel_size multiply-adds per value and pass
         with counted_by_formula(lambda: 2 * 2 * self.kernel_size * x.numel()):
             padded = F.pad(x.contiguous(), (pad, pad, pad, pad), mode="replicate")
