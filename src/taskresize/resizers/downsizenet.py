@@ -63,6 +63,18 @@ def _even_spacing(anchor: list[int], in_size: int) -> tuple[int, int] | None:
     return anchor[0], step
 
 
+def _distance_map(wy: Tensor, wx: Tensor) -> Tensor:
+    """The K*K separable interpolation weights of every output pixel, ``(1, K*K, h, w)``, row-major taps."""
+    k = wy.shape[1]
+    return (wy.T[:, None, :, None] * wx.T[None, :, None, :]).reshape(1, k * k, wy.shape[0], wx.shape[0])
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_distance_map(in_h: int, in_w: int, out_h: int, out_w: int, k: int, dtype, device) -> Tensor:
+    with torch.inference_mode(False), torch.no_grad():  # see _axis_plan
+        return _distance_map(_axis_plan(in_h, out_h, k, dtype, device)[1], _axis_plan(in_w, out_w, k, dtype, device)[1])
+
+
 def _source_coords(in_size: int, out_size: int, neighbors: int, dtype: torch.dtype, device: torch.device):
     """Neighbour indices ``(out, K)`` along one axis and the 1-D interpolation weights ``(out, K)``.
 
@@ -192,11 +204,12 @@ class DownsizeNet(Resizer):
         k = self.neighbors
         amp = autocast_enabled(x)
         dtype = torch.float32 if amp and x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-        if isinstance(in_h, int) and isinstance(in_w, int):
+        symbolic = not (isinstance(in_h, int) and isinstance(in_w, int))  # torch.export with dynamic sizes
+        if not symbolic:  # plans built once per sizes (an image-by-image forward would rebuild them per image)
             rows, wy, anchor_y, spacing_y = _axis_plan(in_h, out_h, k, dtype, x.device)
             cols, wx, anchor_x, spacing_x = _axis_plan(in_w, out_w, k, dtype, x.device)
             chunks = image_chunks(x, self.channels)
-        else:  # symbolic sizes (torch.export with dynamic shapes): traced as they come, every position computed
+        else:  # traced as they come, every texture position computed
             rows, wy, anchor_y = _source_coords(in_h, out_h, k, dtype, x.device)
             cols, wx, anchor_x = _source_coords(in_w, out_w, k, dtype, x.device)
             spacing_y = spacing_x = None
@@ -209,7 +222,8 @@ class DownsizeNet(Resizer):
         # batch's (see cpu_inference); in training that halved the step at 256 -> 64
         features = torch.cat([self._texture_at(chunk, anchors) for chunk in chunks])
         # Relative-distance map: the K*K separable interpolation weights, (1, K*K, h, w), row-major taps.
-        distance = (wy.T[:, None, :, None] * wx.T[None, :, None, :]).reshape(1, k * k, out_h, out_w)
+        distance = _distance_map(wy, wx) if symbolic else _cached_distance_map(in_h, in_w, out_h, out_w, k, dtype,
+                                                                               x.device)  # fmt: skip
         if amp:  # the rest in float32 (see the module docstring)
             return in_float32(lambda t: self._resample(t, features.to(distance.dtype), distance, rows, cols), x)
         return self._resample(x, features, distance, rows, cols)
