@@ -33,20 +33,28 @@ def fast_path(x: Tensor) -> bool:
     and nothing observing the operators (FLOP counting, ``torch.compile`` / ``torch.export``, tracing, dispatch
     modes), which must see the ordinary ones."""
     return (
-        x.device.type == "cpu"
+        not tracing()  # first: a compiler sees a constant and traces none of the rest
+        and x.device.type == "cpu"
         and x.dtype == torch.float32
         and not torch.is_grad_enabled()
         and torch.backends.mkldnn.is_available()
         and not torch.is_autocast_enabled("cpu")
-        and not torch.compiler.is_compiling()
-        and not torch.jit.is_tracing()
         and not counting_flops()
         and _get_current_dispatch_mode() is None
     )
 
 
+def tracing() -> bool:
+    """Whether ``torch.compile`` / ``torch.export`` or the TorchScript tracer is recording the computation."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
 def image_chunks(x: Tensor, channels: int) -> Iterator[Tensor]:
-    """``x`` split along the batch so that ``channels`` feature maps at its resolution hold about 8 MB per chunk."""
+    """``x`` split along the batch so that ``channels`` feature maps at its resolution hold about 8 MB per chunk;
+    whole where it is being traced (the batch size may be symbolic there, and the graph has no allocator to help)."""
+    if tracing():
+        yield x
+        return
     per_image = channels * x.shape[-2] * x.shape[-1]
     yield from x.split(max(1, _CHUNK_ELEMENTS // max(1, per_image)))
 
@@ -96,8 +104,13 @@ def conv(
     return y if add is None else y + add
 
 
-def by_image(forward: Callable[[Tensor], Tensor], x: Tensor, channels: int) -> Tensor:
-    """``forward(x)`` computed on chunks of ``x`` (:func:`image_chunks`), concatenated."""
+def by_image(
+    forward: Callable[[Tensor], Tensor], x: Tensor, channels: int, layout: torch.memory_format | None = None
+) -> Tensor:
+    """``forward(x)`` computed on chunks of ``x`` (:func:`image_chunks`), concatenated; ``x`` in ``layout`` first
+    where given (oneDNN's convolutions run best channels-last: a contiguous input would be converted by each)."""
+    if layout is not None:
+        x = x.contiguous(memory_format=layout)
     chunks = list(image_chunks(x, channels))
     return forward(x) if len(chunks) == 1 else torch.cat([forward(chunk) for chunk in chunks])
 

@@ -195,7 +195,7 @@ class DownsizeNet(Resizer):
         """Resize ``x`` ``(B, C, H, W)`` to ``(B, C, h, w)``, ``(h, w) = size`` or ``output_size``."""
         size = self.target_size(size)
         if fast_path(x):  # image by image (see cpu_inference)
-            return by_image(lambda chunk: self._resize(chunk, size), x, self.channels)
+            return by_image(lambda chunk: self._resize(chunk, size), x, self.channels, torch.channels_last)
         return self._resize(x, size)
 
     def _resize(self, x: Tensor, size: tuple[int, int]) -> Tensor:
