@@ -134,3 +134,27 @@ def test_run_overwrites_only_its_own_intermediates():
         expected = F.relu(layers[1](F.leaky_relu(kept, 0.2))) + kept
     assert torch.equal(x, kept)
     torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [
+    ("learnable", {}), ("learnable-strided", {"max_stride": 2}), ("learnable", {"interpolation": "bicubic"}),
+])  # fmt: skip
+def test_the_stem_in_bands_of_rows_is_the_stem(name, kwargs, monkeypatch):
+    monkeypatch.setattr(cpu_inference, "_BANDED_ABOVE", 0)  # band every image (by default: maps above 32 MB)
+    monkeypatch.setattr(cpu_inference, "_BAND_ELEMENTS", 16 * 40 * 7)  # a few rows per band, the last one short
+    resizer = _trained(name, kwargs, (30, 41))
+    for shape in [(1, 3, 90, 110), (1, 3, 61, 83), (1, 3, 90, 110)]:  # the kept buffer changes size and back
+        x = torch.rand(*shape).contiguous(memory_format=torch.channels_last)
+        expected = resizer(x).detach()
+        calls = []
+        original = cpu_inference.banded_pair
+
+        def banded(*args, calls=calls, original=original):
+            calls.append(original(*args))
+            return calls[-1]
+
+        monkeypatch.setattr("taskresize.resizers.learnable.banded_pair", banded)
+        with torch.no_grad():
+            torch.testing.assert_close(resizer(x), expected, atol=2e-5, rtol=1e-5)
+            torch.testing.assert_close(resizer.fuse()(x), expected, atol=2e-5, rtol=1e-5)
+        assert calls and all(c is not None for c in calls)  # every image went through the bands

@@ -25,7 +25,7 @@ from torch.utils.checkpoint import checkpoint as recompute_in_backward
 from taskresize.resizers.base import INITS, Resizer
 from taskresize.resizers.batchnorm import moments, normalize_resized
 from taskresize.resizers.classic import METHODS, resize
-from taskresize.resizers.cpu_inference import by_image, conv, fast_path, image_chunks, run
+from taskresize.resizers.cpu_inference import banded_pair, by_image, conv, fast_path, image_chunks, run
 from taskresize.resizers.registry import OneOf, OutputSize, Range, register_resizer
 
 
@@ -135,7 +135,8 @@ class LearnableResizer(Resizer):
         if fast_path(x) and not self.training:
             # the BatchNorm, an affine map in eval mode, after the resize, on fewer pixels: they commute, as the
             # weights of every classic resize sum to one
-            return self.stem[4](self.base_resize(self._stem_convolutions(x, stride), size))
+            h = banded_pair(x, self.stem[0], self.stem[1], self.stem[2], self.stem[3], stride, self)
+            return self.stem[4](self.base_resize(self._stem_convolutions(x, stride) if h is None else h, size))
         bn = self.stem[4]
         if self.training and type(bn) is nn.BatchNorm2d:  # not SyncBatchNorm, whose statistics span processes
             # chunk by chunk (image by image at large inputs), the BatchNorm after the resize (see batchnorm.py):
