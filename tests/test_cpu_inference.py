@@ -158,3 +158,10 @@ def test_the_stem_in_bands_of_rows_is_the_stem(name, kwargs, monkeypatch):
             torch.testing.assert_close(resizer(x), expected, atol=2e-5, rtol=1e-5)
             torch.testing.assert_close(resizer.fuse()(x), expected, atol=2e-5, rtol=1e-5)
         assert calls and all(c is not None for c in calls)  # every image went through the bands
+
+
+def test_chunks_are_for_the_cpu_allocator_only():
+    big = (4, 3, 600, 600)  # 16 maps of 600 x 600 per image: one image per chunk on a CPU
+    assert [c.shape[0] for c in cpu_inference.image_chunks(torch.empty(big), 16)] == [1, 1, 1, 1]
+    assert [c.shape[0] for c in cpu_inference.image_chunks(torch.empty(big, device="meta"), 16)] == [4]  # as a GPU
+    assert [c.shape[0] for c in cpu_inference.image_chunks(torch.empty(64, 3, 32, 32), 16)] == [64]

@@ -49,18 +49,22 @@ class _Moments(torch.autograd.Function):
 def normalize_resized(bn: nn.BatchNorm2d, parts: list[tuple[Tensor, Tensor, Tensor, int]]) -> Tensor:
     """``resize(bn(h))`` for a ``bn`` in training mode, from each chunk of ``h``: ``(resize(h_i), mean_i, m2_i,
     count_i)`` (:func:`moments`; ``count_i`` positions per channel). Returns the resized maps, normalised."""
+    total_count = sum(n for *_, n in parts)
     counts = torch.tensor([float(n) for *_, n in parts], dtype=parts[0][1].dtype, device=parts[0][1].device)
-    total = counts.sum()
+    total = float(total_count)
     means = torch.stack([m for _, m, _, _ in parts])  # (chunks, C)
     mean = (counts[:, None] * means).sum(0) / total
     m2 = torch.stack([s for _, _, s, _ in parts]).sum(0) + (counts[:, None] * (means - mean) ** 2).sum(0)
     var = m2 / total
     if bn.track_running_stats and bn.running_mean is not None:
-        with torch.no_grad():
-            bn.num_batches_tracked.add_(1)
-            factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+        with torch.no_grad():  # nn.BatchNorm2d's update, step by step
+            factor = 0.0 if bn.momentum is None else bn.momentum
+            if bn.num_batches_tracked is not None:
+                bn.num_batches_tracked.add_(1)
+                if bn.momentum is None:
+                    factor = 1.0 / float(bn.num_batches_tracked)
             bn.running_mean.lerp_(mean.detach().to(bn.running_mean.dtype), factor)
-            unbiased = m2.detach() / max(float(total) - 1, 1.0)
+            unbiased = m2.detach() / max(total_count - 1, 1)
             bn.running_var.lerp_(unbiased.to(bn.running_var.dtype), factor)
     scale = torch.rsqrt(var + bn.eps)
     shift = -mean * scale

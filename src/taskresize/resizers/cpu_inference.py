@@ -52,9 +52,10 @@ def tracing() -> bool:
 
 
 def image_chunks(x: Tensor, channels: int) -> Iterator[Tensor]:
-    """``x`` split along the batch so that ``channels`` feature maps at its resolution hold about 8 MB per chunk;
-    whole where it is being traced (the batch size may be symbolic there, and the graph has no allocator to help)."""
-    if tracing():
+    """``x`` split along the batch so that ``channels`` feature maps at its resolution hold about 8 MB per chunk, on
+    a CPU; whole elsewhere (a GPU's caching allocator reuses its memory, and small launches would cost) and where it
+    is being traced (the batch size may be symbolic there)."""
+    if x.device.type != "cpu" or tracing():
         yield x
         return
     per_image = channels * x.shape[-2] * x.shape[-1]
@@ -127,7 +128,8 @@ def banded_pair(
     of the kept buffer: valid until the next call for ``owner`` in this thread."""
     post1, post2 = _activation(first_activation), _activation(second_activation)
     plain_1x1 = (second.kernel_size, second.stride, second.padding, second.groups) == ((1, 1), (1, 1), (0, 0), 1)
-    if not (x.shape[0] == 1 and plain_1x1 and post1 and post2 and first.padding_mode == "zeros") or not fast_path(x):
+    plain_first = first.padding_mode == "zeros" and first.dilation == (1, 1) and not isinstance(first.padding, str)
+    if not (x.shape[0] == 1 and plain_1x1 and plain_first and post1 and post2) or not fast_path(x):
         return None
     (kh, kw), (ph, pw) = first.kernel_size, first.padding
     out_h = (x.shape[-2] + 2 * ph - kh) // stride + 1
