@@ -90,14 +90,13 @@ def conv(
         if _phases_pay(x, layer, stride, padding, activation):
             return _conv_by_phases(x, layer, add)
         args = (list(padding), list(stride), list(layer.dilation), layer.groups)
+        post = ("none", []) if activation is None else _activation(activation)
         if add is not None and activation is None:
             return torch.ops.mkldnn._convolution_pointwise.binary(
                 x, add.contiguous(memory_format=_layout(x)), layer.weight, layer.bias, *args, "add", 1.0, None, [], ""
             )
-        post = _activation(activation) if add is None else None
-        if post is not None or activation is None:
-            kind, scalars = post or ("none", [])
-            return torch.ops.mkldnn._convolution_pointwise(x, layer.weight, layer.bias, *args, kind, scalars, "")
+        if add is None and post is not None:
+            return torch.ops.mkldnn._convolution_pointwise(x, layer.weight, layer.bias, *args, *post, "")
     if own_geometry:
         y = layer(x)
     else:
@@ -123,9 +122,9 @@ def banded_pair(
 ) -> Tensor | None:  # fmt: skip
     """``second_activation(second(first_activation(first(x))))`` for one image ``x`` ``(1, C, H, W)`` in bands of
     rows (see above), or None where it does not apply or pay: maps of 32 MB or less (``_BANDED_ABOVE``), not on
-    the fast path, a batch of several images, a
-    ``second`` that is not a plain 1x1 convolution, an activation other than ReLU / LeakyReLU. The result is a view
-    of the kept buffer: valid until the next call for ``owner`` in this thread."""
+    the fast path, a batch of several images, a ``second`` that is not a plain 1x1 convolution, an activation
+    other than ReLU / LeakyReLU. The result is a view of the kept buffer: valid until the next call for ``owner``
+    in this thread."""
     post1, post2 = _activation(first_activation), _activation(second_activation)
     plain_1x1 = (second.kernel_size, second.stride, second.padding, second.groups) == ((1, 1), (1, 1), (0, 0), 1)
     plain_first = first.padding_mode == "zeros" and first.dilation == (1, 1) and not isinstance(first.padding, str)
@@ -152,7 +151,10 @@ def banded_pair(
         )
         out = buffer[r0:r1].view(-1, second.out_channels)
         flat = h.permute(0, 2, 3, 1).reshape(-1, first.out_channels)
-        torch.addmm(second.bias, flat, weight, out=out) if second.bias is not None else torch.mm(flat, weight, out=out)
+        if second.bias is None:
+            torch.mm(flat, weight, out=out)
+        else:
+            torch.addmm(second.bias, flat, weight, out=out)
         _apply(second_activation, out, owned=True)
     return buffer.permute(2, 0, 1).unsqueeze(0)
 
