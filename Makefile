@@ -26,6 +26,7 @@ demo: install
 
 bench: install
 	$(PY) benchmarks/targets.py --append
+	$(PY) benchmarks/alternatives.py --append
 	$(PY) benchmarks/perf.py --append
 	$(PY) benchmarks/resize_speed.py --append
 	$(PY) benchmarks/startup.py --append

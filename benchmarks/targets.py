@@ -18,7 +18,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from machine import describe
 from perf import photo_like
 from taskresize import count_flops, create_resizer, resize
 from taskresize.hardware import slow_precision
+from timing import interleaved
 
 from results_file import add_section
 
@@ -41,16 +41,10 @@ LEARNED = ("learnable", "learnable-strided", "downsizenet", "muller")
 Row = dict  # {"what", "median", "low", "high", "target", "met", "unit"}
 
 
-def _once(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def interleaved(a: Callable[[], object], b: Callable[[], object], repeats: int, combine) -> tuple[float, float, float]:
-    """``combine(time_a, time_b)`` over ``repeats`` interleaved pairs (after one warm-up each): median, min, max."""
-    a(), b()
-    values = sorted(combine(_once(a), _once(b)) for _ in range(repeats))
+def ratios(a: Callable[[], object], b: Callable[[], object], repeats: int, combine) -> tuple[float, float, float]:
+    """``combine(time_a, time_b)`` of each of ``repeats`` interleaved pairs: median, min, max."""
+    times = interleaved({"a": a, "b": b}, repeats)
+    values = sorted(combine(ta, tb) for ta, tb in zip(times["a"], times["b"], strict=True))
     return statistics.median(values), values[0], values[-1]
 
 
@@ -72,7 +66,7 @@ def classic_rows(repeats: int) -> list[Row]:
                    "channels-last view": torch.from_numpy(pixels).permute(2, 0, 1)}  # fmt: skip
         for method, filt in pillow_filters.items():
             for layout, tensor in layouts.items():
-                measured = interleaved(lambda f=filt, im=pil: im.resize((224, 224), f),
+                measured = ratios(lambda f=filt, im=pil: im.resize((224, 224), f),
                                        lambda m=method, t=tensor: resize(t, (224, 224), m), repeats,
                                        lambda pillow, ours: pillow / ours)  # fmt: skip
                 need = 3.0 if method in ("bilinear", "bicubic") and layout == "(3, H, W)" else (
@@ -96,7 +90,7 @@ def inference_rows(repeats: int) -> list[Row]:
             resizer = create_resizer(name, output_size=224).eval().fuse()
             flops = count_flops(resizer, (1, 3, 448, 448))
             flop_share = flops / (flops + backbone_flops)
-            measured = interleaved(lambda r=resizer: r(x), lambda: backbone(y), repeats, lambda a, b: a / (a + b))
+            measured = ratios(lambda r=resizer: r(x), lambda: backbone(y), repeats, lambda a, b: a / (a + b))
             rows.append(row(f"{name}: share of inference, 448→224 + ResNet-50, batch 8, fp32, 2 threads", measured,
                             f"≤ its FLOP share {flop_share:.1%}", measured[0] <= flop_share, unit="%"))  # fmt: skip
             print(rows[-1], flush=True)
@@ -134,7 +128,7 @@ def training_rows(repeats: int) -> list[Row]:
         learned, plain = _step(name, in_size, out_size, batch, backbone), _step("bilinear", out_size, out_size, batch,
                                                                                backbone)  # fmt: skip
         flop_ratio = _step_flops(learned) / _step_flops(plain)
-        measured = interleaved(learned, plain, repeats if backbone == "resnet18" else max(3, repeats // 2),
+        measured = ratios(learned, plain, repeats if backbone == "resnet18" else max(3, repeats // 2),
                                lambda a, b: a / b)  # fmt: skip
         what = (f"{name} {in_size}→{out_size} + {backbone}, batch {batch}: training step × bilinear at {out_size} "
                 f"(FLOP ratio {flop_ratio:.2f})")  # fmt: skip
@@ -155,7 +149,7 @@ def bf16_rows(repeats: int) -> list[Row]:
             resizer(x)
 
     with torch.inference_mode():
-        measured = interleaved(lambda: resizer(x), bf16, repeats, lambda f32, b16: f32 / b16)
+        measured = ratios(lambda: resizer(x), bf16, repeats, lambda f32, b16: f32 / b16)
     refused = slow_precision("bf16-mixed", "cpu")
     target = "chosen by what the CPU supports: never silently many times slower (< 0.5×: refused)"
     verdict = "train --precision bf16-mixed refuses here" if refused else "train --precision bf16-mixed runs here"

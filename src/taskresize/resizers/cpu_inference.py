@@ -112,7 +112,7 @@ def conv(
 # faulted in) anew on every call -- at 1024 x 1024 one map is 67 MB, above glibc's mmap threshold.
 _BAND_ELEMENTS = 1 << 18  # of the first map per band: 1 MB of float32
 _BANDED_ABOVE = 1 << 23  # elements of one image's map (32 MB of float32, glibc's largest mmap threshold): below,
-# the whole image's maps are reused from the heap, and one call is faster than bands (448 x 448: 9.6 against 13 ms)
+# the whole image's maps are reused from the heap, and one call is faster than bands (benchmarks/alternatives.py)
 _WORKSPACES: weakref.WeakKeyDictionary[nn.Module, dict[int, Tensor]] = weakref.WeakKeyDictionary()
 
 
@@ -173,7 +173,7 @@ def by_image(
 # A convolution with few output channels (the learned resizers' last, to 3) leaves most of the vector lanes that
 # oneDNN spreads over output channels idle. Computing the output's 2x2 phases as 4x the channels -- a convolution of
 # stride 2 whose (k + 1) x (k + 1) kernel holds the original one at the four offsets -- and interleaving them
-# (pixel_shuffle) gives the same sums (plus exact zero taps) at 2.7x the speed (16 -> 3 channels, 7x7, 224 x 224).
+# (pixel_shuffle) gives the same sums (plus exact zero taps), about twice as fast (benchmarks/alternatives.py).
 _PHASES = 2
 _PHASE_ATTRIBUTE = "_taskresize_phase_weights"
 

@@ -219,7 +219,7 @@ class DownsizeNet(Resizer):
         # Floating-type pooling: the texture feature at the top-left neighbour of each projected point.
         # chunk by chunk (image by image at large inputs): each chunk's full-resolution maps are freed (in the
         # forward pass) or saved (in training) at their own size, which the allocator reuses, unlike the whole
-        # batch's (see cpu_inference); in training that halved the step at 256 -> 64
+        # batch's (see cpu_inference)
         features = torch.cat([self._texture_at(chunk, anchors) for chunk in chunks])
         # Relative-distance map: the K*K separable interpolation weights, (1, K*K, h, w), row-major taps.
         distance = _distance_map(wy, wx) if symbolic else _cached_distance_map(in_h, in_w, out_h, out_w, k, dtype,

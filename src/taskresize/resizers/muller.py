@@ -92,8 +92,9 @@ class MullerResizer(Resizer):
         """Separable Gaussian blur of ``x`` ``(B, C, H, W)``, edge pixels replicated.
 
         Each pass is a weighted sum of shifted views of the padded, contiguous image: at 448 x 448 on a CPU that
-        is 4x faster than the depthwise convolutions of a channels-last image and 50x faster than those of a
-        contiguous one (oneDNN spreads a convolution's vector lanes over channels, and there are three).
+        is faster than the depthwise convolutions of a channels-last image, and far faster than those of a
+        contiguous one (``benchmarks/alternatives.py``): oneDNN spreads a convolution's vector lanes over
+        channels, and there are three.
         """
         pad, (h, w) = self.kernel_size // 2, x.shape[-2:]
         taps = self.tap_values

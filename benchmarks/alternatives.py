@@ -1,0 +1,167 @@
+"""The alternatives measured for the learned resizers' CPU paths (issue 18), against what the code does: the
+figures docs/results.md gives for choices made and dropped. Medians of interleaved repeats, 2 threads.
+
+    python benchmarks/alternatives.py [--repeats 9] [--append]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from machine import describe
+from taskresize import create_resizer
+from taskresize.resizers import cpu_inference
+from taskresize.resizers.batchnorm import moments
+from timing import interleaved
+
+from results_file import add_section
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+
+
+def medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per call of each function, the calls interleaved."""
+    return {name: statistics.median(t) for name, t in interleaved(fns, repeats).items()}
+
+
+def head(repeats: int) -> list[str]:
+    """The learnable resizer's last convolution, 16 -> 3 channels, 7x7, at 224 x 224: directly or by phases."""
+    layer = torch.nn.Conv2d(16, 3, 7, padding=3).eval()
+    x = torch.rand(1, 16, 224, 224).contiguous(memory_format=torch.channels_last)
+    direct = torch.ops.mkldnn._convolution_pointwise
+    with torch.inference_mode():
+        t = medians({"direct": lambda: direct(x, layer.weight, layer.bias, [3, 3], [1, 1], [1, 1], 1, "none", [], ""),
+                     "phases": lambda: cpu_inference.conv(x, layer)}, repeats)  # fmt: skip
+    return [f"| head 16→3, 7×7, 224², one image | direct {t['direct'] * 1e3:.2f} ms | by phases "
+            f"{t['phases'] * 1e3:.2f} ms ({t['direct'] / t['phases']:.1f}×) |"]  # fmt: skip
+
+
+def blur(repeats: int) -> list[str]:
+    """MULLER's blur of one 448 x 448 image: depthwise convolutions (the former code) against shifted sums."""
+    muller = create_resizer("muller", output_size=224)
+    taps = muller.taps
+
+    def depthwise(x):
+        c, pad = x.shape[1], muller.kernel_size // 2
+        x = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="replicate"), taps.reshape(1, 1, 1, -1).expand(c, 1, 1, -1),
+                     groups=c)  # fmt: skip
+        return F.conv2d(F.pad(x, (0, 0, pad, pad), mode="replicate"), taps.reshape(1, 1, -1, 1).expand(c, 1, -1, 1),
+                        groups=c)  # fmt: skip
+
+    rows = []
+    for label, layout in (("contiguous", torch.contiguous_format), ("channels-last", torch.channels_last)):
+        x = torch.rand(1, 3, 448, 448).contiguous(memory_format=layout)
+        with torch.inference_mode():
+            t = medians({"conv": lambda x=x: depthwise(x), "shifts": lambda x=x: muller.blur(x)}, repeats)
+        rows.append(f"| MULLER blur, 448², {label} | depthwise conv {t['conv'] * 1e3:.2f} ms | shifted sums "
+                    f"{t['shifts'] * 1e3:.2f} ms ({t['conv'] / t['shifts']:.1f}×) |")  # fmt: skip
+    return rows
+
+
+def statistics_pass(repeats: int) -> list[str]:
+    """Batch statistics of a channels-last (2, 16, 256, 256) map, forward and backward."""
+    h = (torch.randn(2, 16, 256, 256) * 2 + 1).contiguous(memory_format=torch.channels_last).requires_grad_()
+
+    def var_mean():
+        var, mean = torch.var_mean(h, dim=(0, 2, 3), correction=0)
+        (var.sum() + mean.sum()).backward()
+
+    def ours():
+        mean, m2 = moments(h)
+        (m2.sum() + mean.sum()).backward()
+
+    t = medians({"var_mean": var_mean, "moments": ours}, repeats)
+    return [f"| BatchNorm statistics, (2, 16, 256²), forward + backward | torch.var_mean {t['var_mean'] * 1e3:.2f} ms "
+            f"| moments {t['moments'] * 1e3:.2f} ms ({t['var_mean'] / t['moments']:.1f}×) |"]  # fmt: skip
+
+
+def _step(name: str, in_size: int, out_size: int, batch: int, **kwargs):
+    torch.manual_seed(0)
+    resizer = create_resizer(name, output_size=out_size, **kwargs)
+    model = torchvision.models.resnet18(num_classes=10).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD([*resizer.parameters(), *model.parameters()], lr=0.01, momentum=0.9)
+    x = torch.rand(batch, 3, in_size, in_size).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 10, (batch,))
+
+    def step():
+        optimizer.zero_grad()
+        F.cross_entropy(model(resizer(x)), labels).backward()
+        optimizer.step()
+
+    return step
+
+
+def training_chunks(repeats: int) -> list[str]:
+    """The learnable training step at 256 -> 64, batch 16, by chunk size and with checkpointing, × bilinear."""
+    default = cpu_inference._CHUNK_ELEMENTS
+    rows = []
+    settings = [(f"chunks of {n >> 20} M elements ({4 * n >> 20} MB)", n, {}) for n in (1 << 20, 1 << 21, 1 << 22,
+                                                                                      1 << 23, 1 << 26)]  # fmt: skip
+    settings.append(("chunks of 2 M elements, checkpoint=True", 1 << 21, {"checkpoint": True}))
+    try:
+        for label, elements, kwargs in settings:
+            cpu_inference._CHUNK_ELEMENTS = elements
+            t = medians({"learned": _step("learnable", 256, 64, 16, **kwargs), "plain": _step("bilinear", 64, 64, 16)},
+                        repeats)  # fmt: skip
+            chosen = "the code's setting" if elements == default and not kwargs else ""
+            rows.append(f"| learnable training step 256→64, batch 16, {label} | {t['learned'] / t['plain']:.2f}× "
+                        f"bilinear at 64 | {chosen} |")  # fmt: skip
+    finally:
+        cpu_inference._CHUNK_ELEMENTS = default
+    return rows
+
+
+def stem_bands(repeats: int) -> list[str]:
+    """The fused learnable resizer on one image, its stem in row bands or whole, at 448 and 1024 px."""
+    default = cpu_inference._BANDED_ABOVE
+    resizer = create_resizer("learnable", output_size=224).eval().fuse()
+    rows = []
+    try:
+        for size in (448, 1024):
+            x = torch.rand(1, 3, size, size).contiguous(memory_format=torch.channels_last)
+
+            def run(banded_above, x=x):
+                cpu_inference._BANDED_ABOVE = banded_above
+                return resizer(x)
+
+            with torch.inference_mode():
+                t = medians({"bands": lambda: run(0), "whole": lambda: run(1 << 62)}, repeats)
+            rows.append(f"| learnable {size}→224, one image | whole stem {t['whole'] * 1e3:.1f} ms | in row bands "
+                        f"{t['bands'] * 1e3:.1f} ms ({t['whole'] / t['bands']:.2f}×) |")  # fmt: skip
+    finally:
+        cpu_inference._BANDED_ABOVE = default
+    return rows
+
+
+SECTIONS = (head, blur, statistics_pass, stem_bands, training_chunks)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--append", action="store_true", help=f"add the table to {RESULTS}")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    rows = []
+    for section in SECTIONS:
+        rows += section(args.repeats)
+        print("\n".join(rows[-2:]), flush=True)
+    text = (f"### Alternatives for the learned resizers' CPU paths (issue 18), {dt.date.today().isoformat()}\n\n"
+            f"`python benchmarks/alternatives.py --repeats {args.repeats}` — {describe()}. Medians of interleaved "
+            "repeats; the second column is what the code did before or could do, the third what it does.\n\n"
+            "| what | alternative | the code |\n|---|---|---|\n" + "\n".join(rows))  # fmt: skip
+    print("\n" + text)
+    if args.append:
+        add_section(RESULTS, "Speed", text)
+
+
+if __name__ == "__main__":
+    main()
