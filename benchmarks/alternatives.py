@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 
 from machine import describe
+from targets import training_step
 from taskresize import create_resizer
 from taskresize.resizers import cpu_inference
 from taskresize.resizers.batchnorm import moments
@@ -83,22 +83,6 @@ def statistics_pass(repeats: int) -> list[str]:
             f"| moments {t['moments'] * 1e3:.2f} ms ({t['var_mean'] / t['moments']:.1f}×) |"]  # fmt: skip
 
 
-def _step(name: str, in_size: int, out_size: int, batch: int, **kwargs):
-    torch.manual_seed(0)
-    resizer = create_resizer(name, output_size=out_size, **kwargs)
-    model = torchvision.models.resnet18(num_classes=10).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD([*resizer.parameters(), *model.parameters()], lr=0.01, momentum=0.9)
-    x = torch.rand(batch, 3, in_size, in_size).contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, 10, (batch,))
-
-    def step():
-        optimizer.zero_grad()
-        F.cross_entropy(model(resizer(x)), labels).backward()
-        optimizer.step()
-
-    return step
-
-
 def training_chunks(repeats: int) -> list[str]:
     """The learnable training step at 256 -> 64, batch 16, by chunk size and with checkpointing, × bilinear."""
     default = cpu_inference._CHUNK_ELEMENTS
@@ -109,7 +93,8 @@ def training_chunks(repeats: int) -> list[str]:
     try:
         for label, elements, kwargs in settings:
             cpu_inference._CHUNK_ELEMENTS = elements
-            t = medians({"learned": _step("learnable", 256, 64, 16, **kwargs), "plain": _step("bilinear", 64, 64, 16)},
+            t = medians({"learned": training_step("learnable", 256, 64, 16, **kwargs),
+                         "plain": training_step("bilinear", 64, 64, 16)},
                         repeats)  # fmt: skip
             chosen = "the code's setting" if elements == default and not kwargs else ""
             rows.append(f"| learnable training step 256→64, batch 16, {label} | {t['learned'] / t['plain']:.2f}× "

@@ -98,9 +98,10 @@ def inference_rows(repeats: int) -> list[Row]:
 
 
 # -------------------------------------------------------------------------------------------------- training
-def _step(name: str, in_size: int, out_size: int, batch: int, backbone: str):
+def training_step(name: str, in_size: int, out_size: int, batch: int, backbone: str = "resnet18", **kwargs):
+    """One SGD step of resizer ``name`` (``kwargs`` its options) and a 10-class ``backbone``, on a fixed batch."""
     torch.manual_seed(0)
-    resizer = create_resizer(name, output_size=out_size)
+    resizer = create_resizer(name, output_size=out_size, **kwargs)
     model = getattr(torchvision.models, backbone)(num_classes=10).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD([*resizer.parameters(), *model.parameters()], lr=0.01, momentum=0.9)
     x = torch.rand(batch, 3, in_size, in_size).contiguous(memory_format=torch.channels_last)
@@ -125,8 +126,8 @@ def training_rows(repeats: int) -> list[Row]:
     rows = []
     settings = [(name, 256, 64, 32, "resnet18") for name in LEARNED] + [("learnable", 448, 224, 8, "resnet50")]
     for name, in_size, out_size, batch, backbone in settings:
-        learned, plain = _step(name, in_size, out_size, batch, backbone), _step("bilinear", out_size, out_size, batch,
-                                                                               backbone)  # fmt: skip
+        learned = training_step(name, in_size, out_size, batch, backbone)
+        plain = training_step("bilinear", out_size, out_size, batch, backbone)
         flop_ratio = _step_flops(learned) / _step_flops(plain)
         measured = ratios(learned, plain, repeats if backbone == "resnet18" else max(3, repeats // 2),
                                lambda a, b: a / b)  # fmt: skip
