@@ -52,7 +52,7 @@ def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
     y, x = np.mgrid[0:height, 0:width]
     image[(x // max(1, width // 9) + y // max(1, height // 7)) % 5 == 0] += 25
     image += rng.normal(0, 4, image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.clip(image, 0, 255).astype(np.uint8))  # interleaved, as Pillow decodes
 
 
 # ----------------------------------------------------------------------------------------------------- input path

@@ -67,6 +67,14 @@ def test_planar_uint8_matches_pillow_within_one_grey_level(in_size, size, method
     assert diff.max() <= (1 if method in ("bilinear", "area") else 0)
 
 
+@pytest.mark.parametrize("method", ["bicubic", "lanczos"])
+@pytest.mark.parametrize("rows", range(1, 10))
+def test_horizontal_pass_equals_pillow_for_every_row_count(rows, method):
+    # the horizontal fixed-point pass takes four rows per step and repeats the last row in the last step
+    img = _image(rows, 101, "random")
+    assert np.array_equal(to_array(resize(to_tensor(img), (rows, 13), method)), _pillow(img, (rows, 13), method))
+
+
 @pytest.mark.parametrize("method", list(PILLOW))
 def test_planar_uint8_takes_the_compiled_path(method, monkeypatch):
     calls = []
@@ -100,6 +108,19 @@ def test_compiled_path_equals_the_torch_path_within_one_and_batches(method, monk
     monkeypatch.setattr(classic, "_uint8_kernels", lambda: None)  # without numba: the torch path
     slow = resize(x, (19, 31), method)
     assert (fast.int() - slow.int()).abs().max() <= 1
+
+
+@pytest.mark.parametrize("method", list(PILLOW))
+@pytest.mark.parametrize("batch", [0, 2])
+def test_interleaved_views_equal_the_planar_result(method, batch):
+    # torch.from_numpy(np.asarray(image)).permute(2, 0, 1): area reads the interleaved rows, Lanczos is copied to
+    # planes, bilinear and bicubic take torch's channels-last kernel (within one grey level of the planar result)
+    images = np.stack([_image(45, 67, "random"), _image(45, 67, "saturated")])
+    view = torch.from_numpy(images).permute(0, 3, 1, 2) if batch else torch.from_numpy(images[0]).permute(2, 0, 1)
+    planar = resize(view.contiguous(), (19, 31), method)
+    y = resize(view, (19, 31), method)
+    assert y.shape == planar.shape and not y.is_contiguous() and y.stride()[-3] == 1  # channels-last out
+    assert (y.int() - planar.int()).abs().max() <= (0 if method in ("lanczos", "area") else 1)
 
 
 def test_channels_last_output_stays_channels_last():

@@ -361,15 +361,19 @@ def _compiled_uint8(x: Tensor, size: Size, method: str) -> Tensor:
     first in float32 with one rounding; for bicubic / Lanczos Pillow's arithmetic in Pillow's order (equal to
     Pillow)."""
     b, c, h, w = x.shape
-    channels_last = not x.is_contiguous()  # one copy to planes, the output back to channels-last
-    planes = x.contiguous().reshape(b * c, h, w).numpy()
     kernels = _uint8_kernels()
+    channels_last = not x.is_contiguous()  # read as interleaved rows or copied to planes; back to channels-last
+    interleaved = x.permute(0, 2, 3, 1).numpy() if channels_last else None
     if method in _NON_NEGATIVE:
         plans = [None if n == m else _compiled_plan(n, m, method, False) for n, m in ((h, size[0]), (w, size[1]))]
-        out = kernels.resample_float(planes, *plans)
+        if channels_last:
+            out = kernels.resample_float(interleaved.reshape(b, h, w * c), *plans, channels=c)
+        else:
+            out = kernels.resample_float(x.numpy().reshape(b * c, h, w), *plans)
     else:
+        planes = kernels.planar(interleaved) if channels_last else x.numpy()
         passes = [(dim, _compiled_plan(n, m, method, True)) for dim, n, m in _passes((h, w), size)]
-        out = kernels.resample_fixed(planes, passes)
+        out = kernels.resample_fixed(planes.reshape(b * c, h, w), passes)
     y = torch.from_numpy(out).reshape(b, c, *size)
     return y.contiguous(memory_format=torch.channels_last) if channels_last else y
 

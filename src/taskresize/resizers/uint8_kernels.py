@@ -127,11 +127,33 @@ def horizontal_float(src, dst, first, coeffs):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def to_planes(src, dst):  # pragma: no cover - compiled
+    """Interleaved ``(B, H, W, C)`` -> planar ``(B, C, H, W)``, any dtype: a channels-last image's copy to planes
+    (torch's strided copy of uint8 is several times slower)."""
+    batch, height, _, channels = src.shape
+    for b in range(batch):
+        for y in range(height):
+            row = src[b, y]
+            for c in range(channels):
+                out = dst[b, c, y]
+                for x in range(out.shape[0]):
+                    out[x] = row[x, c]
+
+
+@njit(cache=True, nogil=True)
 def round_to_uint8(src, dst):  # pragma: no cover - compiled
     """``dst = clip(floor(src + 0.5), 0, 255)`` elementwise, flat float32 -> uint8."""
     for i in range(src.shape[0]):
         v = np.floor(src[i] + np.float32(0.5))
         dst[i] = 0 if v < 0 else (255 if v > 255 else np.uint8(v))
+
+
+def planar(x: np.ndarray) -> np.ndarray:
+    """A planar ``(B, C, H, W)`` copy of the interleaved ``(B, H, W, C)`` array ``x``."""
+    batch, height, width, channels = x.shape
+    out = np.empty((batch, channels, height, width), dtype=x.dtype)
+    to_planes(x, out)
+    return out
 
 
 def resample_fixed(x: np.ndarray, passes) -> np.ndarray:
@@ -150,15 +172,20 @@ def resample_fixed(x: np.ndarray, passes) -> np.ndarray:
     return y
 
 
-def resample_float(x: np.ndarray, vertical_plan, horizontal_plan) -> np.ndarray:
-    """Resample planar uint8 ``x`` ``(P, H, W)``: the vertical pass (if planned), then the horizontal one, float32
-    weights, no rounding in between, then rounded and clipped to uint8 once."""
+def resample_float(x: np.ndarray, vertical_plan, horizontal_plan, channels: int = 0) -> np.ndarray:
+    """Resample uint8 ``x``: the vertical pass (if planned), then the horizontal one, float32 weights, no rounding
+    in between, then rounded and clipped to uint8 once. ``x`` is planar ``(P, H, W)``, or with ``channels`` = C
+    interleaved ``(B, H, W * C)``: the vertical pass treats every column alike, so it runs on the interleaved rows,
+    and only its (smaller) result is copied to planes for the horizontal pass. The result is planar."""
     y = x
     if vertical_plan is not None:
         first, coeffs = vertical_plan
         out = np.empty((y.shape[0], first.shape[0], y.shape[2]), dtype=np.float32)
         vertical_float(y, out, first, coeffs)
         y = out
+    if channels:
+        batch, height, width = y.shape[0], y.shape[1], y.shape[2] // channels
+        y = planar(y.reshape(batch, height, width, channels)).reshape(batch * channels, height, width)
     if horizontal_plan is not None:
         first, coeffs = horizontal_plan
         out = np.empty((y.shape[0], y.shape[1], first.shape[0]), dtype=np.float32)
