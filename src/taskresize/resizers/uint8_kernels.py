@@ -30,6 +30,13 @@ from numba import njit
 PRECISION_BITS = 22  # Pillow's: 32 - 8 (pixel) - 2 (headroom for the negative lobes)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _to_uint8(acc):  # pragma: no cover - compiled
+    """A fixed-point sum -> its uint8 pixel: shifted back, clipped to [0, 255]."""
+    v = acc >> PRECISION_BITS
+    return 0 if v < 0 else (255 if v > 255 else v)
+
+
 @njit(cache=True, nogil=True)
 def vertical_fixed(src, dst, first, coeffs):  # pragma: no cover - compiled
     """uint8 ``(P, H, W)`` -> uint8 ``(P, n, W)``, Pillow's ``ImagingResampleVertical_8bpc``."""
@@ -49,12 +56,6 @@ def vertical_fixed(src, dst, first, coeffs):  # pragma: no cover - compiled
             out = dst[p, j]
             for x in range(width):
                 out[x] = _to_uint8(acc[x])
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _to_uint8(acc):  # pragma: no cover - compiled
-    v = acc >> PRECISION_BITS
-    return 0 if v < 0 else (255 if v > 255 else v)
 
 
 @njit(cache=True, nogil=True)
