@@ -366,10 +366,8 @@ def _compiled_uint8(x: Tensor, size: Size, method: str) -> Tensor:
     interleaved = x.permute(0, 2, 3, 1).numpy() if channels_last else None
     if method in _NON_NEGATIVE:
         plans = [None if n == m else _compiled_plan(n, m, method, False) for n, m in ((h, size[0]), (w, size[1]))]
-        if channels_last:
-            out = kernels.resample_float(interleaved.reshape(b, h, w * c), *plans, channels=c)
-        else:
-            out = kernels.resample_float(x.numpy().reshape(b * c, h, w), *plans)
+        rows = interleaved.reshape(b, h, w * c) if channels_last else x.numpy().reshape(b * c, h, w)
+        out = kernels.resample_float(rows, *plans, channels=c if channels_last else 0)
     else:
         planes = kernels.planar(interleaved) if channels_last else x.numpy()
         passes = [(dim, _compiled_plan(n, m, method, True)) for dim, n, m in _passes((h, w), size)]
