@@ -51,14 +51,17 @@ def randomise_batchnorm(m: torch.nn.Module) -> None:
 @pytest.mark.parametrize(
     ("n", "r", "size"), [(16, 1, (40, 57)), (8, 2, (40, 57)), (8, 3, (150, 190)), (4, 0, (31, 31))]
 )
-def test_forward_is_figure_3_with_chained_blocks_and_half_pixel_centres(n, r, size):
+@pytest.mark.parametrize("grad", [False, True], ids=["fused", "autograd"])  # the fused CPU path, and the plain one
+def test_forward_is_figure_3_with_chained_blocks_and_half_pixel_centres(n, r, size, grad):
     torch.manual_seed(0)
     m = LearnableResizer(output_size=size, n=n, r=r)
     randomise_batchnorm(m)
     m.eval()
     x = torch.randn(2, 3, 97, 131)
+    with torch.set_grad_enabled(grad):
+        out = m(x)
     with torch.no_grad():
-        torch.testing.assert_close(m(x), reference_forward(m, x, size), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(out.detach(), reference_forward(m, x, size), atol=1e-4, rtol=1e-4)
 
 
 def test_identity_init_starts_as_the_base_resize_and_paper_init_does_not():

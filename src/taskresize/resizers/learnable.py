@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as recompute_in_backward
 
+from taskresize.hardware import retain_freed_memory_in_training
 from taskresize.resizers.base import INITS, Resizer
 from taskresize.resizers.batchnorm import moments, normalize_resized
 from taskresize.resizers.classic import METHODS, resize
@@ -132,9 +133,9 @@ class LearnableResizer(Resizer):
     def features(self, x: Tensor, size: tuple[int, int]) -> Tensor:
         """``z``: the stem's features, computed at the input resolution (or a stride of it), resized to ``size``."""
         stride = self.stem_stride(tuple(x.shape[-2:]), size)
-        if fast_path(x) and not self.training:
+        if not self.training:
             # the BatchNorm, an affine map in eval mode, after the resize, on fewer pixels: they commute, as the
-            # weights of every classic resize sum to one
+            # weights of every classic resize sum to one (under autocast it also spares a float32 copy of the map)
             h = banded_pair(x, self.stem[0], self.stem[1], self.stem[2], self.stem[3], stride, self)
             return self.stem[4](self.base_resize(self._stem_convolutions(x, stride) if h is None else h, size))
         bn = self.stem[4]
@@ -154,6 +155,7 @@ class LearnableResizer(Resizer):
     def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
         """Resize ``x`` ``(B, C, H, W)`` to ``(B, C, h, w)``, ``(h, w) = size`` or ``output_size``."""
         size = self.target_size(size)
+        retain_freed_memory_in_training(self, x)
         if fast_path(x) and not self.training:  # image by image (see cpu_inference)
             return by_image(lambda chunk: self._resize(chunk, size), x, self.n, torch.channels_last)
         return self._resize(x, size)
