@@ -1,14 +1,19 @@
 """The alternatives measured for the learned resizers' CPU paths (issue 18), against what the code does: the
 figures docs/results.md gives for choices made and dropped. Medians of interleaved repeats, 2 threads.
 
-    python benchmarks/alternatives.py [--repeats 9] [--append]
+    python benchmarks/alternatives.py [--repeats 9] [--only SECTION] [--append]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +22,7 @@ import torch.nn.functional as F
 
 from machine import describe
 from targets import training_step
-from taskresize import create_resizer
+from taskresize import create_resizer, hardware
 from taskresize.resizers import cpu_inference
 from taskresize.resizers.batchnorm import moments
 from timing import interleaved
@@ -126,22 +131,76 @@ def stem_bands(repeats: int) -> list[str]:
     return rows
 
 
-SECTIONS = (head, blur, statistics_pass, stem_bands, training_chunks)
+def _faults_per_step(step) -> float:
+    """Median minor page faults of three calls of ``step``."""
+    counts = []
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        step()
+        counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return statistics.median(counts)
+
+
+def freed_memory_child(repeats: int) -> None:
+    """One process of :func:`freed_memory`: its ratio and its page faults per step, as JSON."""
+    torch.set_num_threads(2)
+    learned, plain = training_step("learnable", 256, 64, 16), training_step("bilinear", 64, 64, 16)
+    learned()  # the first learned step asks for retained memory (unless the environment opts out)
+    t = medians({"learned": learned, "plain": plain}, repeats)
+    faults = {"learned_faults": _faults_per_step(learned), "plain_faults": _faults_per_step(plain)}
+    print(json.dumps({"ratio": t["learned"] / t["plain"], "retained": hardware.retain_freed_memory(), **faults}))
+
+
+def freed_memory(repeats: int) -> list[str]:
+    """The learnable training step at 256 -> 64, batch 16, × bilinear, with glibc's malloc as it is and told to keep
+    freed memory (hardware.retain_freed_memory): three processes of each, alternated, medians over them."""
+    results = {"0": [], "1": []}
+    for _ in range(3):
+        for setting, out in results.items():
+            env = dict(os.environ, **{hardware.RETAIN_FREED_MEMORY: setting})
+            done = subprocess.run([sys.executable, __file__, "--freed-memory-child", "--repeats", str(repeats)],
+                                  env=env, capture_output=True, text=True, check=True)  # fmt: skip
+            out.append(json.loads(done.stdout.splitlines()[-1]))
+
+    def summary(runs: list[dict]) -> str:
+        if not all(r["retained"] == runs[0]["retained"] for r in runs):
+            raise RuntimeError("the processes of one setting disagree on whether memory was retained")
+        ratio = statistics.median(r["ratio"] for r in runs)
+        faults = statistics.median(r["learned_faults"] for r in runs)
+        plain = statistics.median(r["plain_faults"] for r in runs)
+        return f"{ratio:.2f}× bilinear; page faults per step: {faults:.0f} (bilinear step: {plain:.0f})"
+
+    if not results["1"][0]["retained"]:
+        return ["| learnable training step, freed memory retained | not applicable: not glibc, or MALLOC_* set | |"]
+    return [f"| learnable training step 256→64, batch 16: glibc's malloc as it is / told to keep freed memory | "
+            f"{summary(results['0'])} | {summary(results['1'])} |"]  # fmt: skip
+
+
+SECTIONS = (head, blur, statistics_pass, stem_bands, training_chunks, freed_memory)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--append", action="store_true", help=f"add the table to {RESULTS}")
+    parser.add_argument("--only", choices=[section.__name__ for section in SECTIONS], help="one section")
+    parser.add_argument("--freed-memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.freed_memory_child:
+        freed_memory_child(args.repeats)
+        return
     torch.set_num_threads(2)
     rows = []
     for section in SECTIONS:
+        if args.only and section.__name__ != args.only:
+            continue
         rows += section(args.repeats)
         print("\n".join(rows[-2:]), flush=True)
+    only = f" --only {args.only}" if args.only else ""
     text = (f"### Alternatives for the learned resizers' CPU paths (issue 18), {dt.date.today().isoformat()}\n\n"
-            f"`python benchmarks/alternatives.py --repeats {args.repeats}` — {describe()}. Medians of interleaved "
-            "repeats; the second column is what the code did before or could do, the third what it does.\n\n"
+            f"`python benchmarks/alternatives.py --repeats {args.repeats}{only}` — {describe()}. Medians of "
+            "interleaved repeats; the second column is what the code did before or could do, the third what it "
+            "does.\n\n"
             "| what | alternative | the code |\n|---|---|---|\n" + "\n".join(rows))  # fmt: skip
     print("\n" + text)
     if args.append:

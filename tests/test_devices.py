@@ -80,6 +80,7 @@ def test_a_run_records_where_and_in_what_precision_it_ran(tmp_path):
     assert saved["ran_on"]["accelerator"] == expected and saved["ran_on"]["devices"] == 1
     assert saved["ran_on"]["workers"] == 0  # given; without --workers it is default_workers(1)
     assert saved["ran_on"]["precision"] == resolve_precision("auto", expected)
+    assert saved["ran_on"]["retained_freed_memory"] == (expected == "cpu" and devices.retain_freed_memory())
 
 
 @pytest.mark.gpu

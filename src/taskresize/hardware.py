@@ -1,9 +1,10 @@
 """What this machine computes on: ``auto`` accelerators, devices and precisions resolved to what it has, and a
 refusal where a precision would be many times slower than float32 (bf16 autocast on a CPU without bf16
-instructions; docs/results.md has the measurements)."""
+instructions; docs/results.md has the measurements); and glibc's malloc told to keep what CPU training frees."""
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 from pathlib import Path
@@ -107,3 +108,55 @@ def refuse_slow_precision(precision: str, accelerator: str) -> None:
     reason = slow_precision(precision, accelerator)
     if reason:
         raise UserError(reason)
+
+
+# glibc's malloc hands the free memory at the top of its heap back to the system once more than its trim threshold
+# lies there (by default it follows the largest block freed, up to 64 MB). CPU training frees and allocates the
+# same tensors every step -- a learned resizer's input-resolution maps, kept for the backward pass, are hundreds of
+# MB per batch -- so each step faulted its pages in afresh, at about the cost of the convolutions that fill them.
+# PyTorch's CPU allocator keeps nothing itself (its CUDA one caches). Fault counts and step times with and without:
+# benchmarks/alternatives.py.
+RETAIN_FREED_MEMORY = "TASKRESIZE_RETAIN_FREED_MEMORY"  # "0": leave glibc's malloc as it is
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
+_MMAP_THRESHOLD = 32 << 20  # blocks above are mapped and unmapped each time: glibc's own ceiling on 64-bit
+_TRIM_THRESHOLD = 2**31 - 1  # the largest value mallopt takes (a C int): in effect, never trim
+_USER_MALLOC_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+
+
+@functools.cache
+def retain_freed_memory() -> bool:
+    """Have glibc's malloc keep freed memory for reuse instead of returning it to the system (see above); whether
+    it was done. The process then holds on to its peak memory, as it would under CUDA's caching allocator.
+
+    Left alone where ``TASKRESIZE_RETAIN_FREED_MEMORY=0``, where the user set glibc's malloc variables
+    (``MALLOC_*_`` or ``GLIBC_TUNABLES=glibc.malloc...``: theirs are kept), and where the C library is not glibc.
+    The learned resizers call it the first time they train on a CPU, ``taskresize train`` when it runs on one.
+    """
+    if os.environ.get(RETAIN_FREED_MEMORY, "1") == "0":
+        return False
+    if any(name in os.environ for name in _USER_MALLOC_SETTINGS) or "glibc.malloc." in os.environ.get(
+        "GLIBC_TUNABLES", ""
+    ):
+        return False
+    if not uses_glibc():
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    # the mapping threshold first: setting either one stops glibc adjusting both itself
+    return mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1
+
+
+def uses_glibc() -> bool:
+    """Whether this process runs on GNU libc."""
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError):  # a name this C library does not know
+        return False
+
+
+def retain_freed_memory_in_training(module: torch.nn.Module, x: torch.Tensor) -> None:
+    """:func:`retain_freed_memory` where ``module`` trains on ``x`` on a CPU (not while a compiler traces it)."""
+    if module.training and x.device.type == "cpu" and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        retain_freed_memory()

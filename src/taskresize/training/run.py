@@ -35,6 +35,7 @@ from taskresize.hardware import (
     resolve_accelerator,
     resolve_device,
     resolve_precision,
+    retain_freed_memory,
 )
 from taskresize.io import Provenance, load_resizer, read_resizer_header, save_resizer
 from taskresize.runs import RunFolder
@@ -357,12 +358,14 @@ def train(
     with quiet_lightning():
         trainer = _trainer(cfg, out, callbacks, logger=logger, enable_progress_bar=interactive,
                            plugins=[AtomicCheckpointIO()])  # fmt: skip
-    refuse_slow_precision(trainer.precision, resolve_accelerator(cfg.accelerator))  # before anything is written
+    accelerator = resolve_accelerator(cfg.accelerator)  # the settings as resolved on this machine
+    refuse_slow_precision(trainer.precision, accelerator)  # before anything is written
     try:
         data.train_batch_size(trainer.world_size)  # at least two images per process, before anything is written
     except DataError as error:
         raise RunError(str(error)) from None
 
+    retained = accelerator == "cpu" and retain_freed_memory()  # each process: see hardware.retain_freed_memory
     if trainer.is_global_zero:
         if restart:
             print(f"{shown} holds a run that finished no epoch; starting it again", file=sys.stderr)
@@ -375,10 +378,10 @@ def train(
             records["paths_as_given"] = as_given
         if ckpt_path is None:
             records["lr_default"] = cfg.lr is None
-        accelerator = resolve_accelerator(cfg.accelerator)  # the settings as resolved on this machine
         workers = cfg.workers if cfg.workers is not None else default_workers(trainer.num_devices)
         records["ran_on"] = {"accelerator": accelerator, "precision": trainer.precision, "devices": trainer.num_devices,
-                             "num_nodes": trainer.num_nodes, "workers": workers}  # fmt: skip
+                             "num_nodes": trainer.num_nodes, "workers": workers,
+                             "retained_freed_memory": retained}  # fmt: skip
         write_yaml(folder.config_file, cfg.to_dict() | records)
         for key, (before, after) in changed.items():
             print(f"{'resuming' if ckpt_path else 'starting'} with {key} = {after!r} (was {before!r})")
