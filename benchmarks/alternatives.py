@@ -145,8 +145,9 @@ def freed_memory_child(repeats: int) -> None:
     """One process of :func:`freed_memory`: its ratio and its page faults per step, as JSON."""
     torch.set_num_threads(2)
     learned, plain = training_step("learnable", 256, 64, 16), training_step("bilinear", 64, 64, 16)
-    learned()  # the first learned step asks for retained memory (unless the environment opts out)
-    t = medians({"learned": learned, "plain": plain}, repeats)
+    t = medians(  # the first learned step, a warm-up, asks for retained memory (unless the environment opts out)
+        {"learned": learned, "plain": plain}, repeats
+    )
     faults = {"learned_faults": _faults_per_step(learned), "plain_faults": _faults_per_step(plain)}
     print(json.dumps({"ratio": t["learned"] / t["plain"], "retained": hardware.retain_freed_memory(), **faults}))
 

@@ -123,6 +123,14 @@ _TRIM_THRESHOLD = 2**31 - 1  # the largest value mallopt takes (a C int): in eff
 _USER_MALLOC_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
 
 
+def uses_glibc() -> bool:
+    """Whether this process runs on GNU libc."""
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError):  # a name this C library does not know
+        return False
+
+
 @functools.cache
 def retain_freed_memory() -> bool:
     """Have glibc's malloc keep freed memory for reuse instead of returning it to the system (see above); whether
@@ -132,13 +140,11 @@ def retain_freed_memory() -> bool:
     (``MALLOC_*_`` or ``GLIBC_TUNABLES=glibc.malloc...``: theirs are kept), and where the C library is not glibc.
     The learned resizers call it the first time they train on a CPU, ``taskresize train`` when it runs on one.
     """
-    if os.environ.get(RETAIN_FREED_MEMORY, "1") == "0":
-        return False
-    if any(name in os.environ for name in _USER_MALLOC_SETTINGS) or "glibc.malloc." in os.environ.get(
+    opted_out = os.environ.get(RETAIN_FREED_MEMORY, "1") == "0"
+    users_own = any(name in os.environ for name in _USER_MALLOC_SETTINGS) or "glibc.malloc." in os.environ.get(
         "GLIBC_TUNABLES", ""
-    ):
-        return False
-    if not uses_glibc():
+    )
+    if opted_out or users_own or not uses_glibc():
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
@@ -146,14 +152,6 @@ def retain_freed_memory() -> bool:
         return False
     # the mapping threshold first: setting either one stops glibc adjusting both itself
     return mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1
-
-
-def uses_glibc() -> bool:
-    """Whether this process runs on GNU libc."""
-    try:
-        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
-    except (ValueError, OSError):  # a name this C library does not know
-        return False
 
 
 def retain_freed_memory_in_training(module: torch.nn.Module, x: torch.Tensor) -> None:
