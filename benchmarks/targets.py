@@ -7,6 +7,12 @@ at 256 -> 64 with ResNet-18 and at the paper's 448 -> 224 with ResNet-50 beside 
 bf16 against float32 and what ``train --precision bf16-mixed`` does on this CPU. Each section runs in a fresh
 process.
 
+A learned row's target holds when the resizer computes its FLOPs about as fast as the backbone computes its own.
+Each such row also says where the resizer's time goes (:func:`split`, one profiled call of each side after the
+timed ones): its GFLOP/s and the backbone's, the GFLOP/s of its convolutions and matrix products alone, the share
+its other operators (activations, BatchNorm, statistics, resizes, blurs, copies: memory passes that carry few or
+no counted FLOPs) take of its time, and the figure the row would reach if those passes cost nothing.
+
     python benchmarks/targets.py [--repeats 7] [--append]
 """
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -26,6 +33,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from PIL import Image
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from machine import describe
@@ -38,19 +46,63 @@ from results_file import add_section
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 LEARNED = ("learnable", "learnable-strided", "downsizenet", "muller")
-Row = dict  # {"what", "median", "low", "high", "target", "met", "unit"}
+Row = dict  # {"what", "median", "low", "high", "target", "met", "unit", "where"}
 
 
 def ratios(a: Callable[[], object], b: Callable[[], object], repeats: int, combine) -> tuple[float, float, float]:
     """``combine(time_a, time_b)`` of each of ``repeats`` interleaved pairs: median, min, max."""
+    return timed_ratios(a, b, repeats, combine)[0]
+
+
+def timed_ratios(a: Callable[[], object], b: Callable[[], object], repeats: int, combine):
+    """:func:`ratios`, and the median seconds of ``a`` and of ``b``."""
     times = interleaved({"a": a, "b": b}, repeats)
     values = sorted(combine(ta, tb) for ta, tb in zip(times["a"], times["b"], strict=True))
-    return statistics.median(values), values[0], values[-1]
+    return (
+        (statistics.median(values), values[0], values[-1]),
+        statistics.median(times["a"]),
+        statistics.median(times["b"]),
+    )
 
 
-def row(what: str, measured: tuple[float, float, float], target: str, met: bool, unit: str = "×") -> Row:
+def row(
+    what: str, measured: tuple[float, float, float], target: str, met: bool, unit: str = "×", where: str = ""
+) -> Row:
     median, low, high = measured
-    return {"what": what, "median": median, "low": low, "high": high, "target": target, "met": met, "unit": unit}
+    return {"what": what, "median": median, "low": low, "high": high, "target": target, "met": met, "unit": unit,
+            "where": where}  # fmt: skip
+
+
+# Operators that run convolutions and matrix products: compute-bound kernels (oneDNN, BLAS) and, in a training
+# step's FLOP count (FlopCounterMode), the only ones counted.
+_PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::linear")
+
+
+def split(fn: Callable[[], object], calls: int = 3) -> tuple[float, float]:
+    """Seconds of ``calls`` calls of ``fn`` in convolutions and matrix products, and in every other operator (the
+    operators' self times, torch.profiler; one call runs before, unprofiled)."""
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            fn()
+    products = other = 0.0
+    for event in prof.key_averages():
+        seconds = event.self_cpu_time_total / 1e6
+        if event.key.startswith(_PRODUCTS) or "convolution" in event.key:  # aten's and oneDNN's fused ones
+            products += seconds
+        else:
+            other += seconds
+    return products, other
+
+
+def where_time_goes(gflops_resizer: float, gflops_backbone: float, gflops_products: float, other_share: float,
+                    if_free: str) -> str:  # fmt: skip
+    """The explanation column of a learned row (see the module docstring)."""
+    products = f"{gflops_products:.0f}" if math.isfinite(gflops_products) else "–"
+    return (
+        f"resizer {gflops_resizer:.0f} GFLOP/s, backbone {gflops_backbone:.0f}; its convolutions and matrix "
+        f"products {products} GFLOP/s; other operators {other_share:.0%} of its time; were they free: {if_free}"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ uint8 classic
@@ -90,9 +142,18 @@ def inference_rows(repeats: int) -> list[Row]:
             resizer = create_resizer(name, output_size=224).eval().fuse()
             flops = count_flops(resizer, (1, 3, 448, 448))
             flop_share = flops / (flops + backbone_flops)
-            measured = ratios(lambda r=resizer: r(x), lambda: backbone(y), repeats, lambda a, b: a / (a + b))
+            measured, t_resizer, t_backbone = timed_ratios(lambda r=resizer: r(x), lambda: backbone(y), repeats,
+                                                           lambda a, b: a / (a + b))  # fmt: skip
+            products, other = split(lambda r=resizer: r(x))
+            t_products = t_resizer * products / (products + other)  # the profile's fraction of the timed median
+            where = where_time_goes(
+                8 * flops / t_resizer / 1e9, 8 * backbone_flops / t_backbone / 1e9,
+                8 * _product_flops(resizer, (1, 3, 448, 448)) / t_products / 1e9 if products else math.nan,
+                other / (products + other), f"share {t_products / (t_products + t_backbone):.1%}",
+            )  # fmt: skip
             rows.append(row(f"{name}: share of inference, 448→224 + ResNet-50, batch 8, fp32, 2 threads", measured,
-                            f"≤ its FLOP share {flop_share:.1%}", measured[0] <= flop_share, unit="%"))  # fmt: skip
+                            f"≤ its FLOP share {flop_share:.1%}", measured[0] <= flop_share, unit="%",
+                            where=where))  # fmt: skip
             print(rows[-1], flush=True)
     return rows
 
@@ -116,9 +177,17 @@ def training_step(name: str, in_size: int, out_size: int, batch: int, backbone: 
 
 
 def _step_flops(step) -> int:
+    """FLOPs of convolutions and matrix products in one call of ``step`` (FlopCounterMode's count)."""
     with FlopCounterMode(display=False) as counter:
         step()
     return counter.get_total_flops()
+
+
+def _product_flops(resizer: torch.nn.Module, shape: tuple[int, ...]) -> int:
+    """FLOPs of the convolutions and matrix products of one eval forward pass (without the resampling taps that
+    ``count_flops`` adds by formula)."""
+    with torch.inference_mode():
+        return _step_flops(lambda: resizer(torch.zeros(shape).contiguous(memory_format=torch.channels_last)))
 
 
 def training_rows(repeats: int) -> list[Row]:
@@ -128,13 +197,25 @@ def training_rows(repeats: int) -> list[Row]:
     for name, in_size, out_size, batch, backbone in settings:
         learned = training_step(name, in_size, out_size, batch, backbone)
         plain = training_step("bilinear", out_size, out_size, batch, backbone)
-        flop_ratio = _step_flops(learned) / _step_flops(plain)
-        measured = ratios(learned, plain, repeats if backbone == "resnet18" else max(3, repeats // 2),
-                               lambda a, b: a / b)  # fmt: skip
+        flops_plain = _step_flops(plain)
+        flop_ratio = _step_flops(learned) / flops_plain
+        measured, t_learned, t_plain = timed_ratios(learned, plain, repeats if backbone == "resnet18" else max(
+            3, repeats // 2), lambda a, b: a / b)  # fmt: skip
         what = (f"{name} {in_size}→{out_size} + {backbone}, batch {batch}: training step × bilinear at {out_size} "
                 f"(FLOP ratio {flop_ratio:.2f})")  # fmt: skip
+        (products, other), (b_products, b_other) = split(learned), split(plain)
+        # the resizer's part of the step: what the learned step adds to the plain one, in time, in the profile's
+        # operators and in FLOPs (all of them in convolutions and matrix products here)
+        extra, extra_products, extra_other = t_learned - t_plain, products - b_products, other - b_other
+        other_share = min(1.0, max(0.0, extra_other / (extra_products + extra_other)))
+        extra_flops = flop_ratio * flops_plain - flops_plain
+        where = where_time_goes(
+            extra_flops / extra / 1e9, flops_plain / t_plain / 1e9,
+            extra_flops / ((1 - other_share) * extra) / 1e9 if other_share < 1 else math.nan, other_share,
+            f"{(t_plain + (1 - other_share) * extra) / t_plain:.2f}×",
+        )  # fmt: skip
         rows.append(row(what, measured, f"≤ 1.1 × {flop_ratio:.2f} = {1.1 * flop_ratio:.2f}×",
-                        measured[0] <= 1.1 * flop_ratio))  # fmt: skip
+                        measured[0] <= 1.1 * flop_ratio, where=where))  # fmt: skip
         print(rows[-1], flush=True)
     return rows
 
@@ -168,12 +249,15 @@ def _child(section: str, repeats: int) -> list[Row]:
 
 
 def _format(rows: list[Row]) -> str:
-    lines = ["| what | measured: median (range) | target | met |", "|---|---:|---|---|"]
+    explained = any(r.get("where") for r in rows)
+    lines = ["| what | measured: median (range) | target | met |" + (" where the resizer's time goes |" * explained),
+             "|---|---:|---|---|" + ("---|" * explained)]  # fmt: skip
     for r in rows:
         scale, unit = (100, "%") if r["unit"] == "%" else (1, "×")
         median, low, high = (r[k] * scale for k in ("median", "low", "high"))
         met = "yes" if r["met"] else "**no**"
-        lines.append(f"| {r['what']} | {median:.2f}{unit} ({low:.2f}-{high:.2f}) | {r['target']} | {met} |")
+        line = f"| {r['what']} | {median:.2f}{unit} ({low:.2f}-{high:.2f}) | {r['target']} | {met} |"
+        lines.append(line + (f" {r.get('where', '')} |" * explained))
     return "\n".join(lines)
 
 

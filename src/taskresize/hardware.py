@@ -138,7 +138,8 @@ def retain_freed_memory() -> bool:
 
     Left alone where ``TASKRESIZE_RETAIN_FREED_MEMORY=0``, where the user set glibc's malloc variables
     (``MALLOC_*_`` or ``GLIBC_TUNABLES=glibc.malloc...``: theirs are kept), and where the C library is not glibc.
-    The learned resizers call it the first time they train on a CPU, ``taskresize train`` when it runs on one.
+    The learned resizers call it the first time they run on a CPU (:func:`retain_freed_memory_on_cpu`),
+    ``taskresize train`` when it runs on one.
     """
     opted_out = os.environ.get(RETAIN_FREED_MEMORY, "1") == "0"
     users_own = any(name in os.environ for name in _USER_MALLOC_SETTINGS) or "glibc.malloc." in os.environ.get(
@@ -154,7 +155,11 @@ def retain_freed_memory() -> bool:
     return mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1
 
 
-def retain_freed_memory_in_training(module: torch.nn.Module, x: torch.Tensor) -> None:
-    """:func:`retain_freed_memory` where ``module`` trains on ``x`` on a CPU (not while a compiler traces it)."""
-    if module.training and x.device.type == "cpu" and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+def retain_freed_memory_on_cpu(x: torch.Tensor) -> None:
+    """:func:`retain_freed_memory` where a learned resizer runs on ``x`` on a CPU, in training or in inference (not
+    while a compiler traces it): in inference too, since its unfused paths (autocast, autograd) allocate
+    input-resolution maps of the whole batch on every call -- under bf16 autocast, after a backbone had run in the
+    same process, the float32 copy of the learnable resizer's map was faulted in anew on every call, and the call
+    took 5x as long as with the memory kept (docs/results.md, Performance targets, 2026-12-06)."""
+    if x.device.type == "cpu" and not torch.compiler.is_compiling():
         retain_freed_memory()

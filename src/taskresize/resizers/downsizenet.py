@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from taskresize.flops import counted_by_formula, counting_flops
-from taskresize.hardware import retain_freed_memory_in_training
+from taskresize.hardware import retain_freed_memory_on_cpu
 from taskresize.resizers.base import INITS, Resizer
 from taskresize.resizers.classic import autocast_enabled, in_float32
 from taskresize.resizers.cpu_inference import by_image, conv, fast_path, image_chunks, run
@@ -195,7 +195,7 @@ class DownsizeNet(Resizer):
     def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
         """Resize ``x`` ``(B, C, H, W)`` to ``(B, C, h, w)``, ``(h, w) = size`` or ``output_size``."""
         size = self.target_size(size)
-        retain_freed_memory_in_training(self, x)
+        retain_freed_memory_on_cpu(x)
         if fast_path(x):  # image by image (see cpu_inference)
             return by_image(lambda chunk: self._resize(chunk, size), x, self.channels, torch.channels_last)
         return self._resize(x, size)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as recompute_in_backward
 
-from taskresize.hardware import retain_freed_memory_in_training
+from taskresize.hardware import retain_freed_memory_on_cpu
 from taskresize.resizers.base import INITS, Resizer
 from taskresize.resizers.batchnorm import moments, normalize_resized
 from taskresize.resizers.classic import METHODS, resize
@@ -155,7 +155,7 @@ class LearnableResizer(Resizer):
     def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
         """Resize ``x`` ``(B, C, H, W)`` to ``(B, C, h, w)``, ``(h, w) = size`` or ``output_size``."""
         size = self.target_size(size)
-        retain_freed_memory_in_training(self, x)
+        retain_freed_memory_on_cpu(x)
         if fast_path(x) and not self.training:  # image by image (see cpu_inference)
             return by_image(lambda chunk: self._resize(chunk, size), x, self.n, torch.channels_last)
         return self._resize(x, size)

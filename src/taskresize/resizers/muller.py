@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taskresize.flops import counted_by_formula
-from taskresize.hardware import retain_freed_memory_in_training
+from taskresize.hardware import retain_freed_memory_on_cpu
 from taskresize.resizers.base import Resizer
 from taskresize.resizers.classic import METHODS, in_float32, resize
 from taskresize.resizers.cpu_inference import by_image, fast_path
@@ -109,7 +109,7 @@ class MullerResizer(Resizer):
 
         Under autocast, computed in float32 (see the module docstring)."""
         size = self.target_size(size)
-        retain_freed_memory_in_training(self, x)
+        retain_freed_memory_on_cpu(x)
         if fast_path(x):  # image by image (see cpu_inference)
             return by_image(lambda chunk: self._forward(chunk, size), x, x.shape[1])
         return in_float32(lambda t: self._forward(t, size), x)

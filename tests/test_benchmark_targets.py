@@ -1,0 +1,57 @@
+"""benchmarks/targets.py's explanation of a learned row: the profile split that says where a resizer's time goes."""
+
+import importlib
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def targets():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield importlib.import_module("targets")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.mark.parametrize(
+    "work, in_products",
+    [
+        (lambda a: a @ a, True),
+        (lambda a: torch.addmm(a, a, a), True),
+        (lambda a: torch.nn.functional.conv2d(a[None, None], torch.ones(4, 1, 3, 3)), True),
+        (lambda a: a.exp().sum(), False),
+        (lambda a: torch.nn.functional.leaky_relu(a, 0.2) * 3, False),
+    ],
+)
+def test_split_puts_convolutions_and_matrix_products_on_one_side_and_the_rest_on_the_other(targets, work, in_products):
+    a = torch.rand(512, 512)
+    products, other = targets.split(lambda: work(a), calls=2)
+    assert products + other > 0
+    share = products / (products + other)
+    # addmm's copy of its input into the output is a copy, on the other side: more than half, not all
+    assert share > 0.5 if in_products else share == 0.0
+
+
+def test_timed_ratios_returns_the_medians_of_each_side(targets):
+    big, small = torch.rand(512, 512), torch.rand(64, 64)
+    (median, low, high), t_big, t_small = targets.timed_ratios(lambda: big @ big, lambda: small @ small, 5,
+                                                               lambda a, b: a / b)  # fmt: skip
+    assert low <= median <= high
+    assert t_big > t_small > 0
+
+
+def test_only_tables_with_an_explained_row_get_the_column(targets):
+    plain = targets.row("classic", (2.0, 1.5, 2.5), "≥ 1×", True)
+    explained = targets.row("learned", (3.0, 2.0, 4.0), "≤ 2×", False, where="resizer 10 GFLOP/s")
+    assert "where the resizer's time goes" not in targets._format([plain])
+    table = targets._format([plain, explained])
+    assert table.splitlines()[0].endswith("where the resizer's time goes |")
+    assert table.splitlines()[-1].endswith("| **no** | resizer 10 GFLOP/s |")
+    assert "– GFLOP/s" in targets.where_time_goes(13.0, 300.0, math.nan, 1.0, "share 0.0%")
