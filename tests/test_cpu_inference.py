@@ -102,6 +102,61 @@ def test_a_convolution_to_few_channels_computed_by_output_phases_is_the_convolut
         torch.testing.assert_close(conv(x, layer, add=other), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kernel", [1, 3, 7])
+@pytest.mark.parametrize("out_channels", [1, 3, 4])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("add", [True, False])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_in_training_the_phases_give_the_convolution_and_its_gradients(kernel, out_channels, bias, add, layout):
+    torch.manual_seed(kernel * 10 + out_channels)
+    layer = nn.Conv2d(16, out_channels, kernel, padding=kernel // 2, bias=bias)
+    x = torch.randn(2, 16, 24, 30).contiguous(memory_format=layout).requires_grad_()
+    other = torch.randn(2, out_channels, 24, 30).contiguous(memory_format=layout).requires_grad_() if add else None
+    grad = torch.randn(2, out_channels, 24, 30)
+    leaves = [t for t in (x, layer.weight, layer.bias, other) if t is not None]
+    calls = []
+    original = cpu_inference._conv_by_phases_autograd
+    cpu_inference._conv_by_phases_autograd = lambda *a: calls.append(1) or original(*a)
+    try:
+        phased = conv(x, layer, add=other)
+    finally:
+        cpu_inference._conv_by_phases_autograd = original
+    assert calls == [1] and not fast_path(x)
+    expected = F.conv2d(x, layer.weight, layer.bias, padding=kernel // 2) + (other if add else 0)
+    torch.testing.assert_close(phased, expected, atol=1e-5, rtol=1e-5)
+    got = torch.autograd.grad(phased, leaves, grad)
+    want = torch.autograd.grad(expected, leaves, grad)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-5)
+
+
+def test_the_phases_pass_gradcheck_in_float64():
+    layer = nn.Conv2d(5, 3, 3, padding=1).double()
+    x = torch.randn(1, 5, 6, 4, dtype=torch.float64, requires_grad=True)
+    other = torch.randn(1, 3, 6, 4, dtype=torch.float64, requires_grad=True)
+    assert cpu_inference._phases_pay(x, layer, layer.stride, layer.padding, None)
+    assert torch.autograd.gradcheck(lambda *t: conv(t[0], layer, add=t[1]), (x, other))
+    assert torch.autograd.gradcheck(cpu_inference._phased, (layer.weight, layer.bias))
+
+
+class _Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Conv2d(16, 3, 7, padding=3)
+
+    def forward(self, x):
+        return conv(x, self.layer)
+
+
+def test_the_phases_stay_out_of_flop_counting_and_tracing():
+    x = torch.randn(1, 16, 8, 8, requires_grad=True)
+    assert cpu_inference.unobserved_cpu(x)
+    # the taps of the convolution itself (phases would count 2 * 16 * 64 * 12 * 16: the zero taps too)
+    assert count_flops(_Head(), (1, 16, 8, 8)) == 2 * 16 * 49 * 3 * 64
+    with torch.device("meta"):
+        assert not cpu_inference.unobserved_cpu(torch.empty(1))
+
+
 @pytest.mark.parametrize(("padding", "stride", "hw"), [(1, 1, (23, 30)), (0, 1, (24, 30)), (1, 2, (24, 30))])
 def test_convolutions_outside_the_phase_case_run_directly(padding, stride, hw):
     layer = nn.Conv2d(16, 3, 3, padding=padding, stride=stride)

@@ -35,12 +35,20 @@ def fast_path(x: Tensor) -> bool:
     and nothing observing the operators (FLOP counting, ``torch.compile`` / ``torch.export``, tracing, dispatch
     modes), which must see the ordinary ones."""
     return (
-        not tracing()  # first: a compiler sees a constant and traces none of the rest
-        and x.device.type == "cpu"
+        unobserved_cpu(x)
         and x.dtype == torch.float32
         and not torch.is_grad_enabled()
         and torch.backends.mkldnn.is_available()
         and not torch.is_autocast_enabled("cpu")
+    )
+
+
+def unobserved_cpu(x: Tensor) -> bool:
+    """Whether ``x`` is on a CPU and nothing observes the operators (see :func:`fast_path`): where the same sums
+    may be computed by other operators, e.g. a convolution by output phases (:func:`conv`), in training too."""
+    return (
+        not tracing()  # first: a compiler sees a constant and traces none of the rest
+        and x.device.type == "cpu"
         and not counting_flops()
         and _get_current_dispatch_mode() is None
     )
@@ -80,14 +88,18 @@ def conv(
     """``activation(layer(x))`` or ``layer(x) + add``, with ``layer``'s stride and padding unless given.
 
     ``activation`` is a ReLU / LeakyReLU module (or None). Fused into one oneDNN call where :func:`fast_path`
-    holds, else computed by the ordinary operators (in place where no gradient is recorded).
+    holds, else computed by the ordinary operators (in place where no gradient is recorded). A convolution to few
+    channels runs by output phases on a CPU, in training too (see below).
     """
     own_geometry = stride is None and padding is None
     stride = layer.stride if stride is None else _pair(stride)
     padding = layer.padding if padding is None else _pair(padding)
     fusable = layer.weight.dtype == x.dtype and layer.padding_mode == "zeros" and not isinstance(padding, str)
+    phases = fusable and _phases_pay(x, layer, stride, padding, activation) and unobserved_cpu(x)
+    if phases and not fast_path(x):
+        return _conv_by_phases_autograd(x, layer, add)
     if fusable and fast_path(x):
-        if _phases_pay(x, layer, stride, padding, activation):
+        if phases:
             return _conv_by_phases(x, layer, add)
         args = (list(padding), list(stride), list(layer.dilation), layer.groups)
         post = ("none", []) if activation is None else _activation(activation)
@@ -173,7 +185,9 @@ def by_image(
 # A convolution with few output channels (the learned resizers' last, to 3) leaves most of the vector lanes that
 # oneDNN spreads over output channels idle. Computing the output's 2x2 phases as 4x the channels -- a convolution of
 # stride 2 whose (k + 1) x (k + 1) kernel holds the original one at the four offsets -- and interleaving them
-# (pixel_shuffle) gives the same sums (plus exact zero taps), about twice as fast (benchmarks/alternatives.py).
+# (pixel_shuffle) gives the same sums (plus exact zero taps), about twice as fast (benchmarks/alternatives.py). In
+# training the phase weights are made from the layer's on every call, so that its gradient flows back through them:
+# the learnable resizer's head forward and backward at 64 x 64, batch 32, about 1.7x as fast (alternatives.py).
 _PHASES = 2
 _PHASE_ATTRIBUTE = "_taskresize_phase_weights"
 
@@ -200,16 +214,31 @@ def _phase_weights(layer: nn.Conv2d) -> tuple[Tensor, Tensor | None]:
     cached = getattr(layer, _PHASE_ATTRIBUTE, None)
     if tracked and cached is not None and cached[0] is weight and cached[1] is bias and cached[2] == version:
         return cached[3], cached[4]
+    phased, phased_bias = _phased(weight, bias)
+    if tracked:
+        object.__setattr__(layer, _PHASE_ATTRIBUTE, (weight, bias, version, phased, phased_bias))
+    return phased, phased_bias
+
+
+def _phased(weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """``weight`` ``(out, in, k, k)`` at the four offsets of a ``(4 out, in, k + 1, k + 1)`` kernel, ``bias`` once per
+    phase (differentiable: made under autograd, the gradient of each phase flows back to ``weight``)."""
     r, (out_c, in_c, k, _) = _PHASES, weight.shape
     phased = weight.new_zeros(out_c, r, r, in_c, k + r - 1, k + r - 1)
     for py in range(r):
         for px in range(r):
             phased[:, py, px, :, py : py + k, px : px + k] = weight
     phased = phased.reshape(out_c * r * r, in_c, k + r - 1, k + r - 1)
-    phased_bias = None if bias is None else bias.repeat_interleave(r * r)
-    if tracked:
-        object.__setattr__(layer, _PHASE_ATTRIBUTE, (weight, bias, version, phased, phased_bias))
-    return phased, phased_bias
+    return phased, None if bias is None else bias.repeat_interleave(r * r)
+
+
+def _conv_by_phases_autograd(x: Tensor, layer: nn.Conv2d, add: Tensor | None) -> Tensor:
+    """:func:`_conv_by_phases` with the ordinary operators, for autograd and autocast: the phase weights made anew
+    from the layer's where they need a gradient, kept where they do not."""
+    needs_grad = torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in (layer.weight, layer.bias))
+    weight, bias = _phased(layer.weight, layer.bias) if needs_grad else _phase_weights(layer)
+    y = F.pixel_shuffle(F.conv2d(x, weight, bias, _PHASES, layer.padding), _PHASES)
+    return y if add is None else y + add
 
 
 def _conv_by_phases(x: Tensor, layer: nn.Conv2d, add: Tensor | None) -> Tensor:
