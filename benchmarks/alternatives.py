@@ -72,20 +72,29 @@ def blur(repeats: int) -> list[str]:
 
 
 def statistics_pass(repeats: int) -> list[str]:
-    """Batch statistics of a channels-last (2, 16, 256, 256) map, forward and backward."""
+    """Batch statistics of a channels-last (2, 16, 256, 256) map, forward and backward: torch.var_mean, and the
+    sum with a dot product of squares (the former forward of ``moments``), against ``moments``."""
     h = (torch.randn(2, 16, 256, 256) * 2 + 1).contiguous(memory_format=torch.channels_last).requires_grad_()
 
     def var_mean():
         var, mean = torch.var_mean(h, dim=(0, 2, 3), correction=0)
         (var.sum() + mean.sum()).backward()
 
+    def sum_of_squares():
+        rows = h.movedim(1, -1).reshape(-1, h.shape[1])
+        mean = rows.sum(0) / rows.shape[0]
+        m2 = torch.linalg.vecdot(rows.T, rows.T) - rows.shape[0] * mean * mean
+        (m2.sum() + mean.sum()).backward()
+
     def ours():
         mean, m2 = moments(h)
         (m2.sum() + mean.sum()).backward()
 
-    t = medians({"var_mean": var_mean, "moments": ours}, repeats)
-    return [f"| BatchNorm statistics, (2, 16, 256²), forward + backward | torch.var_mean {t['var_mean'] * 1e3:.2f} ms "
-            f"| moments {t['moments'] * 1e3:.2f} ms ({t['var_mean'] / t['moments']:.1f}×) |"]  # fmt: skip
+    t = medians({"torch.var_mean": var_mean, "sum and dot product of squares": sum_of_squares, "moments": ours},
+                repeats)  # fmt: skip
+    return [f"| BatchNorm statistics, (2, 16, 256²), forward + backward | {label} {t[label] * 1e3:.2f} ms | moments "
+            f"{t['moments'] * 1e3:.2f} ms ({t[label] / t['moments']:.1f}×) |"
+            for label in ("torch.var_mean", "sum and dot product of squares")]  # fmt: skip
 
 
 def training_chunks(repeats: int) -> list[str]:

@@ -16,11 +16,13 @@ from torch import Tensor, nn
 def moments(h: Tensor) -> tuple[Tensor, Tensor]:
     """Per-channel mean and sum of squared deviations of ``h`` ``(B, C, H, W)``, in float32 at least.
 
-    As ``sum(h^2) - n mean^2``, the squares summed as one dot product per channel: on a channels-last ``h`` that
-    is several times faster than ``torch.var_mean`` over ``(0, 2, 3)``, which reduces across the memory's inner
-    dimension (``benchmarks/alternatives.py``). It loses digits only where the mean is far larger than the
-    deviation, which a map after the stem's LeakyReLU is not (``tests/test_batchnorm_resized.py``). The backward
-    pass is one multiply-add over ``h`` (:class:`_Moments`), where autograd's would be three passes.
+    In one pass, by the kernel that ``nn.BatchNorm2d`` computes its own batch statistics with on a CPU or a GPU
+    (``torch.batch_norm_update_stats``): on a channels-last ``h`` on a CPU 2.6x as fast as the sum and the dot
+    product of squares it replaces, 7x as fast as ``torch.var_mean`` over ``(0, 2, 3)``, which reduces across the
+    memory's inner dimension (``benchmarks/alternatives.py``), and accurate where the mean is far larger than the
+    deviation, where the sum of squares lost its digits (``tests/test_batchnorm_resized.py``). Other devices take
+    ``torch.var_mean``. The backward pass is one multiply-add over ``h`` (:class:`_Moments`), where autograd's
+    would be three passes.
     """
     h = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h
     return _Moments.apply(h)
@@ -29,11 +31,12 @@ def moments(h: Tensor) -> tuple[Tensor, Tensor]:
 class _Moments(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: Tensor) -> tuple[Tensor, Tensor]:
-        rows = h.movedim(1, -1).reshape(-1, h.shape[1])  # (positions, channels): a view of a channels-last h
-        n = rows.shape[0]
-        mean = rows.sum(0) / n
+        if h.device.type in ("cpu", "cuda"):
+            mean, var = torch.batch_norm_update_stats(h, None, None, 0.0)  # the biased variance
+        else:
+            var, mean = torch.var_mean(h, dim=(0, 2, 3), correction=0)
         ctx.save_for_backward(h, mean)
-        return mean, torch.linalg.vecdot(rows.T, rows.T) - n * mean * mean
+        return mean, var * (h.numel() // h.shape[1])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
