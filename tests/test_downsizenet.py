@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from taskresize import DownsizeNet, count_flops, create_resizer
 
@@ -126,6 +127,34 @@ def test_texture_at_the_anchors_is_the_texture_everywhere_read_at_the_anchors(ne
     grad_got = torch.autograd.grad(got, [x, *net.texture.parameters()], g)
     for a, b in zip(grad_got, grad_expected, strict=True):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+class _FullMapCopies(TorchDispatchMode):
+    """Records the operators that write a whole map of ``shape``: zero fills and copies into it."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape, self.seen = tuple(shape), []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        if isinstance(out, torch.Tensor) and tuple(out.shape) == self.shape and name in _WRITES:
+            self.seen.append(name)
+        return out
+
+
+_WRITES = {"zeros", "new_zeros", "zeros_like", "fill_", "zero_", "copy_", "slice_backward", "slice_scatter"}
+
+
+@pytest.mark.parametrize(("in_hw", "out_hw"), [((64, 64), (16, 16)), ((64, 48), (32, 24))])  # anchors 4i + 1, 2i
+def test_training_at_an_integer_factor_copies_no_full_resolution_map(in_hw, out_hw):
+    net = DownsizeNet(out_hw, channels=8)
+    x = torch.rand(2, 3, *in_hw)
+    y = net(x)
+    with _FullMapCopies((2, 8, *in_hw)) as mode:
+        y.sum().backward()  # a view of the whole map narrowed by nothing had filled and copied one per axis
+    assert mode.seen == []
 
 
 @pytest.mark.parametrize("neighbors", [2, 4])

@@ -244,7 +244,8 @@ class DownsizeNet(Resizer):
         for axis, (anchor, spacing) in zip((-2, -1), anchors, strict=True):
             start, step = spacing if spacing is not None else (0, 1)
             pad = 1 if start == 0 else 0  # the 3x3 window reaches one row before the first anchor
-            h = h.narrow(axis, start - 1 + pad, h.shape[axis] - (start - 1 + pad))
+            if offset := start - 1 + pad:  # (a view, but in training its backward fills and copies a whole map)
+                h = h.narrow(axis, offset, h.shape[axis] - offset)
             stride.append(step)
             padding.append(pad)
             selects.append(None if spacing is not None else anchor)
