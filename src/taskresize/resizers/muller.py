@@ -30,7 +30,7 @@ from taskresize.flops import counted_by_formula
 from taskresize.hardware import retain_freed_memory_on_cpu
 from taskresize.resizers.base import Resizer
 from taskresize.resizers.classic import METHODS, in_float32, resize
-from taskresize.resizers.cpu_inference import by_image, fast_path
+from taskresize.resizers.cpu_inference import by_image, unobserved_cpu
 from taskresize.resizers.registry import Odd, OneOf, OutputSize, Range, register_resizer
 
 
@@ -110,17 +110,18 @@ class MullerResizer(Resizer):
         Under autocast, computed in float32 (see the module docstring)."""
         size = self.target_size(size)
         retain_freed_memory_on_cpu(x)
-        if fast_path(x):  # image by image (see cpu_inference)
-            return by_image(lambda chunk: self._forward(chunk, size), x, x.shape[1])
+        if unobserved_cpu(x):  # chunk by chunk (see cpu_inference), in training too: each chunk's maps stay in cache
+            return in_float32(lambda t: by_image(lambda chunk: self._forward(chunk, size), t, t.shape[1]), x)
         return in_float32(lambda t: self._forward(t, size), x)
 
     def _forward(self, x: Tensor, size: tuple[int, int]) -> Tensor:
-        y = resize(x, size, self.interpolation, self.antialias)
+        # base_resize(b - x) as base_resize(b) - base_resize(x) (the resize is linear): each blurred image is
+        # resized once, and the differences are taken at the output size, not over the input-resolution maps
+        resized = y = resize(x, size, self.interpolation, self.antialias)
         for layer in range(self.layers):
-            blurred = self.blur(x)
-            band = resize(blurred - x, size, self.interpolation, self.antialias)
-            y = y + torch.tanh(self.weight[layer] * band + self.bias[layer])
-            x = blurred
+            x = self.blur(x)
+            resized, previous = resize(x, size, self.interpolation, self.antialias), resized
+            y = y + torch.tanh(self.weight[layer] * (resized - previous) + self.bias[layer])
         return y
 
 
