@@ -19,12 +19,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import torchvision
 
 from machine import describe
 from targets import training_step
-from taskresize import create_resizer, hardware
+from taskresize import DownsizeNet, MullerResizer, create_resizer, hardware, resize
 from taskresize.resizers import cpu_inference
 from taskresize.resizers.batchnorm import moments
+from taskresize.resizers.classic import in_float32
 from timing import interleaved
 
 from results_file import add_section
@@ -118,6 +120,82 @@ def training_chunks(repeats: int) -> list[str]:
     return rows
 
 
+def _direct_head(x: torch.Tensor, layer: torch.nn.Conv2d, add: torch.Tensor | None) -> torch.Tensor:
+    """The former training path of a convolution to few channels: directly, not by output phases."""
+    y = layer(x)
+    return y if add is None else y + add
+
+
+def _narrowed_texture_at(self, x, anchors):
+    """DownsizeNet's former ``_texture_at``: the texture map narrowed on both axes even by nothing."""
+    *body, last, relu = self.texture
+    h = cpu_inference.run(body, x)
+    stride, padding, selects = [], [], []
+    for axis, (anchor, spacing) in zip((-2, -1), anchors, strict=True):
+        start, step = spacing if spacing is not None else (0, 1)
+        pad = 1 if start == 0 else 0
+        h = h.narrow(axis, start - 1 + pad, h.shape[axis] - (start - 1 + pad))
+        stride.append(step)
+        padding.append(pad)
+        selects.append(None if spacing is not None else anchor)
+    y = cpu_inference.conv(h, last, activation=relu, stride=tuple(stride), padding=tuple(padding))
+    for axis, (anchor, _), select in zip((-2, -1), anchors, selects, strict=True):
+        y = y.index_select(axis, select) if select is not None else y.narrow(axis, 0, anchor.numel())
+    return y
+
+
+def _unchunked_muller_forward(self, x, size=None):
+    """MULLER's former forward: chunk by chunk only in inference, each band resized from its full-resolution
+    difference."""
+    size = self.target_size(size)
+
+    def bands(t):
+        y = resize(t, size, self.interpolation, self.antialias)
+        for layer in range(self.layers):
+            blurred = self.blur(t)
+            band = resize(blurred - t, size, self.interpolation, self.antialias)
+            y = y + torch.tanh(self.weight[layer] * band + self.bias[layer])
+            t = blurred
+        return y
+
+    if cpu_inference.fast_path(x):
+        return cpu_inference.by_image(bands, x, x.shape[1])
+    return in_float32(bands, x)
+
+
+def training_changes(repeats: int) -> list[str]:
+    """Training steps at 256 -> 64, ResNet-18, batch 32, × bilinear at 64, with the former code of each change and
+    with the code, in interleaved repeats in one process (the former code swapped in for its calls)."""
+    changes = [  # (what, resizer, the object, the attribute, the former code)
+        ("learnable: its head by output phases in training too", "learnable", cpu_inference,
+         "_conv_by_phases_autograd", _direct_head),
+        ("DownsizeNet: no narrowing of the texture map by nothing", "downsizenet", DownsizeNet, "_texture_at",
+         _narrowed_texture_at),
+        ("MULLER: chunk by chunk in training, bands as differences of resized images", "muller", MullerResizer,
+         "forward", _unchunked_muller_forward),
+    ]  # fmt: skip
+    rows = []
+    plain = training_step("bilinear", 64, 64, 32)
+    for what, name, owner, attribute, former in changes:
+        current = getattr(owner, attribute)
+        step = training_step(name, 256, 64, 32)
+
+        def with_code(code, step=step, owner=owner, attribute=attribute):
+            def run():
+                setattr(owner, attribute, code)
+                step()
+
+            return run
+
+        try:
+            t = medians({"plain": plain, "former": with_code(former), "code": with_code(current)}, repeats)
+        finally:
+            setattr(owner, attribute, current)
+        rows.append(f"| training step, {what} | former code {t['former'] / t['plain']:.2f}× bilinear | "
+                    f"{t['code'] / t['plain']:.2f}× bilinear |")  # fmt: skip
+    return rows
+
+
 def stem_bands(repeats: int) -> list[str]:
     """The fused learnable resizer on one image, its stem in row bands or whole, at 448 and 1024 px."""
     default = cpu_inference._BANDED_ABOVE
@@ -151,19 +229,38 @@ def _faults_per_step(step) -> float:
 
 
 def freed_memory_child(repeats: int) -> None:
-    """One process of :func:`freed_memory`: its ratio and its page faults per step, as JSON."""
+    """One process of :func:`freed_memory`, as JSON: the learnable training step's ratio to bilinear and the page
+    faults of each step; ResNet-50's inference at 224, batch 8, and its faults; then the learnable resizer's
+    bf16-autocast inference at 448 -> 224, batch 2, against float32 (after ResNet-50 has run, as in a pipeline)."""
     torch.set_num_threads(2)
+    retained = hardware.retain_freed_memory()  # what a learned resizer's first CPU forward asks for (unless opted out)
     learned, plain = training_step("learnable", 256, 64, 16), training_step("bilinear", 64, 64, 16)
-    t = medians(  # the first learned step, a warm-up, asks for retained memory (unless the environment opts out)
-        {"learned": learned, "plain": plain}, repeats
-    )
+    t = medians({"learned": learned, "plain": plain}, repeats)
     faults = {"learned_faults": _faults_per_step(learned), "plain_faults": _faults_per_step(plain)}
-    print(json.dumps({"ratio": t["learned"] / t["plain"], "retained": hardware.retain_freed_memory(), **faults}))
+    backbone = torchvision.models.resnet50().eval().to(memory_format=torch.channels_last)
+    images = torch.rand(8, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    batch = torch.rand(8, 3, 448, 448).contiguous(memory_format=torch.channels_last)
+    resizer = create_resizer("learnable", output_size=224).eval()
+
+    def bf16():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            resizer(batch[:2])
+
+    with torch.inference_mode():
+        inference = medians({"backbone": lambda: backbone(images)}, repeats)["backbone"]
+        faults["backbone_faults"] = _faults_per_step(lambda: backbone(images))
+        for name in ("learnable", "downsizenet"):  # the acceptance check's order, where bf16 had run at 0.2x
+            fused = create_resizer(name, output_size=224).eval().fuse()
+            medians({name: lambda f=fused: f(batch)}, 3)
+        speeds = medians({"fp32": lambda: resizer(batch[:2]), "bf16": bf16}, repeats)
+    print(json.dumps({"ratio": t["learned"] / t["plain"], "retained": retained, "backbone_ms": 1e3 * inference,
+                      "bf16_speed": speeds["fp32"] / speeds["bf16"], **faults}))  # fmt: skip
 
 
 def freed_memory(repeats: int) -> list[str]:
-    """The learnable training step at 256 -> 64, batch 16, × bilinear, with glibc's malloc as it is and told to keep
-    freed memory (hardware.retain_freed_memory): three processes of each, alternated, medians over them."""
+    """The learnable training step at 256 -> 64, batch 16, × bilinear, ResNet-50's inference and the learnable
+    resizer's bf16 inference, with glibc's malloc as it is and told to keep freed memory
+    (hardware.retain_freed_memory): three processes of each, alternated, medians over them."""
     results = {"0": [], "1": []}
     for _ in range(3):
         for setting, out in results.items():
@@ -171,22 +268,31 @@ def freed_memory(repeats: int) -> list[str]:
             done = subprocess.run([sys.executable, __file__, "--freed-memory-child", "--repeats", str(repeats)],
                                   env=env, capture_output=True, text=True, check=True)  # fmt: skip
             out.append(json.loads(done.stdout.splitlines()[-1]))
-
-    def summary(runs: list[dict]) -> str:
+    for runs in results.values():
         if not all(r["retained"] == runs[0]["retained"] for r in runs):
             raise RuntimeError("the processes of one setting disagree on whether memory was retained")
-        ratio = statistics.median(r["ratio"] for r in runs)
-        faults = statistics.median(r["learned_faults"] for r in runs)
-        plain = statistics.median(r["plain_faults"] for r in runs)
-        return f"{ratio:.2f}× bilinear; page faults per step: {faults:.0f} (bilinear step: {plain:.0f})"
-
     if not results["1"][0]["retained"]:
         return ["| learnable training step, freed memory retained | not applicable: not glibc, or MALLOC_* set | |"]
-    return [f"| learnable training step 256→64, batch 16: glibc's malloc as it is / told to keep freed memory | "
-            f"{summary(results['0'])} | {summary(results['1'])} |"]  # fmt: skip
+
+    def median(setting: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[setting])
+
+    def cells(render) -> str:
+        return f"{render('0')} | {render('1')} |"
+
+    head = "glibc's malloc as it is / told to keep freed memory"
+    return [
+        f"| learnable training step 256→64, batch 16: {head} | " + cells(lambda s: (
+            f"{median(s, 'ratio'):.2f}× bilinear; page faults per step: {median(s, 'learned_faults'):.0f} "
+            f"(bilinear step: {median(s, 'plain_faults'):.0f})")),
+        f"| ResNet-50 inference at 224, batch 8, float32: {head} | " + cells(lambda s: (
+            f"{median(s, 'backbone_ms'):.0f} ms; page faults per call: {median(s, 'backbone_faults'):.0f}")),
+        f"| learnable 448→224, batch 2, inference after ResNet-50: bf16 autocast speed ÷ float32: {head} | "
+        + cells(lambda s: f"{median(s, 'bf16_speed'):.2f}×"),
+    ]  # fmt: skip
 
 
-SECTIONS = (head, blur, statistics_pass, stem_bands, training_chunks, freed_memory)
+SECTIONS = (head, blur, statistics_pass, stem_bands, training_chunks, training_changes, freed_memory)
 
 
 def main() -> None:

@@ -159,7 +159,7 @@ def retain_freed_memory_on_cpu(x: torch.Tensor) -> None:
     """:func:`retain_freed_memory` where a learned resizer runs on ``x`` on a CPU, in training or in inference (not
     while a compiler traces it): in inference too, since its unfused paths (autocast, autograd) allocate
     input-resolution maps of the whole batch on every call -- under bf16 autocast, after a backbone had run in the
-    same process, the float32 copy of the learnable resizer's map was faulted in anew on every call, and the call
-    took 5x as long as with the memory kept (docs/results.md, Performance targets, 2026-12-06)."""
+    same process, the float32 copy of the learnable resizer's map was faulted in anew on every call -- and a
+    backbone that runs after it keeps its activations too (benchmarks/alternatives.py, freed_memory)."""
     if x.device.type == "cpu" and not torch.compiler.is_compiling():
         retain_freed_memory()

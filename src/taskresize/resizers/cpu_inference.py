@@ -186,8 +186,8 @@ def by_image(
 # oneDNN spreads over output channels idle. Computing the output's 2x2 phases as 4x the channels -- a convolution of
 # stride 2 whose (k + 1) x (k + 1) kernel holds the original one at the four offsets -- and interleaving them
 # (pixel_shuffle) gives the same sums (plus exact zero taps), about twice as fast (benchmarks/alternatives.py). In
-# training the phase weights are made from the layer's on every call, so that its gradient flows back through them:
-# the learnable resizer's head forward and backward at 64 x 64, batch 32, about 1.7x as fast (alternatives.py).
+# training the phase weights are made from the layer's on every call, so that its gradient flows back through them
+# (the training step with and without: benchmarks/alternatives.py, training_changes).
 _PHASES = 2
 _PHASE_ATTRIBUTE = "_taskresize_phase_weights"
 
