@@ -88,11 +88,17 @@ def split(fn: Callable[[], object], calls: int = 3) -> tuple[float, float]:
     products = other = 0.0
     for event in prof.key_averages():
         seconds = event.self_cpu_time_total / 1e6
-        if event.key.startswith(_PRODUCTS) or "convolution" in event.key:  # aten's and oneDNN's fused ones
+        if is_product(event.key):
             products += seconds
         else:
             other += seconds
     return products, other
+
+
+def is_product(operator: str) -> bool:
+    """Whether the profiler's ``operator`` is a convolution (aten's, its backward, oneDNN's fused ones) or a matrix
+    product."""
+    return operator.startswith(_PRODUCTS) or "convolution" in operator
 
 
 def where_time_goes(gflops_resizer: float, gflops_backbone: float, gflops_products: float, other_share: float,
