@@ -196,6 +196,32 @@ def training_changes(repeats: int) -> list[str]:
     return rows
 
 
+def weight_grad_bands(repeats: int) -> list[str]:
+    """The training step at 448 -> 224, ResNet-50, batch 8 (the stem's chunks hold one image), × bilinear at 224:
+    its convolutions' weight gradients as one batch per chunk, and in bands of rows (the code)."""
+    banded = cpu_inference._weight_grad_bands
+    rows = []
+    plain = training_step("bilinear", 224, 224, 8, "resnet50")
+    for name in ("learnable", "downsizenet"):
+        step = training_step(name, 448, 224, 8, "resnet50")
+
+        def with_bands(choice, step=step):
+            def run():
+                cpu_inference._weight_grad_bands = choice
+                step()
+
+            return run
+
+        try:
+            t = medians({"plain": plain, "one": with_bands(lambda *args: 1), "bands": with_bands(banded)}, repeats)
+        finally:
+            cpu_inference._weight_grad_bands = banded
+        rows.append(f"| {name} training step 448→224 + ResNet-50, batch 8, weight gradients of one-image chunks | "
+                    f"as one batch {t['one'] / t['plain']:.3f}× bilinear | in bands of rows "
+                    f"{t['bands'] / t['plain']:.3f}× bilinear |")  # fmt: skip
+    return rows
+
+
 def stem_bands(repeats: int) -> list[str]:
     """The fused learnable resizer on one image, its stem in row bands or whole, at 448 and 1024 px."""
     default = cpu_inference._BANDED_ABOVE
@@ -292,7 +318,7 @@ def freed_memory(repeats: int) -> list[str]:
     ]  # fmt: skip
 
 
-SECTIONS = (head, blur, statistics_pass, stem_bands, training_chunks, training_changes, freed_memory)
+SECTIONS = (head, blur, statistics_pass, stem_bands, training_chunks, training_changes, weight_grad_bands, freed_memory)
 
 
 def main() -> None:

@@ -139,6 +139,49 @@ def test_the_phases_pass_gradcheck_in_float64():
     assert torch.autograd.gradcheck(cpu_inference._phased, (layer.weight, layer.bias))
 
 
+@pytest.mark.parametrize("kernel", [1, 3, 7])
+@pytest.mark.parametrize(("in_channels", "bias"), [(3, True), (16, False)])
+@pytest.mark.parametrize(("bands", "height"), [(2, 24), (3, 24), (4, 28), (3, 9)])
+def test_a_weight_gradient_in_bands_of_rows_is_the_weight_gradient(kernel, in_channels, bias, bands, height):
+    torch.manual_seed(kernel + bands)
+    layer = nn.Conv2d(in_channels, 5, kernel, padding=kernel // 2, bias=bias).double()
+    x = torch.randn(2, in_channels, height, 13, dtype=torch.float64)
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    padding = (kernel // 2, kernel // 2)
+    y = cpu_inference._WeightGradByRowBands.apply(x, layer.weight, layer.bias, padding, bands)
+    expected = F.conv2d(x, layer.weight, layer.bias, padding=padding)
+    torch.testing.assert_close(y, expected, atol=1e-12, rtol=0)
+    grad = torch.randn_like(expected).contiguous(memory_format=torch.channels_last)
+    leaves = [t for t in (x, layer.weight, layer.bias) if t is not None]
+    for got, want in zip(
+        torch.autograd.grad(y, leaves, grad), torch.autograd.grad(expected, leaves, grad), strict=True
+    ):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+
+
+def test_the_weight_gradient_in_bands_passes_gradcheck():
+    layer = nn.Conv2d(3, 4, 3, padding=1).double()
+    x = torch.randn(1, 3, 8, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
+    apply = cpu_inference._WeightGradByRowBands.apply
+    assert torch.autograd.gradcheck(lambda *t: apply(*t, (1, 1), 2), (x, layer.weight, layer.bias))
+
+
+def test_bands_only_where_a_chunk_has_fewer_images_than_threads(monkeypatch):
+    layer = nn.Conv2d(3, 16, 7, padding=3)
+    one = torch.rand(1, 3, 448, 448).contiguous(memory_format=torch.channels_last)
+    bands = cpu_inference._weight_grad_bands
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert bands(one, layer, (1, 1), (3, 3)) == 8  # 448 rows: 8 bands of 56
+    assert bands(torch.rand(4, 3, 448, 448).contiguous(memory_format=torch.channels_last), layer, (1, 1), (3, 3)) == 2
+    assert bands(torch.rand(1, 3, 449, 40).contiguous(memory_format=torch.channels_last), layer, (1, 1), (3, 3)) == 1
+    assert bands(one, layer, (2, 2), (3, 3)) == 1  # strided
+    assert bands(one.contiguous(), layer, (1, 1), (3, 3)) == 1  # not channels-last: the gradient would be copied
+    with torch.no_grad():
+        assert bands(one, layer, (1, 1), (3, 3)) == 1
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert bands(one, layer, (1, 1), (3, 3)) == 1
+
+
 class _Head(nn.Module):
     def __init__(self):
         super().__init__()

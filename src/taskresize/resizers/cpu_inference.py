@@ -109,13 +109,81 @@ def conv(
             )
         if add is None and post is not None:
             return torch.ops.mkldnn._convolution_pointwise(x, layer.weight, layer.bias, *args, *post, "")
-    if own_geometry:
+    bands = _weight_grad_bands(x, layer, stride, padding) if fusable and unobserved_cpu(x) else 1
+    if bands > 1:
+        y = _WeightGradByRowBands.apply(x, layer.weight, layer.bias, padding, bands)
+    elif own_geometry:
         y = layer(x)
     else:
         y = F.conv2d(x, layer.weight, layer.bias, stride, padding, layer.dilation, layer.groups)
     if activation is not None:
         y = _apply(activation, y, owned=True)
     return y if add is None else y + add
+
+
+# oneDNN computes a convolution's weight gradient in parallel over the images of the batch: a chunk of one image
+# (the learned resizers' input-resolution chunks at 448 px and above) leaves all threads but one idle for it. Its
+# output rows cut into bands, stacked as a batch (a view of a channels-last gradient; the input's bands, with their
+# halo rows, copied), give the same sums with every thread at work (benchmarks/alternatives.py, weight_grad_bands).
+def _weight_grad_bands(x: Tensor, layer: nn.Conv2d, stride: tuple[int, int], padding: tuple[int, int]) -> int:
+    """How many bands of rows the weight gradient of ``layer`` on ``x`` is computed in (1: as one batch)."""
+    if not (torch.is_grad_enabled() and layer.weight.requires_grad) or x.dim() != 4:
+        return 1
+    if tuple(stride) != (1, 1) or tuple(layer.dilation) != (1, 1) or layer.groups != 1:
+        return 1
+    if not x.is_contiguous(memory_format=torch.channels_last):
+        return 1
+    bands = torch.get_num_threads() // x.shape[0]
+    out_h = x.shape[-2] + 2 * padding[0] - layer.kernel_size[0] + 1
+    while bands > 1 and (out_h % bands or out_h // bands < layer.kernel_size[0]):
+        bands -= 1
+    return bands
+
+
+class _WeightGradByRowBands(torch.autograd.Function):
+    """``F.conv2d(x, weight, bias, 1, padding)``; its weight and bias gradients computed in bands of output rows."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int], bands: int) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.bands, ctx.has_bias = tuple(padding), bands, bias is not None
+        return F.conv2d(x, weight, bias, 1, padding)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        (ph, pw), bands = ctx.padding, ctx.bands
+        bias_sizes = [weight.shape[0]] if ctx.has_bias else None
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, bias_sizes, [1, 1], [ph, pw], [1, 1], False, [0, 0], 1, [True, False, False]
+            )[0]
+        b, out_h = grad.shape[0], grad.shape[2]
+        rows = out_h // bands
+        stacked_grad = _stacked_rows(grad.contiguous(memory_format=torch.channels_last), bands)
+        span = rows + weight.shape[2] - 1
+        if span == rows:  # no halo rows: the input's bands are a view too
+            stacked_x = _stacked_rows(x, bands)
+        else:
+            padded = F.pad(x, (0, 0, ph, ph))
+            stacked_x = torch.stack([padded[:, :, i * rows : i * rows + span] for i in range(bands)], dim=1)
+            stacked_x = stacked_x.reshape(b * bands, x.shape[1], span, x.shape[3]).contiguous(
+                memory_format=torch.channels_last
+            )
+        _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+            stacked_grad, stacked_x, weight, bias_sizes, [1, 1], [0, pw], [1, 1], False, [0, 0], 1,
+            [False, True, ctx.has_bias],
+        )  # fmt: skip
+        return grad_x, grad_weight, grad_bias if ctx.has_bias else None, None, None
+
+
+def _stacked_rows(t: Tensor, bands: int) -> Tensor:
+    """``t`` ``(B, C, H, W)``, channels-last, as ``(B * bands, C, H / bands, W)``: its bands of rows as images (a
+    view: each band is a contiguous block of a channels-last tensor)."""
+    b, c, h, w = t.shape
+    return t.permute(0, 2, 3, 1).reshape(b * bands, h // bands, w, c).permute(0, 3, 1, 2)
 
 
 # The first two layers of a learned resizer's stem at the input resolution (a convolution and a 1x1 one, each
