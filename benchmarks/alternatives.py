@@ -168,7 +168,7 @@ def training_changes(repeats: int) -> list[str]:
     with the code, in interleaved repeats in one process (the former code swapped in for its calls)."""
     changes = [  # (what, resizer, the object, the attribute, the former code)
         ("learnable: its head by output phases in training too", "learnable", cpu_inference,
-         "_conv_by_phases_autograd", _direct_head),
+         "_conv_by_phases", _direct_head),
         ("DownsizeNet: no narrowing of the texture map by nothing", "downsizenet", DownsizeNet, "_texture_at",
          _narrowed_texture_at),
         ("MULLER: chunk by chunk in training, bands as differences of resized images", "muller", MullerResizer,

@@ -115,12 +115,12 @@ def test_in_training_the_phases_give_the_convolution_and_its_gradients(kernel, o
     grad = torch.randn(2, out_channels, 24, 30)
     leaves = [t for t in (x, layer.weight, layer.bias, other) if t is not None]
     calls = []
-    original = cpu_inference._conv_by_phases_autograd
-    cpu_inference._conv_by_phases_autograd = lambda *a: calls.append(1) or original(*a)
+    original = cpu_inference._conv_by_phases
+    cpu_inference._conv_by_phases = lambda *a: calls.append(1) or original(*a)
     try:
         phased = conv(x, layer, add=other)
     finally:
-        cpu_inference._conv_by_phases_autograd = original
+        cpu_inference._conv_by_phases = original
     assert calls == [1] and not fast_path(x)
     expected = F.conv2d(x, layer.weight, layer.bias, padding=kernel // 2) + (other if add else 0)
     torch.testing.assert_close(phased, expected, atol=1e-5, rtol=1e-5)

@@ -95,12 +95,9 @@ def conv(
     stride = layer.stride if stride is None else _pair(stride)
     padding = layer.padding if padding is None else _pair(padding)
     fusable = layer.weight.dtype == x.dtype and layer.padding_mode == "zeros" and not isinstance(padding, str)
-    phases = fusable and _phases_pay(x, layer, stride, padding, activation) and unobserved_cpu(x)
-    if phases and not fast_path(x):
-        return _conv_by_phases_autograd(x, layer, add)
+    if fusable and _phases_pay(x, layer, stride, padding, activation) and unobserved_cpu(x):
+        return _conv_by_phases(x, layer, add)
     if fusable and fast_path(x):
-        if phases:
-            return _conv_by_phases(x, layer, add)
         args = (list(padding), list(stride), list(layer.dilation), layer.groups)
         post = ("none", []) if activation is None else _activation(activation)
         if add is not None and activation is None:
@@ -300,24 +297,15 @@ def _phased(weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]
     return phased, None if bias is None else bias.repeat_interleave(r * r)
 
 
-def _conv_by_phases_autograd(x: Tensor, layer: nn.Conv2d, add: Tensor | None) -> Tensor:
-    """:func:`_conv_by_phases` with the ordinary operators, for autograd and autocast: the phase weights made anew
-    from the layer's where they need a gradient, kept where they do not."""
+def _conv_by_phases(x: Tensor, layer: nn.Conv2d, add: Tensor | None) -> Tensor:
+    """``layer(x) + add`` by output phases (see above): the phase weights made anew from the layer's where they need
+    a gradient, kept where they do not; the sum added in place where no gradient is recorded."""
     needs_grad = torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in (layer.weight, layer.bias))
     weight, bias = _phased(layer.weight, layer.bias) if needs_grad else _phase_weights(layer)
     y = F.pixel_shuffle(F.conv2d(x, weight, bias, _PHASES, layer.padding), _PHASES)
-    return y if add is None else y + add
-
-
-def _conv_by_phases(x: Tensor, layer: nn.Conv2d, add: Tensor | None) -> Tensor:
-    weight, bias = _phase_weights(layer)
-    args = (list(layer.padding), [_PHASES, _PHASES], [1, 1], 1)
     if add is None:
-        y = torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *args, "none", [], "")
-    else:
-        other = F.pixel_unshuffle(add, _PHASES).contiguous(memory_format=_layout(x))
-        y = torch.ops.mkldnn._convolution_pointwise.binary(x, other, weight, bias, *args, "add", 1.0, None, [], "")
-    return F.pixel_shuffle(y, _PHASES)
+        return y
+    return y + add if torch.is_grad_enabled() or add.dtype != y.dtype else y.add_(add)
 
 
 def run(layers: Iterable[nn.Module], x: Tensor, add: Tensor | None = None) -> Tensor:
