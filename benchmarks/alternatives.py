@@ -222,6 +222,51 @@ def weight_grad_bands(repeats: int) -> list[str]:
     return rows
 
 
+def resize_by_depthwise(repeats: int) -> list[str]:
+    """A plain bilinear resize at an integer factor (and the BatchNorm after it): torch's interpolation against one
+    depthwise convolution, on a channels-last 16-channel map, and in the fused learned resizers at 448 -> 224."""
+    from taskresize.resizers import learnable
+
+    rows = []
+    factors = cpu_inference._DEPTHWISE_FACTORS
+    for size, factor in ((448, 2), (450, 3), (448, 4)):
+        x = torch.rand(1, 16, size, size).contiguous(memory_format=torch.channels_last)
+        out = (size // factor, size // factor)
+        cpu_inference._DEPTHWISE_FACTORS = (factor,)  # measured at every factor, whether the code takes it or not
+        try:
+            with torch.inference_mode():
+                t = medians({"interpolate": lambda x=x, out=out: F.interpolate(x, size=out, mode="bilinear"),
+                             "depthwise": lambda x=x, out=out: cpu_inference.resize_by_depthwise(x, out, "bilinear",
+                                                                                                 False)},
+                            repeats)  # fmt: skip
+        finally:
+            cpu_inference._DEPTHWISE_FACTORS = factors
+        used = "the code's" if factor in factors else "not taken"
+        rows.append(f"| plain bilinear {size}→{out[0]}, (1, 16) channels-last, factor {factor} | F.interpolate "
+                    f"{t['interpolate'] * 1e3:.3f} ms | depthwise convolution {t['depthwise'] * 1e3:.3f} ms "
+                    f"({used}) |")  # fmt: skip
+    x = torch.rand(8, 3, 448, 448).contiguous(memory_format=torch.channels_last)
+    depthwise = learnable.resize_by_depthwise
+    for name in ("learnable", "learnable-strided"):
+        resizer = create_resizer(name, output_size=224).eval().fuse()
+
+        def run(choice, resizer=resizer):
+            learnable.resize_by_depthwise = choice
+            resizer(x)
+
+        try:
+            with torch.inference_mode():
+                t = medians({"interpolate": lambda: run(lambda *args, **kwargs: None),
+                             "depthwise": lambda: run(depthwise)}, repeats)  # fmt: skip
+        finally:
+            learnable.resize_by_depthwise = depthwise
+        rows.append(
+            f"| {name} 448→224, batch 8, fused: its skip and feature resizes | by interpolation "
+            f"{t['interpolate'] * 1e3:.1f} ms | by depthwise convolutions {t['depthwise'] * 1e3:.1f} ms |"
+        )
+    return rows
+
+
 def stem_bands(repeats: int) -> list[str]:
     """The fused learnable resizer on one image, its stem in row bands or whole, at 448 and 1024 px."""
     default = cpu_inference._BANDED_ABOVE
@@ -318,7 +363,17 @@ def freed_memory(repeats: int) -> list[str]:
     ]  # fmt: skip
 
 
-SECTIONS = (head, blur, statistics_pass, stem_bands, training_chunks, training_changes, weight_grad_bands, freed_memory)
+SECTIONS = (
+    head,
+    blur,
+    statistics_pass,
+    stem_bands,
+    resize_by_depthwise,
+    training_chunks,
+    training_changes,
+    weight_grad_bands,
+    freed_memory,
+)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from torch import nn
 from taskresize import count_flops, create_resizer
 from taskresize.resizers import cpu_inference
 from taskresize.resizers.cpu_inference import conv, fast_path, run
+from taskresize.resizers.fuse import fold_batchnorms
 
 RESIZERS = [
     ("learnable", {}),
@@ -39,6 +40,7 @@ def _trained(name: str, kwargs: dict, out_size) -> nn.Module:
     ((2, 3, 90, 110), (45, 37)),  # odd output: the head directly
     ((1, 3, 64, 64), (64, 64)),
     ((3, 3, 380, 370), (96, 90)),  # 16 maps of 380 x 370 exceed a chunk: image by image
+    ((2, 3, 96, 66), (48, 22)),  # factors 2 and 3: the resizes by depthwise convolutions
 ])  # fmt: skip
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_the_fused_path_computes_what_the_ordinary_operators_compute(name, kwargs, shape, out_size, layout):
@@ -180,6 +182,44 @@ def test_bands_only_where_a_chunk_has_fewer_images_than_threads(monkeypatch):
         assert bands(one, layer, (1, 1), (3, 3)) == 1
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert bands(one, layer, (1, 1), (3, 3)) == 1
+
+
+@pytest.mark.parametrize(("in_hw", "out_hw"), [
+    ((64, 48), (32, 24)), ((63, 48), (21, 16)), ((64, 45), (32, 15)), ((30, 40), (30, 20)), ((33, 40), (11, 40)),
+])  # fmt: skip
+@pytest.mark.parametrize("channels", [3, 16])
+@pytest.mark.parametrize("affine", ["none", "batchnorm", "fused"])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_a_plain_bilinear_resize_at_factors_up_to_3_is_a_depthwise_convolution(in_hw, out_hw, channels, affine, layout):
+    torch.manual_seed(channels)
+    x = torch.randn(2, channels, *in_hw).contiguous(memory_format=layout)
+    bn = nn.BatchNorm2d(channels)
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.normal_()
+        bn.bias.normal_()
+    module = {"none": None, "batchnorm": bn.eval(), "fused": fold_batchnorms(bn)}[affine]
+    expected = F.interpolate(x, size=out_hw, mode="bilinear", align_corners=False)
+    expected = expected if module is None else module(expected)
+    with torch.no_grad():
+        got = cpu_inference.resize_by_depthwise(x, out_hw, "bilinear", False, module)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("size", "method", "antialias", "affine"), [
+    ((16, 12), "bilinear", False, nn.Identity()),  # an affine map it does not know
+    ((16, 12), "bilinear", True, None), ((16, 12), "bicubic", False, None), ((16, 12), "area", False, None),
+    ((8, 12), "bilinear", False, None),  # a factor of 4
+    ((64, 48), "bilinear", False, None),  # up
+    ((32, 24), "bilinear", False, None),  # no change
+    ((13, 12), "bilinear", False, None),  # not an integer factor
+])  # fmt: skip
+def test_other_resizes_are_left_to_the_resize(size, method, antialias, affine):
+    x = torch.randn(1, 4, 32, 24)
+    with torch.no_grad():
+        assert cpu_inference.resize_by_depthwise(x, size, method, antialias, affine) is None
+    assert cpu_inference.resize_by_depthwise(x, (16, 12), "bilinear", False) is None  # autograd records
 
 
 class _Head(nn.Module):

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from taskresize.flops import counting_flops
+from taskresize.resizers.fuse import ChannelAffine, batchnorm_affine
 
 _ACTIVATIONS = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu"}
 _CHUNK_ELEMENTS = 1 << 21  # input-resolution features per chunk: 8 MB of float32, under glibc's mmap threshold
@@ -234,6 +235,62 @@ def banded_pair(
             torch.addmm(second.bias, flat, weight, out=out)
         _apply(second_activation, out, owned=True)
     return buffer.permute(2, 0, 1).unsqueeze(0)
+
+
+# A plain (non-antialiased) bilinear resize down by an integer factor k reads the same taps around every output
+# pixel: two of 1/2 beside its centre for an even k, the pixel at its centre for an odd one. It is then a depthwise
+# convolution of stride k, and a per-channel affine map after it (an eval-mode BatchNorm) folds into its taps and
+# bias: one pass over the map instead of two, and torch's channels-last bilinear kernel is the slower one at these
+# factors. Above a factor of 3 the interpolation reads few of the pixels and is faster (benchmarks/alternatives.py,
+# resize_by_depthwise).
+_DEPTHWISE_FACTORS = (1, 2, 3)
+
+
+def resize_by_depthwise(
+    x: Tensor, size: tuple[int, int], method: str, antialias: bool, affine: nn.Module | None = None
+) -> Tensor | None:
+    """``affine(resize(x, size, method, antialias))`` as one depthwise convolution of ``x`` ``(B, C, H, W)``, or None
+    where that does not apply: off the fast path, another method or antialiasing, other factors than 1-3 on either
+    axis (not both 1), or an ``affine`` other than None, a :class:`ChannelAffine` or an eval-mode BatchNorm2d."""
+    if method != "bilinear" or antialias or x.dim() != 4 or not fast_path(x):
+        return None
+    taps = [_plain_bilinear_taps(n, m) for n, m in zip(x.shape[-2:], size, strict=True)]
+    if None in taps or tuple(x.shape[-2:]) == tuple(size):
+        return None
+    scale_shift = _scale_shift(affine, x)
+    if scale_shift is None:
+        return None
+    scale, shift = scale_shift
+    (ty, factor_y), (tx, factor_x) = taps
+    channels = x.shape[1]
+    kernel = torch.tensor(ty, dtype=x.dtype)[:, None] * torch.tensor(tx, dtype=x.dtype)
+    weight = kernel.expand(channels, 1, *kernel.shape)
+    weight = (weight * scale[:, None, None, None]).contiguous() if scale is not None else weight.contiguous()
+    return torch.ops.mkldnn._convolution_pointwise(
+        x, weight, shift, [0, 0], [factor_y, factor_x], [1, 1], channels, "none", [], ""
+    )
+
+
+def _plain_bilinear_taps(in_size: int, out_size: int) -> tuple[list[float], int] | None:
+    """The taps of ``F.interpolate(mode="bilinear", align_corners=False)`` from ``in_size`` to ``out_size`` along one
+    axis, from the first input pixel of each window, with the stride, where the factor is in
+    ``_DEPTHWISE_FACTORS``; else None. Output ``i`` is centred on ``k i + (k - 1) / 2``."""
+    factor, rest = divmod(in_size, out_size)
+    if rest or factor not in _DEPTHWISE_FACTORS:
+        return None
+    return [0.0] * ((factor - 1) // 2) + ([0.5, 0.5] if factor % 2 == 0 else [1.0]), factor
+
+
+def _scale_shift(affine: nn.Module | None, x: Tensor) -> tuple[Tensor | None, Tensor | None] | None:
+    """``affine`` as per-channel ``(scale, shift)`` in ``x``'s dtype, ``(None, None)`` for none, None if it is not
+    an affine map this module knows."""
+    if affine is None:
+        return None, None
+    if isinstance(affine, ChannelAffine):
+        return affine.scale.reshape(-1).to(x.dtype), affine.shift.reshape(-1).to(x.dtype)
+    if type(affine) is nn.BatchNorm2d and not affine.training and affine.running_mean is not None:
+        return tuple(t.to(x.dtype) for t in batchnorm_affine(affine))
+    return None
 
 
 def by_image(

@@ -26,7 +26,15 @@ from taskresize.hardware import retain_freed_memory_on_cpu
 from taskresize.resizers.base import INITS, Resizer
 from taskresize.resizers.batchnorm import moments, normalize_resized
 from taskresize.resizers.classic import METHODS, resize
-from taskresize.resizers.cpu_inference import banded_pair, by_image, conv, fast_path, image_chunks, run
+from taskresize.resizers.cpu_inference import (
+    banded_pair,
+    by_image,
+    conv,
+    fast_path,
+    image_chunks,
+    resize_by_depthwise,
+    run,
+)
 from taskresize.resizers.registry import OneOf, OutputSize, Range, register_resizer
 
 
@@ -120,8 +128,14 @@ class LearnableResizer(Resizer):
             "checkpoint": self.checkpoint,
         }
 
-    def base_resize(self, x: Tensor, size: tuple[int, int]) -> Tensor:
-        return resize(x, size, self.interpolation, self.antialias)
+    def base_resize(self, x: Tensor, size: tuple[int, int], affine: nn.Module | None = None) -> Tensor:
+        """The classic resize of ``x`` to ``size``, then ``affine`` (an eval-mode BatchNorm) where given: on the fast
+        path, one depthwise convolution where the resize allows (see ``cpu_inference.resize_by_depthwise``)."""
+        y = resize_by_depthwise(x, size, self.interpolation, self.antialias, affine)
+        if y is not None:
+            return y
+        y = resize(x, size, self.interpolation, self.antialias)
+        return y if affine is None else affine(y)
 
     def stem_stride(self, in_size: tuple[int, int], out_size: tuple[int, int]) -> int:
         """The stride of the stem's 7x7 convolution: 1, the paper's (see ``learnable-strided``)."""
@@ -137,7 +151,8 @@ class LearnableResizer(Resizer):
             # the BatchNorm, an affine map in eval mode, after the resize, on fewer pixels: they commute, as the
             # weights of every classic resize sum to one (under autocast it also spares a float32 copy of the map)
             h = banded_pair(x, self.stem[0], self.stem[1], self.stem[2], self.stem[3], stride, self)
-            return self.stem[4](self.base_resize(self._stem_convolutions(x, stride) if h is None else h, size))
+            h = self._stem_convolutions(x, stride) if h is None else h
+            return self.base_resize(h, size, affine=self.stem[4])
         bn = self.stem[4]
         if self.training and type(bn) is nn.BatchNorm2d:  # not SyncBatchNorm, whose statistics span processes
             # chunk by chunk (image by image at large inputs), the BatchNorm after the resize (see batchnorm.py):
