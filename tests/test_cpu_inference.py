@@ -161,6 +161,21 @@ def test_a_weight_gradient_in_bands_of_rows_is_the_weight_gradient(kernel, in_ch
         torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_one_image_trains_under_autocast(dtype, monkeypatch):
+    monkeypatch.setattr(
+        torch, "get_num_threads", lambda: 4
+    )  # more threads than images: bands, were it not for autocast
+    layer = nn.Conv2d(3, 16, 7, padding=3)
+    x = torch.rand(1, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=dtype):
+        y = conv(x, layer, activation=nn.LeakyReLU(0.2))
+    y.float().sum().backward()
+    expected = torch.autograd.grad(F.leaky_relu(F.conv2d(x, layer.weight, layer.bias, padding=3), 0.2).sum(),
+                                   layer.weight)[0]  # fmt: skip
+    torch.testing.assert_close(layer.weight.grad, expected, rtol=0.05, atol=0.5)
+
+
 def test_the_weight_gradient_in_bands_passes_gradcheck():
     layer = nn.Conv2d(3, 4, 3, padding=1).double()
     x = torch.randn(1, 3, 8, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
@@ -179,6 +194,8 @@ def test_bands_only_where_a_chunk_has_fewer_images_than_threads(monkeypatch):
     assert bands(one, layer, (2, 2), (3, 3)) == 1  # strided
     assert bands(one.contiguous(), layer, (1, 1), (3, 3)) == 1  # not channels-last: the gradient would be copied
     with torch.no_grad():
+        assert bands(one, layer, (1, 1), (3, 3)) == 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
         assert bands(one, layer, (1, 1), (3, 3)) == 1
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert bands(one, layer, (1, 1), (3, 3)) == 1

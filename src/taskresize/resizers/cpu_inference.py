@@ -127,6 +127,8 @@ def _weight_grad_bands(x: Tensor, layer: nn.Conv2d, stride: tuple[int, int], pad
     """How many bands of rows the weight gradient of ``layer`` on ``x`` is computed in (1: as one batch)."""
     if not (torch.is_grad_enabled() and layer.weight.requires_grad) or x.dim() != 4:
         return 1
+    if torch.is_autocast_enabled(x.device.type):  # autocast would cast the forward's operands, not the backward's
+        return 1
     if tuple(stride) != (1, 1) or tuple(layer.dilation) != (1, 1) or layer.groups != 1:
         return 1
     if not x.is_contiguous(memory_format=torch.channels_last):
