@@ -7,6 +7,7 @@ figures docs/results.md gives for choices made and dropped. Medians of interleav
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -14,7 +15,7 @@ import resource
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -37,6 +38,25 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 def medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
     """Median seconds per call of each function, the calls interleaved."""
     return {name: statistics.median(t) for name, t in interleaved(fns, repeats).items()}
+
+
+@contextlib.contextmanager
+def swapping(owner: object, attribute: str) -> Iterator[Callable[[object, Callable[[], object]], Callable[[], None]]]:
+    """Yields ``swap(value, fn)``: ``fn`` as a call that first sets ``owner.attribute`` to ``value`` (the code, or
+    what it did before, in interleaved timings); the attribute is restored on exit."""
+    original = getattr(owner, attribute)
+
+    def swap(value: object, fn: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            setattr(owner, attribute, value)
+            fn()
+
+        return run
+
+    try:
+        yield swap
+    finally:
+        setattr(owner, attribute, original)
 
 
 def head(repeats: int) -> list[str]:
@@ -177,20 +197,10 @@ def training_changes(repeats: int) -> list[str]:
     rows = []
     plain = training_step("bilinear", 64, 64, 32)
     for what, name, owner, attribute, former in changes:
-        current = getattr(owner, attribute)
         step = training_step(name, 256, 64, 32)
-
-        def with_code(code, step=step, owner=owner, attribute=attribute):
-            def run():
-                setattr(owner, attribute, code)
-                step()
-
-            return run
-
-        try:
-            t = medians({"plain": plain, "former": with_code(former), "code": with_code(current)}, repeats)
-        finally:
-            setattr(owner, attribute, current)
+        with swapping(owner, attribute) as swap:
+            code = getattr(owner, attribute)
+            t = medians({"plain": plain, "former": swap(former, step), "code": swap(code, step)}, repeats)
         rows.append(f"| training step, {what} | former code {t['former'] / t['plain']:.2f}× bilinear | "
                     f"{t['code'] / t['plain']:.2f}× bilinear |")  # fmt: skip
     return rows
@@ -199,23 +209,13 @@ def training_changes(repeats: int) -> list[str]:
 def weight_grad_bands(repeats: int) -> list[str]:
     """The training step at 448 -> 224, ResNet-50, batch 8 (the stem's chunks hold one image), × bilinear at 224:
     its convolutions' weight gradients as one batch per chunk, and in bands of rows (the code)."""
-    banded = cpu_inference._weight_grad_bands
     rows = []
     plain = training_step("bilinear", 224, 224, 8, "resnet50")
     for name in ("learnable", "downsizenet"):
         step = training_step(name, 448, 224, 8, "resnet50")
-
-        def with_bands(choice, step=step):
-            def run():
-                cpu_inference._weight_grad_bands = choice
-                step()
-
-            return run
-
-        try:
-            t = medians({"plain": plain, "one": with_bands(lambda *args: 1), "bands": with_bands(banded)}, repeats)
-        finally:
-            cpu_inference._weight_grad_bands = banded
+        with swapping(cpu_inference, "_weight_grad_bands") as swap:
+            banded = cpu_inference._weight_grad_bands
+            t = medians({"plain": plain, "one": swap(lambda *args: 1, step), "bands": swap(banded, step)}, repeats)
         rows.append(f"| {name} training step 448→224 + ResNet-50, batch 8, weight gradients of one-image chunks | "
                     f"as one batch {t['one'] / t['plain']:.3f}× bilinear | in bands of rows "
                     f"{t['bands'] / t['plain']:.3f}× bilinear |")  # fmt: skip
@@ -246,20 +246,12 @@ def resize_by_depthwise(repeats: int) -> list[str]:
                     f"{t['interpolate'] * 1e3:.3f} ms | depthwise convolution {t['depthwise'] * 1e3:.3f} ms "
                     f"({used}) |")  # fmt: skip
     x = torch.rand(8, 3, 448, 448).contiguous(memory_format=torch.channels_last)
-    depthwise = learnable.resize_by_depthwise
     for name in ("learnable", "learnable-strided"):
         resizer = create_resizer(name, output_size=224).eval().fuse()
-
-        def run(choice, resizer=resizer):
-            learnable.resize_by_depthwise = choice
-            resizer(x)
-
-        try:
-            with torch.inference_mode():
-                t = medians({"interpolate": lambda: run(lambda *args, **kwargs: None),
-                             "depthwise": lambda: run(depthwise)}, repeats)  # fmt: skip
-        finally:
-            learnable.resize_by_depthwise = depthwise
+        with swapping(learnable, "resize_by_depthwise") as swap, torch.inference_mode():
+            depthwise = learnable.resize_by_depthwise
+            t = medians({"interpolate": swap(lambda *args, **kwargs: None, lambda r=resizer: r(x)),
+                         "depthwise": swap(depthwise, lambda r=resizer: r(x))}, repeats)  # fmt: skip
         rows.append(
             f"| {name} 448→224, batch 8, fused: its skip and feature resizes | by interpolation "
             f"{t['interpolate'] * 1e3:.1f} ms | by depthwise convolutions {t['depthwise'] * 1e3:.1f} ms |"

@@ -8,7 +8,7 @@ bf16 against float32 and what ``train --precision bf16-mixed`` does on this CPU.
 process.
 
 A learned row's target holds when the resizer computes its FLOPs about as fast as the backbone computes its own.
-Each such row also says where the resizer's time goes (:func:`split`, one profiled call of each side after the
+Each such row also says where the resizer's time goes (:func:`split`, three profiled calls after the
 timed ones): its GFLOP/s and the backbone's, the GFLOP/s of its convolutions and matrix products alone, the share
 its other operators (activations, BatchNorm, statistics, resizes, blurs, copies: memory passes that carry few or
 no counted FLOPs) take of its time, and the figure the row would reach if those passes cost nothing.

@@ -35,9 +35,13 @@ def fast_path(x: Tensor) -> bool:
     """Whether the fused oneDNN kernels apply to ``x``: a float32 CPU tensor, no gradient recorded, no autocast,
     and nothing observing the operators (FLOP counting, ``torch.compile`` / ``torch.export``, tracing, dispatch
     modes), which must see the ordinary ones."""
+    return unobserved_cpu(x) and _eager_float32(x)
+
+
+def _eager_float32(x: Tensor) -> bool:
+    """The part of :func:`fast_path` beyond :func:`unobserved_cpu`: float32, no gradient recorded, no autocast."""
     return (
-        unobserved_cpu(x)
-        and x.dtype == torch.float32
+        x.dtype == torch.float32
         and not torch.is_grad_enabled()
         and torch.backends.mkldnn.is_available()
         and not torch.is_autocast_enabled("cpu")
@@ -96,9 +100,10 @@ def conv(
     stride = layer.stride if stride is None else _pair(stride)
     padding = layer.padding if padding is None else _pair(padding)
     fusable = layer.weight.dtype == x.dtype and layer.padding_mode == "zeros" and not isinstance(padding, str)
-    if fusable and _phases_pay(x, layer, stride, padding, activation) and unobserved_cpu(x):
+    cpu = fusable and unobserved_cpu(x)  # checked once: it runs for every convolution of every image
+    if cpu and _phases_pay(x, layer, stride, padding, activation):
         return _conv_by_phases(x, layer, add)
-    if fusable and fast_path(x):
+    if cpu and _eager_float32(x):  # the fast path
         args = (list(padding), list(stride), list(layer.dilation), layer.groups)
         post = ("none", []) if activation is None else _activation(activation)
         if add is not None and activation is None:
@@ -107,7 +112,7 @@ def conv(
             )
         if add is None and post is not None:
             return torch.ops.mkldnn._convolution_pointwise(x, layer.weight, layer.bias, *args, *post, "")
-    bands = _weight_grad_bands(x, layer, stride, padding) if fusable and unobserved_cpu(x) else 1
+    bands = _weight_grad_bands(x, layer, stride, padding) if cpu else 1
     if bands > 1:
         y = _WeightGradByRowBands.apply(x, layer.weight, layer.bias, padding, bands)
     elif own_geometry:
