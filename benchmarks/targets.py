@@ -75,7 +75,7 @@ def row(
 
 # Operators that run convolutions and matrix products: compute-bound kernels (oneDNN, BLAS) and, in a training
 # step's FLOP count (FlopCounterMode), the only ones counted.
-_PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::linear")
+_PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear")
 
 
 def split(fn: Callable[[], object], calls: int = 3) -> tuple[float, float]:

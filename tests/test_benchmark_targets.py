@@ -39,7 +39,8 @@ def test_split_puts_convolutions_and_matrix_products_on_one_side_and_the_rest_on
 
 
 @pytest.mark.parametrize(("operator", "product"), [
-    ("aten::mm", True), ("aten::addmm", True), ("aten::bmm", True), ("aten::baddbmm", True), ("aten::linear", True),
+    ("aten::mm", True), ("aten::addmm", True), ("aten::bmm", True), ("aten::baddbmm", True), ("aten::matmul", True),
+    ("aten::linear", True),
     ("aten::mkldnn_convolution", True), ("aten::convolution_backward", True), ("aten::convolution", True),
     ("mkldnn::_convolution_pointwise", True), ("aten::copy_", False), ("aten::leaky_relu_backward", False),
     ("aten::native_batch_norm", False), ("aten::upsample_bilinear2d", False), ("aten::addcmul", False),
@@ -49,12 +50,13 @@ def test_operators_are_told_apart_by_name(targets, operator, product):
     assert targets.is_product(operator) is product
 
 
-def test_timed_ratios_returns_the_medians_of_each_side(targets):
-    big, small = torch.rand(512, 512), torch.rand(64, 64)
-    (median, low, high), t_big, t_small = targets.timed_ratios(lambda: big @ big, lambda: small @ small, 5,
-                                                               lambda a, b: a / b)  # fmt: skip
-    assert low <= median <= high
-    assert t_big > t_small > 0
+def test_timed_ratios_returns_the_ratio_statistics_and_the_medians_of_each_side(targets, monkeypatch):
+    times = {"a": [4.0, 1.0, 3.0], "b": [2.0, 2.0, 1.0]}  # interleaved rounds, in seconds
+    monkeypatch.setattr(targets, "interleaved", lambda fns, repeats: times if repeats == 3 else None)
+    (median, low, high), t_a, t_b = targets.timed_ratios(lambda: None, lambda: None, 3, lambda a, b: a / b)
+    assert (median, low, high) == (2.0, 0.5, 3.0)  # ratios 2, 0.5, 3: per round, not of the medians
+    assert (t_a, t_b) == (3.0, 2.0)
+    assert targets.ratios(lambda: None, lambda: None, 3, lambda a, b: a / b) == (2.0, 0.5, 3.0)
 
 
 def test_only_tables_with_an_explained_row_get_the_column(targets):
