@@ -19,14 +19,17 @@ _LAZY = {
     "count_parameters": ".flops",
     "load_resizer": ".io",
     "save_resizer": ".io",
+    "TaskresizeError": ".errors",
     **dict.fromkeys(
         ("METHODS", "ClassicResizer", "DownsizeNet", "LearnableResizer", "MullerResizer", "Resizer",
-         "UnknownResizerError", "create_resizer", "list_resizers", "register_resizer", "resize"),
+         "ResizerArgumentError", "ResizerInfo", "StridedLearnableResizer", "UnknownResizerError", "create_resizer",
+         "list_resizers", "register_resizer", "resize", "resizer_info"),
         ".resizers",
     ),
 }  # fmt: skip
 
 if TYPE_CHECKING:  # what static tools and IDEs see; at run time these come from __getattr__
+    from taskresize.errors import TaskresizeError
     from taskresize.flops import count_conv_weights, count_flops, count_parameters
     from taskresize.inference.image import resize_image
     from taskresize.io import load_resizer, save_resizer
@@ -37,11 +40,15 @@ if TYPE_CHECKING:  # what static tools and IDEs see; at run time these come from
         LearnableResizer,
         MullerResizer,
         Resizer,
+        ResizerArgumentError,
+        ResizerInfo,
+        StridedLearnableResizer,
         UnknownResizerError,
         create_resizer,
         list_resizers,
         register_resizer,
         resize,
+        resizer_info,
     )
 
 
@@ -65,6 +72,10 @@ __all__ = [
     "LearnableResizer",
     "MullerResizer",
     "Resizer",
+    "ResizerArgumentError",
+    "ResizerInfo",
+    "StridedLearnableResizer",
+    "TaskresizeError",
     "UnknownResizerError",
     "__version__",
     "count_conv_weights",
@@ -76,5 +87,6 @@ __all__ = [
     "register_resizer",
     "resize",
     "resize_image",
+    "resizer_info",
     "save_resizer",
 ]

@@ -6,7 +6,15 @@ from taskresize.resizers.downsizenet import DownsizeNet
 from taskresize.resizers.learnable import LearnableResizer
 from taskresize.resizers.learnable_strided import StridedLearnableResizer
 from taskresize.resizers.muller import MullerResizer
-from taskresize.resizers.registry import UnknownResizerError, create_resizer, list_resizers, register_resizer
+from taskresize.resizers.registry import (
+    ResizerArgumentError,
+    ResizerInfo,
+    UnknownResizerError,
+    create_resizer,
+    list_resizers,
+    register_resizer,
+    resizer_info,
+)
 
 __all__ = [
     "METHODS",
@@ -15,10 +23,13 @@ __all__ = [
     "LearnableResizer",
     "MullerResizer",
     "Resizer",
+    "ResizerArgumentError",
+    "ResizerInfo",
     "StridedLearnableResizer",
     "UnknownResizerError",
     "create_resizer",
     "list_resizers",
     "register_resizer",
     "resize",
+    "resizer_info",
 ]

@@ -507,4 +507,4 @@ def _classic_factory(method: str) -> Callable[..., ClassicResizer]:
 
 
 for _method in METHODS:
-    register_resizer(_method)(_classic_factory(_method))
+    register_resizer(_method, learned=False)(_classic_factory(_method))

@@ -25,6 +25,7 @@ Factory = Callable[..., Resizer]
 F = TypeVar("F", bound=Factory)
 
 _REGISTRY: dict[str, Factory] = {}
+_LEARNED: dict[str, bool] = {}
 
 
 class UnknownResizerError(TaskresizeError):
@@ -265,8 +266,13 @@ def check_resizer_args(name: str, kwargs: Mapping[str, Any], *, set_elsewhere: M
             raise ResizerArgumentError(f"resizer {name!r}: {key} = {_show(value)} is refused: {problem}")
 
 
-def register_resizer(name: str) -> Callable[[F], F]:
+def register_resizer(name: str, *, learned: bool = True) -> Callable[[F], F]:
     """Class or factory decorator: make ``create_resizer(name, **kwargs)`` build it.
+
+    Args:
+        name: the name it is built by.
+        learned: whether it has weights that training fits (``False`` for a fixed filter); ``compare`` pits the
+            learned resizers against the classic ones, and ``list`` marks which is which.
 
     Raises:
         ValueError: ``name`` is already registered.
@@ -276,6 +282,7 @@ def register_resizer(name: str) -> Callable[[F], F]:
         if name in _REGISTRY:
             raise ValueError(f"a resizer named {name!r} is already registered ({_REGISTRY[name]!r})")
         _REGISTRY[name] = factory
+        _LEARNED[name] = learned
         if isinstance(factory, type):
             factory.resizer_name = name
         return factory
@@ -283,9 +290,30 @@ def register_resizer(name: str) -> Callable[[F], F]:
     return decorator
 
 
-def list_resizers() -> list[str]:
-    """Names of all registered resizers, sorted."""
-    return sorted(_REGISTRY)
+def list_resizers(learned: bool | None = None) -> list[str]:
+    """Names of the registered resizers, sorted: all of them, or only the learned (``learned=True``) or only the
+    classic ones (``learned=False``)."""
+    return sorted(name for name in _REGISTRY if learned is None or _LEARNED[name] == learned)
+
+
+@dataclass(frozen=True)
+class ResizerInfo:
+    """What the registry knows of a resizer without building it."""
+
+    name: str
+    learned: bool
+    description: str  # the first line of its docstring
+
+
+def resizer_info(name: str) -> ResizerInfo:
+    """:class:`ResizerInfo` of the resizer registered under ``name``.
+
+    Raises:
+        UnknownResizerError: no such name.
+    """
+    factory = resizer_factory(name)
+    doc = inspect.getdoc(factory) or ""
+    return ResizerInfo(name, _LEARNED[name], doc.strip().splitlines()[0] if doc.strip() else "")
 
 
 def resizer_factory(name: str) -> Factory:
