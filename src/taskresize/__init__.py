@@ -19,6 +19,7 @@ _LAZY = {
     "count_parameters": ".flops",
     "load_resizer": ".io",
     "save_resizer": ".io",
+    "push_resizer": ".publish",
     "TaskresizeError": ".errors",
     **dict.fromkeys(
         ("METHODS", "ClassicResizer", "DownsizeNet", "LearnableResizer", "MullerResizer", "Resizer",
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # what static tools and IDEs see; at run time these come from
     from taskresize.flops import count_conv_weights, count_flops, count_parameters
     from taskresize.inference.image import resize_image
     from taskresize.io import load_resizer, save_resizer
+    from taskresize.publish import push_resizer
     from taskresize.resizers import (
         METHODS,
         ClassicResizer,
@@ -84,6 +86,7 @@ __all__ = [
     "create_resizer",
     "list_resizers",
     "load_resizer",
+    "push_resizer",
     "register_resizer",
     "resize",
     "resize_image",

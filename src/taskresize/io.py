@@ -16,6 +16,7 @@ from safetensors.torch import save
 from taskresize.data.normalization import Normalization
 from taskresize.errors import TaskresizeError
 from taskresize.fileio import atomic_write_bytes
+from taskresize.hub import hub_file, is_hub_name
 from taskresize.resizers import Resizer, create_resizer
 from taskresize.runs import RunFolder
 from taskresize.version import __version__
@@ -104,7 +105,10 @@ def save_resizer(
 
 
 def resolve_resizer_path(path: str | os.PathLike) -> Path:
-    """A resizer file, or the ``resizer.safetensors`` inside a run folder."""
+    """A resizer file, the ``resizer.safetensors`` inside a run folder, or a hub repository's
+    (``hf-hub:ORG/NAME[@REVISION]``, through huggingface_hub's cache: :func:`taskresize.hub.hub_file`)."""
+    if is_hub_name(path):
+        return hub_file(str(path))
     path = Path(path)
     if path.is_dir():
         candidate = RunFolder(path).resizer_file
@@ -141,7 +145,9 @@ def read_resizer_header(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_resizer(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Resizer:
-    """Rebuild a resizer from a file written by :func:`save_resizer` (or a run folder), in eval mode.
+    """Rebuild a resizer from a file written by :func:`save_resizer`, a run folder, or a hub name
+    (``hf-hub:ORG/NAME[@REVISION]``, read through huggingface_hub's cache; ``HF_HUB_OFFLINE=1`` reads only the
+    cache), in eval mode.
 
     Only safetensors is read: no pickle, so a file cannot run code when loaded.
     """

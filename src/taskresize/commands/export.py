@@ -32,7 +32,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colour and cursor codes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--resizer", required=True, help="resizer file, run folder, or classic method name")
+    parser.add_argument("--resizer", required=True, help="resizer file, run folder, hf-hub:ORG/NAME or classic method")
     parser.add_argument("--format", choices=["onnx", "torchscript", "pt2"], default="onnx", help="(onnx)")
     parser.add_argument("--dynamic", action="store_true", help="input height and width free (else fixed)")
     parser.add_argument("--output", help="file to write (default: beside the resizer file, or ./METHOD.onnx)")
@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def default_output(resizer: str, fmt: str) -> Path:
     from taskresize.inference.export import FORMATS
 
+    if resizer.startswith("hf-hub:"):  # ./NAME.onnx for hf-hub:ORG/NAME[@REVISION]
+        return Path(resizer.split("@")[0].rsplit("/", 1)[-1] + FORMATS[fmt])
     path = Path(resizer)
     if path.is_dir():
         return path / f"resizer{FORMATS[fmt]}"

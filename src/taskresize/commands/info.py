@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", metavar="PATH", help="resizer .safetensors file or run folder")
+    parser.add_argument("path", metavar="PATH", help="resizer .safetensors file, run folder or hf-hub:ORG/NAME")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 

@@ -29,7 +29,7 @@ from taskresize.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--resizer", required=True, help="resizer file, run folder, or classic method name")
+    parser.add_argument("--resizer", required=True, help="resizer file, run folder, hf-hub:ORG/NAME or classic method")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and folders")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--size", help="output size N or HxW (default: the learned resizer's output size)")

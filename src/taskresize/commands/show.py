@@ -17,7 +17,7 @@ from taskresize.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--resizer", required=True, help="resizer file or run folder")
+    parser.add_argument("--resizer", required=True, help="resizer file, run folder or hf-hub:ORG/NAME")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--out", required=True, help="figure to write (PNG)")
     parser.add_argument("--size", help="output size N or HxW (default: the resizer's output size)")

@@ -23,6 +23,7 @@ from torch import Tensor
 from taskresize.data.decode import pil_to_tensor, tensor_to_pil
 from taskresize.data.normalization import IMAGENET, Normalization
 from taskresize.hardware import resolve_device
+from taskresize.hub import is_hub_name
 from taskresize.inference.engine import ENGINES, Engine
 from taskresize.inference.pixels import PixelResizer
 from taskresize.io import Provenance, load_resizer, read_resizer_header, resolve_resizer_path
@@ -189,8 +190,9 @@ def load_image_resizer(
 
     Args:
         resizer: a ``.safetensors`` file written by :func:`taskresize.save_resizer`, a run folder holding
-            ``resizer.safetensors``, a classic method (``bicubic``, ``lanczos``, ...: Pillow's antialiased
-            algorithm on uint8), or a :class:`Resizer` module (learned modules use ``normalization``).
+            ``resizer.safetensors``, a hub name (``hf-hub:ORG/NAME``, through huggingface_hub's cache), a classic
+            method (``bicubic``, ``lanczos``, ...: Pillow's antialiased algorithm on uint8), or a :class:`Resizer`
+            module (learned modules use ``normalization``).
         in_size: pre-resize target. ``"auto"``: the ``in_size`` recorded in the file's provenance (none for a
             module or a classic method); ``None``: no pre-resize, the image goes to the resizer as it is.
         normalization: a :class:`Normalization` or ``{"mean": [...], "std": [...]}`` in 0-255 units; default the
@@ -217,7 +219,7 @@ def load_image_resizer(
     elif isinstance(resizer, str) and resizer in METHODS and not Path(resizer).exists():
         module = create_resizer(resizer, antialias=True)
     elif isinstance(resizer, str | os.PathLike):
-        if not Path(resizer).exists():
+        if not Path(resizer).exists() and not is_hub_name(resizer):
             name = str(resizer)
             if name in list_resizers():  # a learned resizer's name: there are no weights to use
                 raise UnknownResizerError(

@@ -107,7 +107,7 @@ class TrainConfig:
     init: str | None = None
     """A run folder whose backbone (and resizer, if of the same kind) initialise this run."""
     init_resizer: str | None = None
-    """A resizer file or run folder whose resizer initialises this one."""
+    """A resizer file, run folder or hub name (hf-hub:ORG/NAME) whose resizer initialises this one."""
     freeze_backbone: bool = False
     """Train only the resizer."""
     freeze_resizer: bool = False
@@ -231,6 +231,8 @@ class TrainConfig:
                 continue
             if key == "pretrained" and os.sep not in value and not (Path(base) / value).exists():
                 continue  # a name of packaged or hub weights (efficientnet-lite0, default, IMAGENET1K_V2)
+            if key == "init_resizer" and value.startswith("hf-hub:"):
+                continue  # a resizer on the Hugging Face Hub
             given[key] = value
             setattr(self, key, os.path.normpath(Path(base).absolute() / Path(value).expanduser()))
         return given
