@@ -138,8 +138,8 @@ def retain_freed_memory() -> bool:
 
     Left alone where ``TASKRESIZE_RETAIN_FREED_MEMORY=0``, where the user set glibc's malloc variables
     (``MALLOC_*_`` or ``GLIBC_TUNABLES=glibc.malloc...``: theirs are kept), and where the C library is not glibc.
-    The learned resizers call it the first time they run on a CPU (:func:`retain_freed_memory_on_cpu`),
-    ``taskresize train`` when it runs on one.
+    It changes the whole process and cannot be undone, so no library call makes it: the commands that run models
+    on a CPU do (each with a flag to leave malloc alone), and an application of the user's may call it itself.
     """
     opted_out = os.environ.get(RETAIN_FREED_MEMORY, "1") == "0"
     users_own = any(name in os.environ for name in _USER_MALLOC_SETTINGS) or "glibc.malloc." in os.environ.get(
@@ -153,13 +153,3 @@ def retain_freed_memory() -> bool:
         return False
     # the mapping threshold first: setting either one stops glibc adjusting both itself
     return mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1
-
-
-def retain_freed_memory_on_cpu(x: torch.Tensor) -> None:
-    """:func:`retain_freed_memory` where a learned resizer runs on ``x`` on a CPU, in training or in inference (not
-    while a compiler traces it): in inference too, since its unfused paths (autocast, autograd) allocate
-    input-resolution maps of the whole batch on every call -- under bf16 autocast, after a backbone had run in the
-    same process, the float32 copy of the learnable resizer's map was faulted in anew on every call -- and a
-    backbone that runs after it keeps its activations too (benchmarks/alternatives.py, freed_memory)."""
-    if x.device.type == "cpu" and not torch.compiler.is_compiling():
-        retain_freed_memory()

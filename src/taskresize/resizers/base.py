@@ -31,8 +31,16 @@ class Resizer(nn.Module):
         return self.output_size if size is None else to_size(size)
 
     def config(self) -> dict[str, Any]:
-        """Keyword arguments that rebuild this resizer (JSON-serialisable)."""
-        raise NotImplementedError
+        """Keyword arguments that rebuild this resizer (JSON-serialisable): every argument of the factory it is
+        registered by (the signature the registry checks arguments against), read from the attribute of the same
+        name; ``output_size`` as a list."""
+        from taskresize.resizers.registry import resizer_arguments  # the registry imports this module
+
+        config = {}
+        for name in resizer_arguments(self.resizer_name):
+            value = getattr(self, name)
+            config[name] = list(value) if isinstance(value, tuple) else value
+        return config
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config().items())

@@ -489,9 +489,6 @@ class ClassicResizer(Resizer):
     def resizer_name(self) -> str:  # type: ignore[override]
         return self.method
 
-    def config(self) -> dict[str, Any]:
-        return {"output_size": list(self.output_size), "antialias": self.antialias}
-
     def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
         """Resize ``x`` ``(B, C, H, W)`` to ``size`` (default ``output_size``)."""
         return resize(x, self.target_size(size), self.method, self.antialias)

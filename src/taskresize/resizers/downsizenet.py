@@ -29,13 +29,12 @@ import itertools
 from typing import Annotated, Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taskresize.flops import counted_by_formula, counting_flops
-from taskresize.hardware import retain_freed_memory_on_cpu
 from taskresize.resizers.base import INITS, Resizer
 from taskresize.resizers.classic import autocast_enabled, in_float32
-from taskresize.resizers.cpu_inference import by_image, conv, fast_path, image_chunks, run
 from taskresize.resizers.registry import OneOf, OutputSize, Range, register_resizer
 
 NORMALIZATIONS = ("sigmoid", "softmax", "none")
@@ -46,10 +45,12 @@ _CUBIC_A = -0.75  # F.interpolate's bicubic coefficient
 def _axis_plan(in_size: int, out_size: int, neighbors: int, dtype: torch.dtype, device: torch.device):
     """:func:`_source_coords` for one axis, built once per sizes, dtype and device (the tensors are never written)
     and outside inference mode, so that a plan first built under ``torch.inference_mode`` can still be saved for
-    backward by a later training step; with the anchors' ``(start, step)`` where they are evenly spaced."""
+    backward by a later training step; with the anchors' ``(start, step)`` where they are evenly spaced. Computed on
+    the CPU and copied to ``device`` once (no device sync per call; a ``meta`` device gets its shapes too)."""
     with torch.inference_mode(False), torch.no_grad():
-        indices, weights, anchor = _source_coords(in_size, out_size, neighbors, dtype, device)
-    return indices, weights, anchor, _even_spacing(anchor.tolist(), in_size)
+        indices, weights, anchor = _source_coords(in_size, out_size, neighbors, dtype, torch.device("cpu"))
+        spacing = _even_spacing(anchor.tolist(), in_size)
+        return indices.to(device), weights.to(device), anchor.to(device), spacing
 
 
 def _even_spacing(anchor: list[int], in_size: int) -> tuple[int, int] | None:
@@ -172,17 +173,6 @@ class DownsizeNet(Resizer):
                 for k in range(taps):
                     self.coefficients.weight[k, channels + k] = 1.0
 
-    def config(self) -> dict[str, Any]:
-        return {
-            "output_size": list(self.output_size),
-            "layers": self.layers,
-            "channels": self.channels,
-            "neighbors": self.neighbors,
-            "normalize": self.normalize,
-            "in_channels": self.in_channels,
-            "init": self.init,
-        }
-
     @classmethod
     def as_interpolation(cls, neighbors: int = 2, **kwargs: Any) -> DownsizeNet:
         """The special case of the paper: weights that make DownsizeNet plain bilinear (2) or bicubic (4).
@@ -194,35 +184,23 @@ class DownsizeNet(Resizer):
 
     def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
         """Resize ``x`` ``(B, C, H, W)`` to ``(B, C, h, w)``, ``(h, w) = size`` or ``output_size``."""
-        size = self.target_size(size)
-        retain_freed_memory_on_cpu(x)
-        if fast_path(x):  # image by image (see cpu_inference)
-            return by_image(lambda chunk: self._resize(chunk, size), x, self.channels, torch.channels_last)
-        return self._resize(x, size)
-
-    def _resize(self, x: Tensor, size: tuple[int, int]) -> Tensor:
-        out_h, out_w = size
+        out_h, out_w = self.target_size(size)
         in_h, in_w = x.shape[-2:]
         k = self.neighbors
         amp = autocast_enabled(x)
         dtype = torch.float32 if amp and x.dtype in (torch.float16, torch.bfloat16) else x.dtype
         symbolic = not (isinstance(in_h, int) and isinstance(in_w, int))  # torch.export with dynamic sizes
-        if not symbolic:  # plans built once per sizes (an image-by-image forward would rebuild them per image)
+        if not symbolic:  # plans built once per sizes
             rows, wy, anchor_y, spacing_y = _axis_plan(in_h, out_h, k, dtype, x.device)
             cols, wx, anchor_x, spacing_x = _axis_plan(in_w, out_w, k, dtype, x.device)
-            chunks = image_chunks(x, self.channels)
         else:  # traced as they come, every texture position computed
             rows, wy, anchor_y = _source_coords(in_h, out_h, k, dtype, x.device)
             cols, wx, anchor_x = _source_coords(in_w, out_w, k, dtype, x.device)
             spacing_y = spacing_x = None
-            chunks = [x]
         anchors = ((anchor_y, spacing_y), (anchor_x, spacing_x))
 
         # Floating-type pooling: the texture feature at the top-left neighbour of each projected point.
-        # chunk by chunk (image by image at large inputs): each chunk's full-resolution maps are freed (in the
-        # forward pass) or saved (in training) at their own size, which the allocator reuses, unlike the whole
-        # batch's (see cpu_inference)
-        features = torch.cat([self._texture_at(chunk, anchors) for chunk in chunks])
+        features = self._texture_at(x, anchors)
         # Relative-distance map: the K*K separable interpolation weights, (1, K*K, h, w), row-major taps.
         distance = _distance_map(wy, wx) if symbolic else _cached_distance_map(in_h, in_w, out_h, out_w, k, dtype,
                                                                                x.device)  # fmt: skip
@@ -239,17 +217,19 @@ class DownsizeNet(Resizer):
         any other axis at every position, then selected.
         """
         *body, last, relu = self.texture
-        h = run(body, x)
+        h = x
+        for layer in body:
+            h = layer(h)
         stride, padding, selects = [], [], []
         for axis, (anchor, spacing) in zip((-2, -1), anchors, strict=True):
             start, step = spacing if spacing is not None else (0, 1)
             pad = 1 if start == 0 else 0  # the 3x3 window reaches one row before the first anchor
-            if offset := start - 1 + pad:  # (a view, but in training its backward fills and copies a whole map)
+            if offset := start - 1 + pad:
                 h = h.narrow(axis, offset, h.shape[axis] - offset)
             stride.append(step)
             padding.append(pad)
             selects.append(None if spacing is not None else anchor)
-        y = conv(h, last, activation=relu, stride=tuple(stride), padding=tuple(padding))
+        y = relu(F.conv2d(h, last.weight, last.bias, tuple(stride), tuple(padding)))
         for axis, (anchor, _), select in zip((-2, -1), anchors, selects, strict=True):
             y = y.index_select(axis, select) if select is not None else y.narrow(axis, 0, anchor.numel())
         return y

@@ -16,25 +16,16 @@ weights count towards Table 2's parameter numbers: ``294 n + 10 n^2 + 18 r n^2``
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as recompute_in_backward
 
-from taskresize.hardware import retain_freed_memory_on_cpu
 from taskresize.resizers.base import INITS, Resizer
-from taskresize.resizers.batchnorm import moments, normalize_resized
 from taskresize.resizers.classic import METHODS, resize
-from taskresize.resizers.cpu_inference import (
-    banded_pair,
-    by_image,
-    conv,
-    fast_path,
-    image_chunks,
-    resize_by_depthwise,
-    run,
-)
+from taskresize.resizers.fuse import PhaseConv2d, fused_copy, phases_fit
 from taskresize.resizers.registry import OneOf, OutputSize, Range, register_resizer
 
 
@@ -58,7 +49,7 @@ class ResidualBlock(nn.Module):
         )
 
     def forward(self, y: Tensor) -> Tensor:
-        return run(self.body, y, add=y)
+        return y + self.body(y)
 
 
 @register_resizer("learnable")
@@ -74,10 +65,9 @@ class LearnableResizer(Resizer):
         init: ``"paper"`` (PyTorch's default random init, as the paper) or ``"identity"`` (the last convolution
             zero-initialised, so the resizer starts as exactly the classic resize).
         in_channels: image channels.
-        checkpoint: activation checkpointing of the input-resolution convolutions in training: their outputs
-            are recomputed in the backward pass instead of stored, chunk by chunk (image by image at large
-            inputs), which cuts the training memory at large inputs (docs/results.md, Peak memory) for one more
-            forward pass of the stem.
+        checkpoint: activation checkpointing of the stem's two input-resolution convolutions in training: their
+            outputs are recomputed in the backward pass instead of stored, which cuts the training memory at large
+            inputs for one more forward pass of those convolutions. The output is the same either way.
     """
 
     def __init__(
@@ -116,67 +106,59 @@ class LearnableResizer(Resizer):
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
 
-    def config(self) -> dict[str, Any]:
-        return {
-            "output_size": list(self.output_size),
-            "n": self.n,
-            "r": self.r,
-            "interpolation": self.interpolation,
-            "antialias": self.antialias,
-            "init": self.init,
-            "in_channels": self.in_channels,
-            "checkpoint": self.checkpoint,
-        }
-
-    def base_resize(self, x: Tensor, size: tuple[int, int], affine: nn.Module | None = None) -> Tensor:
-        """The classic resize of ``x`` to ``size``, then ``affine`` (an eval-mode BatchNorm) where given: on the fast
-        path, one depthwise convolution where the resize allows (see ``cpu_inference.resize_by_depthwise``)."""
-        y = resize_by_depthwise(x, size, self.interpolation, self.antialias, affine)
-        if y is not None:
-            return y
-        y = resize(x, size, self.interpolation, self.antialias)
-        return y if affine is None else affine(y)
+    def base_resize(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        """The classic resize of ``x`` to ``size`` that the skip and the feature resize use."""
+        return resize(x, size, self.interpolation, self.antialias)
 
     def stem_stride(self, in_size: tuple[int, int], out_size: tuple[int, int]) -> int:
         """The stride of the stem's 7x7 convolution: 1, the paper's (see ``learnable-strided``)."""
         return 1
 
-    def _stem_convolutions(self, x: Tensor, stride: int) -> Tensor:
-        return run(self.stem[2:4], conv(x, self.stem[0], activation=self.stem[1], stride=stride))
+    def stem_convolutions(self, x: Tensor, stride: int) -> Tensor:
+        """``LReLU(conv1x1(LReLU(conv7x7(x))))`` at the input resolution, the 7x7 convolution at ``stride``."""
+        first = self.stem[0]
+        h = F.conv2d(x, first.weight, first.bias, stride, first.padding)
+        return self.stem[3](self.stem[2](self.stem[1](h)))
 
     def features(self, x: Tensor, size: tuple[int, int]) -> Tensor:
-        """``z``: the stem's features, computed at the input resolution (or a stride of it), resized to ``size``."""
+        """``z = base_resize(BN(stem_convolutions(x)), size)``: the stem's features, computed at the input resolution
+        (or a stride of it), resized to ``size``."""
         stride = self.stem_stride(tuple(x.shape[-2:]), size)
-        if not self.training:
-            # the BatchNorm, an affine map in eval mode, after the resize, on fewer pixels: they commute, as the
-            # weights of every classic resize sum to one (under autocast it also spares a float32 copy of the map)
-            h = banded_pair(x, self.stem[0], self.stem[1], self.stem[2], self.stem[3], stride, self)
-            h = self._stem_convolutions(x, stride) if h is None else h
-            return self.base_resize(h, size, affine=self.stem[4])
-        bn = self.stem[4]
-        if self.training and type(bn) is nn.BatchNorm2d:  # not SyncBatchNorm, whose statistics span processes
-            # chunk by chunk (image by image at large inputs), the BatchNorm after the resize (see batchnorm.py):
-            # no full-resolution map of the whole batch is held; with checkpoint, not even one chunk's
-            stem = functools.partial(self._stem_resized, stride=stride, size=size)
-            if self.checkpoint and torch.is_grad_enabled():
-                stem = functools.partial(recompute_in_backward, stem, use_reentrant=False)
-            return normalize_resized(bn, [stem(chunk) for chunk in image_chunks(x, self.n)])
-        return self.base_resize(bn(self._stem_convolutions(x, stride)), size)
-
-    def _stem_resized(self, x: Tensor, stride: int, size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor, int]:
-        h = self._stem_convolutions(x, stride)
-        return (self.base_resize(h, size), *moments(h), h.numel() // h.shape[1])
+        if self.checkpoint and self.training and torch.is_grad_enabled():
+            h = recompute_in_backward(self.stem_convolutions, x, stride, use_reentrant=False)
+        else:
+            h = self.stem_convolutions(x, stride)
+        return self.base_resize(self.stem[4](h), size)
 
     def forward(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
         """Resize ``x`` ``(B, C, H, W)`` to ``(B, C, h, w)``, ``(h, w) = size`` or ``output_size``."""
         size = self.target_size(size)
-        retain_freed_memory_on_cpu(x)
-        if fast_path(x) and not self.training:  # image by image (see cpu_inference)
-            return by_image(lambda chunk: self._resize(chunk, size), x, self.n, torch.channels_last)
-        return self._resize(x, size)
-
-    def _resize(self, x: Tensor, size: tuple[int, int]) -> Tensor:
-        skip = self.base_resize(x, size)
         z = self.features(x, size)
-        y = run(self.merge, self.blocks(z), add=z)
-        return conv(y, self.head, add=skip)
+        y = self.merge(self.blocks(z)) + z
+        return self.head(y) + self.base_resize(x, size)
+
+    def fuse(self) -> LearnableResizer:
+        """The inference form (see :meth:`Resizer.fuse`): every BatchNorm folded; the stem's, an affine map once
+        folded, applied after the feature resize, on the output's pixels instead of the input's (the two commute,
+        as the weights of every classic resize sum to one); the last convolution by output phases
+        (:class:`~taskresize.resizers.fuse.PhaseConv2d`). Equal to the eval-mode original up to float rounding."""
+        fused = fused_copy(self)
+        if phases_fit(fused.head):
+            fused.head = PhaseConv2d(fused.head)
+        fused.__class__ = _inference_form(type(self))
+        return fused
+
+
+class _AffineAfterResize:
+    """The inference form's feature map: the stem's affine map (a folded eval-mode BatchNorm) after the resize."""
+
+    def features(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        stride = self.stem_stride(tuple(x.shape[-2:]), size)
+        return self.stem[4](self.base_resize(self.stem_convolutions(x, stride), size))
+
+
+@functools.cache
+def _inference_form(cls: type[LearnableResizer]) -> type[LearnableResizer]:
+    """``cls`` with the inference form's feature map (one class per resizer class, so ``learnable-strided`` keeps its
+    stride)."""
+    return type(f"Fused{cls.__name__}", (_AffineAfterResize, cls), {"__doc__": f"Inference form of {cls.__name__}."})

@@ -13,7 +13,7 @@ resizer exactly.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated
 
 from taskresize.resizers.base import INITS
 from taskresize.resizers.classic import METHODS
@@ -46,9 +46,6 @@ class StridedLearnableResizer(LearnableResizer):
         if max_stride < 1:
             raise ValueError(f"max_stride must be at least 1, got {max_stride}")
         self.max_stride = max_stride
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "max_stride": self.max_stride}
 
     def stem_stride(self, in_size: tuple[int, int], out_size: tuple[int, int]) -> int:
         """The stem's stride for this pair of sizes: the whole down-scaling factor, capped."""

@@ -20,17 +20,15 @@ cancelled to 7-9 % error. MULLER is a few separable filters, so float32 costs li
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taskresize.flops import counted_by_formula
-from taskresize.hardware import retain_freed_memory_on_cpu
 from taskresize.resizers.base import Resizer
 from taskresize.resizers.classic import METHODS, in_float32, resize
-from taskresize.resizers.cpu_inference import by_image, unobserved_cpu
 from taskresize.resizers.registry import Odd, OneOf, OutputSize, Range, register_resizer
 
 
@@ -79,16 +77,6 @@ class MullerResizer(Resizer):
         self.register_buffer("taps", gaussian_kernel1d(kernel_size, sigma).float(), persistent=False)
         self.tap_values = self.taps.tolist()  # the blur's multipliers, read without a device sync or a graph break
 
-    def config(self) -> dict[str, Any]:
-        return {
-            "output_size": list(self.output_size),
-            "layers": self.layers,
-            "kernel_size": self.kernel_size,
-            "sigma": self.sigma,
-            "interpolation": self.interpolation,
-            "antialias": self.antialias,
-        }
-
     def blur(self, x: Tensor) -> Tensor:
         """Separable Gaussian blur of ``x`` ``(B, C, H, W)``, edge pixels replicated.
 
@@ -109,9 +97,6 @@ class MullerResizer(Resizer):
 
         Under autocast, computed in float32 (see the module docstring)."""
         size = self.target_size(size)
-        retain_freed_memory_on_cpu(x)
-        if unobserved_cpu(x):  # chunk by chunk (see cpu_inference), in training too: each chunk's maps stay in cache
-            return in_float32(lambda t: by_image(lambda chunk: self._forward(chunk, size), t, t.shape[1]), x)
         return in_float32(lambda t: self._forward(t, size), x)
 
     def _forward(self, x: Tensor, size: tuple[int, int]) -> Tensor:
