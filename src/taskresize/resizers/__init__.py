@@ -15,6 +15,7 @@ from taskresize.resizers.registry import (
     register_resizer,
     resizer_info,
 )
+from taskresize.resizers.saliency import SaliencySampler, SeparableSaliencySampler
 
 __all__ = [
     "METHODS",
@@ -25,6 +26,8 @@ __all__ = [
     "Resizer",
     "ResizerArgumentError",
     "ResizerInfo",
+    "SaliencySampler",
+    "SeparableSaliencySampler",
     "StridedLearnableResizer",
     "UnknownResizerError",
     "create_resizer",
