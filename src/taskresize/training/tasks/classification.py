@@ -11,6 +11,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from taskresize.data.builtin.classification import builtin_dataset
+from taskresize.data.builtin.small_objects import small_objects_root
 from taskresize.data.collate import collate_classes
 from taskresize.data.formats.folders import (
     ImageFolderDataset,
@@ -90,7 +91,8 @@ class FolderData(TaskData):
     def __init__(self, cfg: TrainConfig, eval_root: str | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.root = str(builtin_dataset()) if cfg.data == "builtin" else cfg.data
+        small_objects = small_objects_root(cfg.data, "classification")
+        self.root = str(builtin_dataset()) if cfg.data == "builtin" else str(small_objects or cfg.data)
         self.classes, self.train_samples, self.val_samples = train_val_folders(self.root, cfg.val_split, SPLIT_SEED)
         if eval_root is not None:  # evaluate on another folder with the same classes: its val/ if any, else all
             root = Path(eval_root) / "val" if (Path(eval_root) / "val").is_dir() else Path(eval_root)
