@@ -115,7 +115,10 @@ def test_commands_refuse_a_missing_device_in_one_line(tmp_path, capsys):
     from PIL import Image
 
     Image.new("RGB", (16, 12)).save(image)
-    assert cli("resize", "--resizer", "bicubic", image, "--out", tmp_path / "out", "--size", 8, "--device", "cuda") == 2
+    assert (
+        cli("resize", "--resizer", "bicubic", image, "--output", tmp_path / "out", "--out-size", 8, "--device", "cuda")
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--device cuda" in err and "Traceback" not in err
 

@@ -139,7 +139,7 @@ def test_onnx_static_matches_onnxruntime_and_fixes_the_input_size(resizer_file, 
 def test_onnx_dynamic_accepts_other_input_sizes(resizer_file, tmp_path, capsys):
     path = tmp_path / "r.onnx"
     assert cli("export", "--resizer", resizer_file, "--format", "onnx", "--dynamic", "--output", path,
-               "--size", "12x20") == 0  # fmt: skip
+               "--out-size", "12x20") == 0  # fmt: skip
     out = capsys.readouterr().out
     assert out.count("largest absolute difference") == 2  # checked at two input sizes
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -187,7 +187,7 @@ def test_an_export_that_fails_is_a_one_line_error(tmp_path, capsys):
     lanczos = save_resizer(
         create_resizer("learnable", interpolation="lanczos", output_size=8), tmp_path / "l.safetensors"
     )
-    code = cli("export", "--resizer", lanczos, "--format", "pt2", "--dynamic", "--input-size", 20)
+    code = cli("export", "--resizer", lanczos, "--format", "pt2", "--dynamic", "--in-size", 20)
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "without --dynamic" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.safetensors"]
@@ -204,7 +204,7 @@ def test_dynamic_onnx_of_each_learned_resizer_matches_eager(name, tmp_path):
 def test_export_needs_an_input_size_when_the_file_records_none(tmp_path, capsys):
     path = save_resizer(create_resizer("muller", output_size=8), tmp_path / "m.safetensors")
     assert cli("export", "--resizer", path) == 2
-    assert "--input-size" in capsys.readouterr().err
+    assert "--in-size" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -193,7 +193,7 @@ def test_unknown_resizer_names_get_did_you_mean_in_every_command(tmp_path, capsy
     sweep.write_text("name: s\nbase: {data: builtin, out_size: 32}\ngrid: {resizer: [bilinear, lanczoss]}\n")
     for argv in (
         ["train", "--resizer", "lanczoss", "--output", tmp_path / "run"],
-        ["resize", "--resizer", "lanczoss", tmp_path / "in", "--out", tmp_path / "out", "--size", 8],
+        ["resize", "--resizer", "lanczoss", tmp_path / "in", "--output", tmp_path / "out", "--out-size", 8],
         ["sweep", "--config", sweep, "--dry-run", "--output", tmp_path / "sweeps"],
     ):
         assert cli(*argv) == 2
@@ -205,8 +205,11 @@ def test_unknown_resizer_names_get_did_you_mean_in_every_command(tmp_path, capsy
 def test_list_aligns_every_name(capsys):
     assert cli("list") == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == list_resizers()
-    starts = {line.index("output_size=") for line in lines}
+    named = [line for line in lines if line.startswith("  ") and not line.strip().startswith("arguments:")]
+    assert sorted(line.split()[0] for line in named) == list_resizers()
+    width = max(map(len, list_resizers()))
+    assert all(line[2 + width : 4 + width] == "  " and line[4 + width] != " " for line in named), named
+    starts = {line.index("output_size=") for line in lines if "arguments:" in line}
     assert len(starts) == 1, lines  # learnable-strided, the longest name, included
 
 

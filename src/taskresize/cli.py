@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import ast
+import errno
 import importlib
 import importlib.util
 import os
+import re
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
-from taskresize.errors import TaskresizeError
+from taskresize.commands.options import renamed_flags
+from taskresize.errors import TaskresizeError, did_you_mean
 from taskresize.version import __version__
 
 # Subcommand name -> module in taskresize.commands exposing ``add_arguments(parser)``, ``run(args) -> int``
@@ -29,11 +34,29 @@ COMMANDS = {
 }
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it ends as on Ctrl-C: temporary files removed, one line."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated("terminated")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse's parser, whose errors are one line (not the usage first): ``taskresize train: error: ...``."""
 
     def error(self, message: str):  # type: ignore[override]
+        choice = re.search(r"invalid choice: '(.*?)' \(choose from (.*)\)", message)
+        if choice:  # a mistyped subcommand or choice: the closest one
+            message += did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def refuse_unknown(self, unknown: list[str]) -> None:
+        """Refuse arguments this (sub)command does not take, with the flags they look like."""
+        known = [s for a in self._actions if a.help != argparse.SUPPRESS for s in a.option_strings]
+        hints = "".join(did_you_mean(u.partition("=")[0], known) for u in unknown if u.startswith("-"))
+        self.error(f"unrecognized arguments: {' '.join(unknown)}.{hints}" if hints else
+                   f"unrecognized arguments: {' '.join(unknown)}")  # fmt: skip
 
 
 def summary(module_name: str) -> str:
@@ -69,7 +92,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         description="Learned image resizers trained jointly with vision models, and Pillow-exact classic resizers.",
     )
     parser.add_argument("--version", action="version", version=f"taskresize {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     chosen = chosen_command(argv) if argv is not None else None
     for name, module_name in COMMANDS.items():
         if argv is not None and name != chosen:
@@ -87,12 +110,21 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    argv = renamed_flags(chosen_command(argv), argv)  # old spellings of flags, for one release
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        chosen = command.choices.get(args.command) if command is not None and args.command else None
+        (chosen if isinstance(chosen, Parser) else parser).refuse_unknown(unknown)
     if not getattr(args, "command_function", None):
         parser.print_help()
         sys.exit(2)
+    handle_term = threading.current_thread() is threading.main_thread()
+    handle_term = handle_term and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # not over a caller's own
+    if handle_term:
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         status = args.command_function(args)
     except TaskresizeError as error:  # every mistake the user can fix: the message says how
@@ -100,8 +132,18 @@ def main(argv: list[str] | None = None) -> None:
         status = 2
     except KeyboardInterrupt as interrupt:
         print(f"taskresize {args.command}: interrupted{f' ({interrupt})' if str(interrupt) else ''}", file=sys.stderr)
-        status = 130
+        status = 143 if isinstance(interrupt, Terminated) else 130
     except BrokenPipeError:  # output piped into a reader that stopped early (`| head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail again
         status = 0
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {error.filename}" if error.filename else ""
+        print(f"taskresize {args.command}: error: no space left on the device{where}: free some space (or write "
+              "elsewhere with --output) and run the command again", file=sys.stderr)  # fmt: skip
+        status = 2
+    finally:
+        if handle_term:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sys.exit(status or 0)

@@ -158,6 +158,12 @@ def load_resizer(path: str | os.PathLike, map_location: str | torch.device = "cp
     with safe_open(str(path), framework="pt", device=str(map_location)) as f:
         for key in f.keys():  # noqa: SIM118 - safe_open is not a mapping
             state[key] = f.get_tensor(key)
+    damaged = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if damaged:  # would turn every image into NaN, written as black
+        raise ResizerFileError(
+            f"{path}: {len(damaged)} of its weight tensors hold NaN or infinite values ({', '.join(damaged[:3])}"
+            f"{', ...' if len(damaged) > 3 else ''}): the file is damaged or its run diverged; use another resizer file"
+        )
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as error:

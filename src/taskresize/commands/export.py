@@ -3,8 +3,8 @@
 The exported model takes float32 pixels in [0, 255], shape (B, 3, H, W), and returns float32 pixels clipped to
 [0, 255] at the output size (round them to uint8 yourself); the normalisation the resizer was trained with is
 inside. --normalized exports the bare resizer instead, on (pixels - mean) / std as a model trained here expects.
-The batch size is free; the input size is fixed at --input-size (default: the resizer's training input) unless
---dynamic, which leaves height and width free. The output size is always fixed (--size).
+The batch size is free; the input size is fixed at --in-size (default: the resizer's training input) unless
+--dynamic, which leaves height and width free. The output size is always fixed (--out-size).
 
 The file is run on random inputs (onnxruntime for ONNX; with --dynamic at two input sizes) and compared with the
 eager PyTorch model; the largest absolute difference is printed, and a file that differs by more than
@@ -17,7 +17,7 @@ or pt2.
 
 Examples:
   taskresize export --resizer runs/learnable --format onnx --dynamic
-  taskresize export --resizer resizer.safetensors --format pt2 --input-size 96 --output r.pt2
+  taskresize export --resizer resizer.safetensors --format pt2 --in-size 96 --output r.pt2
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import argparse
 import re
 from pathlib import Path
 
+from taskresize.commands.options import non_negative_float, size
 from taskresize.errors import UserError
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colour and cursor codes in the exporters' messages
@@ -36,12 +37,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["onnx", "torchscript", "pt2"], default="onnx", help="(onnx)")
     parser.add_argument("--dynamic", action="store_true", help="input height and width free (else fixed)")
     parser.add_argument("--output", help="file to write (default: beside the resizer file, or ./METHOD.onnx)")
-    parser.add_argument("--size", help="output size N or HxW (default: the resizer's output size)")
-    parser.add_argument("--input-size", help="example input size N or HxW (default: the resizer's training input)")
+    parser.add_argument("--out-size", type=size, metavar="N|HxW",
+                        help="output size (default: the resizer's output size)")  # fmt: skip
+    parser.add_argument("--in-size", type=size, metavar="N|HxW",
+                        help="example input size (default: the resizer's training input)")  # fmt: skip
     parser.add_argument("--normalized", action="store_true", help="export the bare resizer on normalised images")
     parser.add_argument("--device", default="cpu", help="where the exported file is run for the parity check: cpu "
                         "(default), cuda, cuda:N or auto; the export itself is always made on the CPU")  # fmt: skip
-    parser.add_argument("--tolerance", type=float, default=0.05, help="largest accepted difference (0.05)")
+    parser.add_argument("--tolerance", type=non_negative_float, default=0.05,
+                        help="largest accepted difference, 0 or more (0.05)")  # fmt: skip
+
+
+def output_suffix(args: argparse.Namespace) -> str:
+    from taskresize.inference.export import FORMATS
+
+    return FORMATS[args.format]
 
 
 def default_output(resizer: str, fmt: str) -> Path:
@@ -75,18 +85,18 @@ def run(args: argparse.Namespace) -> int:
     from taskresize.sizes import format_size, to_size
 
     try:
-        size = to_size(args.size, what="--size") if args.size else None
-        input_size = to_size(args.input_size, what="--input-size") if args.input_size else None
+        size = to_size(args.out_size, what="--out-size") if args.out_size else None
+        input_size = to_size(args.in_size, what="--in-size") if args.in_size else None
         resizer = load_image_resizer(args.resizer)
     except ValueError as error:
         raise UserError(str(error)) from None
     input_size = input_size or resizer.in_size
     if input_size is None:
         raise UserError(
-            f"{args.resizer} records no training input size: give the example input size, e.g. --input-size 448"
+            f"{args.resizer} records no training input size: give the example input size, e.g. --in-size 448"
         )
     if size is None and resizer.classic:
-        raise UserError(f"--size is needed with the classic method {args.resizer!r}, e.g. --size 224")
+        raise UserError(f"--out-size is needed with the classic method {args.resizer!r}, e.g. --out-size 224")
     base = fixed_size_base(resizer.pixels.resizer)
     if base and (args.dynamic or args.format == "torchscript"):
         # refused before tracing: the exporters fail on these only after minutes, printing colour codes
@@ -96,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
             f"{' --dynamic' if args.dynamic else ''})"
         )
     output = Path(args.output) if args.output else default_output(args.resizer, args.format)
+    if output.is_dir():
+        raise UserError(
+            f"--output {output} is a folder: give the file to write, e.g. {output / ('resizer' + output_suffix(args))}"
+        )
     header = resizer.header or {"name": args.resizer, "config": resizer.pixels.resizer.config()}
     metadata = {
         "taskresize_version": __version__,

@@ -1,6 +1,6 @@
 """Run a grid of training runs from a YAML sweep file, then write its report (report.md, report.csv, plots).
 
-Runs go one after another in this process, or N at once with --workers N (each its own process with its share
+Runs go one after another in this process, or N at once with --jobs N (each its own process with its share
 of this machine's CPU threads and GPUs), or to a Ray cluster with --ray ADDRESS; each run is in
 OUTPUT/<sweep name>/<run name>/, and a run initialised from another starts when that one has finished. Runs that
 finished (metrics.json) are skipped and unfinished ones resumed, so the same command continues an interrupted
@@ -10,7 +10,7 @@ configs/ folder has one per paper table.
 
 Examples:
   taskresize sweep --config configs/table4_resolution.yaml --dry-run
-  taskresize sweep --config configs/table4_resolution.yaml --output sweeps/ --workers 2
+  taskresize sweep --config configs/table4_resolution.yaml --output sweeps/ --jobs 2
   taskresize sweep --config configs/table4_resolution.yaml --ray auto     # on the Ray cluster of this node
   taskresize sweep --config configs/table4_resolution.yaml --report-only
 """
@@ -20,12 +20,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from taskresize.commands.options import add_retain_flag, positive_int, retain_freed_memory_unless
 from taskresize.errors import UserError
 
 
 def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
-    """--workers, --ray and the Ray tasks' resources (shared with `taskresize compare`)."""
-    parser.add_argument("--workers", type=int, default=1, metavar="N",
+    """--jobs, --ray, the Ray tasks' resources and --no-retain-freed-memory (shared with `taskresize compare` and
+    `taskresize demo`)."""
+    parser.add_argument("--jobs", type=positive_int, default=1, metavar="N",
                         help="runs at once (default 1: one after another in this process). N > 1: each run in its "
                         "own process on this machine, with cpus // N CPU threads and a share of the GPUs "
                         "(CUDA_VISIBLE_DEVICES); its output in <sweep>/logs/<run>.log. With --ray: at most N "
@@ -45,21 +47,25 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus-per-run", type=float, metavar="G",
                         help="with --ray: GPUs each task asks for (default 1 if the cluster has GPUs, else 0; "
                         "fractions share a GPU)")  # fmt: skip
+    add_retain_flag(parser)
 
 
 def execution(args: argparse.Namespace) -> dict:
     """``run_sweep``'s keyword arguments from :func:`add_execution_arguments`' flags."""
-    if args.workers < 1:
-        raise UserError(f"--workers {args.workers}: give 1 or more runs at once")
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: give 1 or more runs at once")
     if (args.cpus_per_run is not None or args.gpus_per_run is not None) and not args.ray:
         raise UserError("--cpus-per-run and --gpus-per-run are Ray task resources: give --ray ADDRESS too (local "
-                        "workers share this machine's CPUs and GPUs equally)")  # fmt: skip
+                        "jobs share this machine's CPUs and GPUs equally)")  # fmt: skip
     if args.cpus_per_run is not None and args.cpus_per_run <= 0:
         raise UserError(f"--cpus-per-run {args.cpus_per_run:g}: must be positive")
     if args.gpus_per_run is not None and args.gpus_per_run < 0:
         raise UserError(f"--gpus-per-run {args.gpus_per_run:g}: must be 0 or more")
     options = {k: v for k, v in (("cpus", args.cpus_per_run), ("gpus", args.gpus_per_run)) if v is not None}
-    return {"workers": args.workers, "ray": args.ray, "ray_options": options}
+    # the runs in this process and the processes it starts (they inherit the choice through the environment);
+    # each run keeps freed memory where it trains on a CPU
+    retain_freed_memory_unless(args, on_cpu=False)
+    return {"workers": args.jobs, "ray": args.ray, "ray_options": options}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

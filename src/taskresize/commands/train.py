@@ -3,6 +3,10 @@
 Settings come from defaults (the paper's recipe), then --config FILE (YAML, keys as the long flags with
 underscores), then the flags given here. The resolved configuration is written to OUTPUT/config.yaml.
 
+In a terminal a progress bar shows the epoch and the run's time left, with a line of results per epoch above it;
+in a log (output not to a terminal) the per-epoch lines alone. --resume continues the run in --output, also a
+finished one given a larger --epochs. On a CPU, freed memory is kept for reuse (--no-retain-freed-memory: not).
+
 Examples:
   taskresize train --data builtin --resizer bilinear --in-size 64 --out-size 64 --output runs/base
   taskresize train --data builtin --resizer learnable --in-size 128 --out-size 64 --init runs/base --output runs/lr
@@ -14,8 +18,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from taskresize.commands.options import (
+    add_retain_flag,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    retain_freed_memory_unless,
+    size,
+)
 from taskresize.errors import UserError
 from taskresize.training.config import (
+    ACCELERATORS,
+    PRECISIONS,
     RESUMABLE,
     ConfigError,
     TrainConfig,
@@ -38,6 +54,18 @@ def _default_text(value: object) -> str:
     return f" (default {value})"
 
 
+# argparse checks these values at once, before torch is imported (TrainConfig.validate checks them all again, and
+# the values of a --config file)
+CHECKED = {
+    **dict.fromkeys(("epochs", "batch_size", "lr_decay_epochs", "devices", "num_nodes", "max_pixels"), positive_int),
+    **dict.fromkeys(("workers", "precise_bn", "seed"), non_negative_int),
+    **dict.fromkeys(("lr", "resizer_lr_scale"), positive_float),
+    "weight_decay": non_negative_float,
+    "val_split": fraction,
+}
+CHOICES = {"accelerator": ACCELERATORS, "precision": PRECISIONS}
+
+
 def config_flags() -> list[tuple[str, dict]]:
     """One flag per TrainConfig field, from the field's name, type, default and docstring: ``--batch-size N``
     for ``batch_size: int``, ``--augment`` / ``--no-augment`` for a bool, sizes as N or HxW, mappings as JSON."""
@@ -50,13 +78,15 @@ def config_flags() -> list[tuple[str, dict]]:
         if kind == "bool":
             options["action"] = argparse.BooleanOptionalAction
         elif kind.startswith("list[int]"):
-            options["metavar"] = "N|HxW"  # a size: parsed by the config
+            options |= {"metavar": "N|HxW", "type": size}  # a size: checked here, parsed by the config
         elif kind.startswith("list[float]"):
             options |= {"type": float, "nargs": 2, "metavar": ("MIN", "MAX")}
         elif kind.startswith("dict["):
             options["metavar"] = "JSON"
         else:
-            options["type"] = {"int": int, "float": float}.get(kind.split(" | ")[0], str)
+            options["type"] = CHECKED.get(item.name) or {"int": int, "float": float}.get(kind.split(" | ")[0], str)
+            if item.name in CHOICES:
+                options["choices"] = CHOICES[item.name]
         flags.append(("--" + item.name.replace("_", "-"), options))
     return flags
 
@@ -68,9 +98,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, **options)
     parser.add_argument(
         "--resume", action="store_true",
-        help=f"continue the unfinished run in --output; {', '.join(RESUMABLE)} may change (recorded in its "
-        "config.yaml), other settings given must equal the run's",
+        help=f"continue the run in --output (a finished one too, given a larger --epochs); {', '.join(RESUMABLE)} "
+        "may change (recorded in its config.yaml), other settings given must equal the run's",
     )  # fmt: skip
+    add_retain_flag(parser)
 
 
 def overrides(args: argparse.Namespace) -> dict:
@@ -84,6 +115,9 @@ def overrides(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from taskresize.training.run import train
+
+    # train() keeps freed memory on a CPU (each process, and records it) unless the environment says not to
+    retain_freed_memory_unless(args, on_cpu=False)
 
     try:
         given = overrides(args)

@@ -15,11 +15,12 @@ learned resizer R and each seed (the papers' protocol, with the controls a caref
 The report (``OUTPUT/report.md``) gives each learned resizer a verdict (better / tie / worse, the sweep report's
 tie rule on mean ± std over seeds) against each control at equal output size and against C at equal FLOPs; a
 figure of what the best learned resizer does; and when one is better than every control, exports it to
-``OUTPUT/best/`` (safetensors, and ONNX checked against PyTorch).
+``OUTPUT/best/`` (safetensors, and ONNX checked against PyTorch). With fewer than two finished seeds per condition
+it gives no verdict and says that it cannot conclude.
 
 Files: ``OUTPUT/compare.yaml`` (the sweep file: ``taskresize sweep --config OUTPUT/compare.yaml --output OUTPUT``
-re-runs or extends it), ``OUTPUT/compare/`` (the sweep: runs, its own report.md / report.csv / plots),
-``OUTPUT/report.md``, ``OUTPUT/resized.png``, ``OUTPUT/best/``.
+re-runs or extends it, and writes the sweep's own report into ``OUTPUT/compare/``), ``OUTPUT/compare/`` (the
+runs), ``OUTPUT/report.md`` (the one report of a comparison), ``OUTPUT/resized.png``, ``OUTPUT/best/``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from taskresize.data.decode import load_image
 from taskresize.data.formats.folders import train_val_folders
 from taskresize.data.normalization import IMAGENET
 from taskresize.data.split import SPLIT_SEED
-from taskresize.errors import UserError
+from taskresize.errors import UserError, did_you_mean
 from taskresize.experiments.figures import comparison_figure
 from taskresize.experiments.sweep.plan import Sweep, expand, matches
 from taskresize.experiments.sweep.report import Condition, collect, format_metric, size_cell, table, verdict
@@ -50,14 +51,14 @@ from taskresize.fileio import atomic_write_text
 from taskresize.flops import flop_matched_size
 from taskresize.inference.export import ExportError, export_resizer
 from taskresize.inference.image import load_image_resizer
-from taskresize.resizers import create_resizer, list_resizers
+from taskresize.resizers import list_resizers
 from taskresize.resizers.classic import resize
+from taskresize.resizers.registry import resizer_info
 from taskresize.runs import RunFolder
 from taskresize.sizes import format_size, to_size
 from taskresize.training.config import ConfigError, TrainConfig, with_task_defaults
 from taskresize.training.registry import get_task
 
-LEARNED = ("learnable", "learnable-strided", "downsizenet", "muller")
 SWEEP_NAME = "compare"
 SWEEP_FILE = "compare.yaml"
 TUNED_STAGES = ("tune", "control", "flops")
@@ -94,7 +95,7 @@ class CompareSettings:
     data: str
     backbone: str
     out_size: Any
-    resizers: Sequence[str] = LEARNED
+    resizers: Sequence[str] = field(default_factory=lambda: list_resizers(learned=True))
     in_scale: float = 2.0
     seeds: int = 3
     epochs: int | None = None
@@ -110,9 +111,10 @@ def _check(settings: CompareSettings) -> tuple[dict[str, Any], tuple[int, int], 
     known = set(list_resizers())
     unknown = [r for r in settings.resizers if r not in known]
     if not settings.resizers or unknown:
-        raise UserError(f"--resizers: unknown {', '.join(unknown) or '(none given)'}; "
-                        f"registered: {', '.join(sorted(known))}")  # fmt: skip
-    classic = [r for r in settings.resizers if getattr(create_resizer(r, output_size=8), "method", None)]
+        hints = "".join(did_you_mean(r, list_resizers(learned=True)) for r in unknown)
+        raise UserError(f"--resizers: unknown {', '.join(unknown) or '(none given)'}.{hints} Learned resizers: "
+                        f"{', '.join(list_resizers(learned=True))}")  # fmt: skip
+    classic = [r for r in settings.resizers if not resizer_info(r).learned]
     if classic:
         raise UserError(f"--resizers: {', '.join(classic)} is classic; give learned resizers (the classic controls "
                         "are part of the grid): e.g. learnable,downsizenet")  # fmt: skip
@@ -260,7 +262,7 @@ def run_compare(
     path = write_compare_file(spec, output)
     sweep = expand(spec, source=str(path))
     log(f"{len(sweep.runs)} runs: {path} (taskresize sweep --config {path} --output {output} runs it too)")
-    states = run_sweep(sweep, output, log=log, **execution)
+    states = run_sweep(sweep, output, log=log, report=False, **execution)  # one report: the comparison's
     return write_compare_report(spec, sweep, output, states, log)
 
 
@@ -369,8 +371,13 @@ def write_compare_report(
         f"Command: `taskresize sweep --config {output / SWEEP_FILE} --output {output}` re-runs the grid.",
         "",
     ]
+    seeds = min((c.n for c in conditions), default=0)
     if winner:
         lines += [f"**{winner}** is better than every control, at equal output size and at equal FLOPs.", ""]
+    elif seeds < 2:
+        lines += [f"No conclusion: a verdict needs 2 or more finished seeds per condition, and "
+                  f"{'some condition has' if conditions else 'there are'} {seeds if conditions else 'none'}. Run the "
+                  "same command with --seeds 2 or more (finished runs are kept and reused).", ""]  # fmt: skip
     else:
         lines += ["No learned resizer is better than every control: on this data and at these settings, keep the "
                   "best classic resizer of the table below (a tie costs the learned resizer's FLOPs for nothing).",

@@ -4,6 +4,7 @@ data-loader workers, batches of one size through the resizer, and atomic writes 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import sys
@@ -46,19 +47,19 @@ def check_output_folder(out_dir: str | os.PathLike) -> list[Path]:
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise OutputFolderError(f"--out {out_dir} is a file, not a folder: give a folder (it is created if needed)")
+        raise OutputFolderError(f"--output {out_dir} is a file, not a folder: give a folder (it is created if needed)")
     created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         remove_empty_folders(created)
-        raise OutputFolderError(f"--out {out_dir} cannot be created ({error.strerror or error})") from None
+        raise OutputFolderError(f"--output {out_dir} cannot be created ({error.strerror or error})") from None
     probe = out_dir / f".taskresize-write-test-{os.getpid()}"
     try:
         probe.write_bytes(b"")
     except OSError as error:
         remove_empty_folders(created)
-        raise OutputFolderError(f"--out {out_dir} is not writable ({error.strerror or error})") from None
+        raise OutputFolderError(f"--output {out_dir} is not writable ({error.strerror or error})") from None
     finally:
         with contextlib.suppress(OSError):
             probe.unlink(missing_ok=True)
@@ -112,7 +113,8 @@ def plan_jobs(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, f
         if Path(given).is_dir() and out_real.is_relative_to(os.path.realpath(given)):
             where = "is the input folder" if out_real == Path(os.path.realpath(given)) else "is inside the input folder"
             raise OutputConflictError(
-                f"--out {out_dir} {where} {given}: nothing was written; choose an --out folder outside every input"
+                f"--output {out_dir} {where} {given}: nothing was written; choose an --output folder outside every "
+                "input"
             )
     jobs: list[Job] = []
     seen: set[str] = set()
@@ -143,15 +145,21 @@ def plan_jobs(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, f
         if key in seen or (job.target.exists() and _inode(job.target) in inodes):
             raise OutputConflictError(
                 f"{job.target} would overwrite the input {job.source if key in seen else inodes[_inode(job.target)]}:"
-                " nothing was written; choose an --out folder outside the inputs"
+                " nothing was written; choose an --output folder outside the inputs"
             )
         if key in targets:
             raise OutputConflictError(
                 f"{targets[key]} and {job.source} would both be written to {job.target}: resize them in separate "
-                "runs or to separate --out folders"
+                "runs or to separate --output folders"
             )
         targets[key] = job.source
     return jobs, ignored
+
+
+def existing_targets(jobs: Iterable[Job]) -> list[Path]:
+    """The jobs' output files that exist already (a file of the user's, or of an earlier run): replaced only when
+    the caller says so."""
+    return [job.target for job in jobs if job.target.exists() or job.target.is_symlink()]
 
 
 def encode(image: Tensor, fmt: str, quality: int = DEFAULT_QUALITY) -> bytes:
@@ -177,14 +185,35 @@ class Summary:
         lines = [f"wrote {self.written} image{'s' * (self.written != 1)} to {out_dir} in {self.seconds:.1f} s{rate}"]
         if self.ignored:
             lines.append(f"ignored {self.ignored} file{'s' * (self.ignored != 1)} without an image extension")
-        if self.skipped:
-            lines.append(f"skipped {len(self.skipped)}:")
-            lines += [f"  {reason}" for _, reason in self.skipped]
+        if self.skipped:  # each was told as it happened
+            count = len(self.skipped)
+            lines.append(f"skipped {count} file{'s' * (count != 1)} (the warnings above say why)")
         return lines
 
 
 def _as_is(item: Any) -> Any:
     return item
+
+
+class PipedProgress:
+    """Progress where no bar can be drawn (output to a file or a pipe): a line every ``every`` seconds."""
+
+    def __init__(self, total: int, every: float = 10.0, write: Callable[[str], None] | None = None) -> None:
+        self.total, self.every, self.n = total, every, 0
+        self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.started = self.last = time.perf_counter()
+
+    def update(self, count: int = 1) -> None:
+        self.n += count
+        now = time.perf_counter()
+        if now - self.last >= self.every and self.n < self.total:
+            self.last = now
+            rate = self.n / max(now - self.started, 1e-9)
+            left = (self.total - self.n) / rate
+            self.write(f"{self.n}/{self.total} images ({rate:.1f}/s, about {left:.0f} s left)")
+
+    def close(self) -> None:
+        pass
 
 
 class _Decode(torch.utils.data.Dataset):
@@ -235,14 +264,17 @@ def resize_files(
         batch_pixels: input pixels per forward pass, at most (the pixel budget of a batch).
         workers: decoding processes.
         max_pixels: larger files are skipped as possible decompression bombs.
-        progress: show a progress bar (``None``: when stderr is a terminal).
+        progress: show progress (``None``: a bar when stderr is a terminal, else a line every ten seconds).
         warn: called with a line for each skipped file (default: printed to stderr above the progress bar).
     """
     from tqdm import tqdm
 
     started = time.perf_counter()
     summary = Summary()
-    bar = tqdm(total=len(jobs), unit="img", disable=None if progress is None else not progress, file=sys.stderr)
+    if progress is None and not sys.stderr.isatty():
+        bar: Any = PipedProgress(len(jobs))
+    else:
+        bar = tqdm(total=len(jobs), unit="img", disable=progress is False, file=sys.stderr)
     warn = warn or (lambda line: tqdm.write(line, file=sys.stderr))
 
     def skip(job: Job, reason: str) -> None:
@@ -255,6 +287,8 @@ def resize_files(
         try:
             atomic_write_bytes(job.target, encode(image, fmt, quality), sync=False)
         except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):  # every later file would fail too: stop here
+                raise
             skip(job, f"{job.source}: cannot write {job.target} ({error})")
             return
         summary.written += 1

@@ -176,6 +176,12 @@ def screen_splits(
         for split, report in (("training", train_report), ("validation", val_report)):
             for line in report.lines():
                 print(f"{split} data: {line}", file=sys.stderr, flush=True)
+    if train and not val and not val_report.checked:  # nothing held out, not nothing readable
+        raise DataError(
+            f"no validation images: every class has a single image ({len(train)} images), and the split keeps a "
+            "class's only image for training; add a second image to some classes, or give the data train/ and "
+            "val/ sub-folders"
+        )
     if not train or not val:
         raise DataError(f"no readable images left: {len(train)} for training, {len(val)} for validation")
     return train, val

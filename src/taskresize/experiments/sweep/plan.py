@@ -49,6 +49,7 @@ from typing import Any
 
 import yaml
 
+from taskresize.errors import did_you_mean
 from taskresize.sizes import format_size, to_size
 from taskresize.training.config import ConfigError, TrainConfig, read_yaml
 
@@ -152,9 +153,11 @@ def substitute(text: str, values: dict[str, Any], source: str) -> str:
 def _check_keys(mapping: Any, source: str, allowed: set[str], what: str) -> dict[str, Any]:
     if not isinstance(mapping, dict):
         raise _fail(source, f"{what} must be a mapping of config keys, got {mapping!r}")
-    unknown = sorted(set(mapping) - allowed)
+    unknown = sorted(set(mapping) - allowed, key=str)
     if unknown:
-        raise _fail(source, f"{what}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
+        hints = "".join(did_you_mean(key, allowed) for key in unknown)
+        raise _fail(source, f"{what}: unknown key(s) {', '.join(map(str, unknown))}.{hints} Known: "
+                    f"{', '.join(sorted(allowed))}")  # fmt: skip
     return dict(mapping)
 
 

@@ -56,8 +56,10 @@ def run_sweep(
     workers: int = 1,
     ray: str | None = None,
     ray_options: dict[str, Any] | None = None,
+    report: bool = True,
 ) -> dict[str, str]:
-    """Train every unfinished run of ``sweep`` in ``output/<sweep name>/``, then write the report.
+    """Train every unfinished run of ``sweep`` in ``output/<sweep name>/``, then write the report (unless not
+    ``report``: a caller that writes its own).
 
     Finished runs (``metrics.json``) are skipped, started ones resumed. A run that fails is logged (its traceback
     in ``<run>/error.txt``) and the sweep goes on; runs initialised from it are skipped. Ctrl-C stops the sweep
@@ -112,9 +114,17 @@ def run_sweep(
                 pool.close()
     finally:
         _write_failures(folder, failures)
-        paths = write_report(sweep, folder)
-        log(f"report: {', '.join(str(p) for p in paths)}")
+        if report:
+            paths = write_report(sweep, folder)
+            log(f"report: {', '.join(str(p) for p in paths)}")
     return outcome
+
+
+def duration(seconds: float) -> str:
+    """``12 s`` under 90 seconds, else ``4.5 min`` or ``2.3 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
 
 
 class Progress:
@@ -159,7 +169,7 @@ class Progress:
             mean = statistics.fmean(self.times)
             now = time.perf_counter()
             remaining = sum(max(0.0, mean - (now - t)) for t in self.running.values()) + left * mean
-            eta = f"ETA {remaining / max(1, self.slots) / 60:.1f} min"
+            eta = f"ETA {duration(remaining / max(1, self.slots))}"
         return f"grid: {', '.join(parts)}; {eta}"
 
     def show(self) -> None:
@@ -190,7 +200,7 @@ def _sequential(sweep, folder, todo, cfgs, outcome, failures, progress, log) -> 
         seconds = progress.end(run.name, state)
         outcome[run.name] = state
         if state == "finished":
-            log(f"{head}: finished in {seconds / 60:.1f} min")
+            log(f"{head}: finished in {duration(seconds)}")
         else:
             failures[run.name] = state
             log(f"{head}: {state} (traceback in {RunFolder(run_dir).error_file}); going on")
@@ -243,7 +253,7 @@ def _scheduled(sweep, folder, todo, cfgs, outcome, failures, progress, log, pool
                 outcome[started.name] = state
                 head = f"[{index[started.name]}/{len(sweep.runs)}] {started.name}"
                 if state == "finished":
-                    log(f"{head}: finished in {seconds / 60:.1f} min{f' {started.where}' if started.where else ''}")
+                    log(f"{head}: finished in {duration(seconds)}{f' {started.where}' if started.where else ''}")
                 else:
                     failures[started.name] = state
                     error = RunFolder(folder / started.name).error_file
