@@ -28,7 +28,9 @@ Under autocast (bf16 / fp16 mixed precision) the float paths still compute in fl
 banded matrix products in bf16, 8 bits of mantissa, far from Pillow. :func:`resize` then disables autocast, computes
 a float16 / bfloat16 input in float32 and returns float32, as autocast's own float32 ops (softmax, losses) do; a
 float32 or float64 input keeps its dtype, a uint8 input stays exact and uint8. Without autocast nothing changes (no
-autocast context is entered, so traced and exported graphs are the plain ones).
+autocast context is entered, so traced and exported graphs are the plain ones), except that a float16 / bfloat16
+input is resized in float32 and the result cast back to its dtype: the filters' taps in 8 or 11 bits of mantissa are
+far from Pillow, and torch has no half-precision kernel for some filters on a CPU.
 """
 
 from __future__ import annotations
@@ -413,6 +415,8 @@ def resize(x: Tensor, size: int | Sequence[int], method: str = "bilinear", antia
     if method not in METHODS:
         raise ValueError(f"unknown resize method {method!r}; known: {', '.join(METHODS)}")
     size = to_size(size)
+    if x.dtype in LOW_PRECISION and not autocast_enabled(x):  # float32 inside, returned in x's dtype (see above)
+        return resize(x.float(), size, method, antialias).to(x.dtype)
     if not counting_flops():
         return in_float32(lambda t: _resize(t, size, method, antialias), x)
     with counted_by_formula(lambda: resize_flops(x.shape, size, method, antialias)):

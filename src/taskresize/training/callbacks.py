@@ -27,17 +27,18 @@ class PreciseBatchNorm(L.Callback):
     lr 0.05, few epochs, small data) the eval-mode statistics no longer match the training-mode behaviour and
     validation accuracy drops or jumps from epoch to epoch — the failure reported for other ports of the
     Talebi–Milanfar resizer. Here the statistics of every trainable BatchNorm layer are re-estimated
-    (equal-weight average) over a few training batches with the weights frozen, then averaged across processes
-    ("precise BN", Wu & Johnson 2021). Frozen parts keep their statistics.
+    (equal-weight average over batches) from ``images`` training images with the weights frozen, then averaged
+    across processes ("precise BN", Wu & Johnson 2021). Frozen parts keep their statistics. Thousands of images,
+    not a few batches: the draw of a few batches moved a validation metric by points.
     """
 
-    def __init__(self, batches: int) -> None:
-        self.batches = batches
+    def __init__(self, images: int) -> None:
+        self.images = images
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.batches <= 0 or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+        if self.images <= 0 or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
-        loader = trainer.datamodule.precise_bn_loader(self.batches, trainer.current_epoch)
+        loader = trainer.datamodule.precise_bn_loader(self.images, trainer.current_epoch)
         with trainer.strategy.precision_plugin.train_step_context():  # the training step's precision (autocast)
             recompute_batchnorm(pl_module, loader, pl_module.trainable_batchnorms())
 

@@ -100,17 +100,20 @@ class TaskData(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.eval_dataset())
 
-    def precise_bn_loader(self, batches: int, epoch: int) -> DataLoader:
-        """A few random full training batches (augmented, as in training) for recomputing BatchNorm statistics;
-        which images and their augmentation depend only on ``(seed, epoch, rank)``."""
+    def precise_bn_loader(self, images: int, epoch: int) -> DataLoader:
+        """``images`` random training images (augmented, as in training; the whole training set where it has
+        fewer) in training batches, for recomputing BatchNorm statistics; whole batches only, unless fewer images
+        than one batch were asked for. Which images and their augmentation depend only on ``(seed, epoch, rank)``."""
         rank, world = self._rank_world()
         dataset = SeededItems(self.train_dataset(), self.cfg.seed, stream=1)
         generator = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch * 1_009 + rank)
         size = self.train_batch_size(world)
-        count = min(len(dataset) // size, batches) * size
+        count = min(len(dataset), images)
+        if count >= size:
+            count -= count % size
         keys = [(epoch, i) for i in torch.randperm(len(dataset), generator=generator)[:count].tolist()]
         # decoded in the loader's workers, as training batches are (not kept alive between epochs)
-        return self._loader(Subset(dataset, keys), batch_size=size, drop_last=True, persistent=False)
+        return self._loader(Subset(dataset, keys), batch_size=size, persistent=False)
 
 
 class SeededItems(Dataset):
