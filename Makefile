@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench gpu-check clean
+.PHONY: install test lint docs demo bench gpu-check clean
 
 install: $(STAMP)
 
@@ -20,6 +20,10 @@ lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/lint-imports
+
+# The documentation site (mkdocs.yml) into site/; warnings (broken links, unresolved references) are errors.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 demo: install
 	$(VENV)/bin/taskresize demo --workers 2
@@ -38,4 +42,4 @@ gpu-check: install
 	$(PY) benchmarks/gpu_check.py --device cuda --append
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build site src/*.egg-info .pytest_cache

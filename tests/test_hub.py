@@ -275,7 +275,17 @@ def test_push_command(tmp_path, uploads, capsys):
     assert uploads["upload_folder"][1]["commit_message"] == "first"
     assert f"hf-hub:{REPO}" in capsys.readouterr().out
     uploads.clear()
-    assert push_command.run(push_args(run, "--repo", REPO, "--dry-run", tmp_path / "preview", "--no-card")) == 0
-    assert uploads == {} and sorted(p.name for p in (tmp_path / "preview").iterdir()) == [
-        "config.json", "resizer.safetensors"
-    ]  # fmt: skip
+    preview = tmp_path / "preview"
+    assert push_command.run(push_args(run, "--repo", REPO, "--dry-run", "--output", preview, "--no-card")) == 0
+    assert uploads == {} and sorted(p.name for p in preview.iterdir()) == ["config.json", "resizer.safetensors"]
+    assert "would upload" in capsys.readouterr().out
+    assert push_command.run(push_args(run, "--repo", REPO, "--output", tmp_path / "kept")) == 0
+    assert sorted(uploads["files"]) == sorted(p.name for p in (tmp_path / "kept").iterdir())
+
+
+def test_push_through_the_command_line(tmp_path, uploads, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli("push", run_folder(tmp_path), "--repo", REPO, "--dry-run") == 0
+    assert (tmp_path / "push-some-resizer" / "README.md").is_file() and uploads == {}
+    assert cli("push", tmp_path / "missing", "--repo", REPO) == 2
+    assert "missing does not exist" in capsys.readouterr().err

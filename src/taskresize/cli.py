@@ -31,6 +31,7 @@ COMMANDS = {
     "info": "info",
     "sweep": "sweep",
     "compare": "compare",
+    "push": "push",
 }
 
 
