@@ -1,4 +1,4 @@
-"""The performance targets (issue 18), every row measured in one run: each figure is the median of ratios of
+"""The performance targets, every row measured in one run: each figure is the median of ratios of
 interleaved repeats (A, B, A, B, ...: the machine's drift falls on both), with their range, beside its target.
 
 Rows: uint8 classic resize against Pillow (one thread, 2 MP and 12 MP to 224, contiguous and channels-last);
@@ -13,6 +13,9 @@ timed ones): its GFLOP/s and the backbone's, the GFLOP/s of its convolutions and
 its other operators (activations, BatchNorm, statistics, resizes, blurs, copies: memory passes that carry few or
 no counted FLOPs) take of its time, and the figure the row would reach if those passes cost nothing.
 
+Each row also shows its figure in the newest targets table of docs/results.md and the change from it, so that a
+change of code is read against what the project measured before it.
+
     python benchmarks/targets.py [--repeats 7] [--append]
 """
 
@@ -22,6 +25,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import re
 import statistics
 import subprocess
 import sys
@@ -254,15 +258,45 @@ def _child(section: str, repeats: int) -> list[Row]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _format(rows: list[Row]) -> str:
+_HEADING = re.compile(r"^### Performance targets.*?(\d{4}-\d{2}-\d{2})\s*$")
+_ROW = re.compile(r"^\| (?P<what>[^|]+?) \| (?P<median>-?[\d.]+)(?P<unit>[%×]) \(")
+
+
+def recorded(results: str) -> dict[str, tuple[float, str, str]]:
+    """The newest recorded figure of every targets row in the text of docs/results.md: ``what`` -> ``(median, unit,
+    date)``, from the first table that has the row (the file holds the newest tables first)."""
+    figures: dict[str, tuple[float, str, str]] = {}
+    date = None
+    for line in results.splitlines():
+        if line.startswith("### "):
+            heading = _HEADING.match(line)
+            date = heading.group(1) if heading else None
+        elif date and (match := _ROW.match(line)):
+            figures.setdefault(match["what"], (float(match["median"]), match["unit"], date))
+    return figures
+
+
+def change(r: Row, before: tuple[float, str, str] | None) -> str:
+    """The row's median against its recorded one: points for a share, a factor for a ratio."""
+    if before is None:
+        return "new row"
+    value, unit, date = before
+    if unit == "%":
+        return f"{value:.2f}% on {date}: {100 * r['median'] - value:+.2f} points"
+    return f"{value:.2f}× on {date}: ×{r['median'] / value:.2f}"
+
+
+def _format(rows: list[Row], before: dict[str, tuple[float, str, str]]) -> str:
     explained = any(r.get("where") for r in rows)
-    lines = ["| what | measured: median (range) | target | met |" + (" where the resizer's time goes |" * explained),
-             "|---|---:|---|---|" + ("---|" * explained)]  # fmt: skip
+    lines = ["| what | measured: median (range) | target | met | last recorded: change |"
+             + (" where the resizer's time goes |" * explained),
+             "|---|---:|---|---|---|" + ("---|" * explained)]  # fmt: skip
     for r in rows:
         scale, unit = (100, "%") if r["unit"] == "%" else (1, "×")
         median, low, high = (r[k] * scale for k in ("median", "low", "high"))
         met = "yes" if r["met"] else "**no**"
-        line = f"| {r['what']} | {median:.2f}{unit} ({low:.2f}-{high:.2f}) | {r['target']} | {met} |"
+        line = f"| {r['what']} | {median:.2f}{unit} ({low:.2f}-{high:.2f}) | {r['target']} | {met} | "
+        line += change(r, before.get(r["what"])) + " |"
         lines.append(line + (f" {r.get('where', '')} |" * explained))
     return "\n".join(lines)
 
@@ -278,12 +312,13 @@ def main() -> None:
         print(json.dumps(SECTIONS[args.child](args.repeats)))
         return
     parts = []
+    before = recorded(RESULTS.read_text()) if RESULTS.exists() else {}
     for section in args.only:
         print(f"== {section}", flush=True)
-        parts.append(f"**{section}**\n\n" + _format(_child(section, args.repeats)))
+        parts.append(f"**{section}**\n\n" + _format(_child(section, args.repeats), before))
         print(parts[-1], flush=True)
     command = "python benchmarks/targets.py" + (f" --only {' '.join(args.only)}" if args.only != list(SECTIONS) else "")
-    text = (f"### Performance targets (issue 18), {dt.date.today().isoformat()}\n\n`{command} --repeats "
+    text = (f"### Performance targets, {dt.date.today().isoformat()}\n\n`{command} --repeats "
             f"{args.repeats}` — {describe()}, numpy {np.__version__}.\n\n" + "\n\n".join(parts))  # fmt: skip
     print("\n" + text)
     if args.append:

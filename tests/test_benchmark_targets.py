@@ -62,8 +62,40 @@ def test_timed_ratios_returns_the_ratio_statistics_and_the_medians_of_each_side(
 def test_only_tables_with_an_explained_row_get_the_column(targets):
     plain = targets.row("classic", (2.0, 1.5, 2.5), "≥ 1×", True)
     explained = targets.row("learned", (3.0, 2.0, 4.0), "≤ 2×", False, where="resizer 10 GFLOP/s")
-    assert "where the resizer's time goes" not in targets._format([plain])
-    table = targets._format([plain, explained])
+    assert "where the resizer's time goes" not in targets._format([plain], {})
+    table = targets._format([plain, explained], {})
     assert table.splitlines()[0].endswith("where the resizer's time goes |")
-    assert table.splitlines()[-1].endswith("| **no** | resizer 10 GFLOP/s |")
+    assert table.splitlines()[-1].endswith("| **no** | new row | resizer 10 GFLOP/s |")
     assert "– GFLOP/s" in targets.where_time_goes(13.0, 300.0, math.nan, 1.0, "share 0.0%")
+
+
+RESULTS = """### Performance targets, 2026-12-08
+
+| what | measured: median (range) | target | met | last recorded: change |
+|---|---:|---|---|---|
+| share row | 20.00% (19.00-21.00) | ≤ 15% | **no** | 24.33% on 2026-12-06: -4.33 points |
+
+### Alternatives, 2026-12-08
+
+| share row | 99.00% (1-2) | x | x |
+
+### Performance targets (older), 2026-12-06
+
+| share row | 24.33% (24.17-25.68) | ≤ 15% | **no** |
+| ratio row | 2.50× (2.40-2.60) | ≤ 2× | **no** |
+"""
+
+
+def test_each_row_is_read_against_its_newest_recorded_figure(targets):
+    before = targets.recorded(RESULTS)
+    assert before == {"share row": (20.0, "%", "2026-12-08"), "ratio row": (2.5, "×", "2026-12-06")}
+    share = targets.row("share row", (0.18, 0.17, 0.19), "≤ 15%", False, unit="%")
+    ratio = targets.row("ratio row", (2.0, 1.9, 2.1), "≤ 2×", True)
+    assert targets.change(share, before["share row"]) == "20.00% on 2026-12-08: -2.00 points"
+    assert targets.change(ratio, before["ratio row"]) == "2.50× on 2026-12-06: ×0.80"
+    table = targets._format([share, ratio, targets.row("new", (1.0, 1.0, 1.0), "x", True)], before)
+    assert [line.split(" | ")[4].removesuffix(" |") for line in table.splitlines()[2:]] == [
+        "20.00% on 2026-12-08: -2.00 points",
+        "2.50× on 2026-12-06: ×0.80",
+        "new row",
+    ]
