@@ -99,3 +99,17 @@ def test_the_pages_use_subcommands_and_flags_that_exist():
             known = {s for action in parsers[name]._actions for s in action.option_strings}
             for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", rest):
                 assert flag in known, f"{where}: {flag} is not an option of taskresize {name}"
+
+
+def test_the_layout_page_is_the_real_tree():
+    block = re.search(r"```text\n(.*?)```", (DOCS / "layout.md").read_text(), re.S).group(1)
+    words = set(re.findall(r"[A-Za-z_][\w.]*", block))
+    package = Path(taskresize.__file__).parent
+    for path in sorted(package.rglob("*.py")) + sorted(package.rglob("*.yaml")):
+        if path.name in ("__init__.py", "__main__.py") or "__pycache__" in path.parts:
+            continue
+        assert path.stem in words or path.name in words, f"docs/layout.md does not show {path}"
+    for folder in (p for p in package.rglob("*") if p.is_dir() and (p / "__init__.py").exists()):
+        assert f"{folder.name}/" in block, f"docs/layout.md does not show the folder {folder.name}/"
+    for named in re.findall(r"[\w/]+\.(?:py|yaml)\b", block):
+        assert list(package.rglob(Path(named).name)), f"docs/layout.md names {named}, which does not exist"
