@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from taskresize import create_resizer, list_resizers
+from taskresize.resizers.registry import resizer_arguments
 from taskresize.training.callbacks import recompute_batchnorm
 
 NAMES = list_resizers()
@@ -86,6 +87,7 @@ def test_deepcopy_and_state_dict_round_trips(name):
     rebuilt.load_state_dict(m.state_dict())
     close(eval_output(rebuilt, x), expected, rtol=0)
     assert rebuilt.config() == m.config()
+    assert list(m.config()) == list(resizer_arguments(name))  # the registered signature, every argument
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -21,6 +22,7 @@ class Resizer(nn.Module):
     """
 
     resizer_name: ClassVar[str] = ""
+    not_config: ClassVar[tuple[str, ...]] = ()  # arguments of __init__ that the registered name already fixes
 
     def __init__(self, output_size: int | tuple[int, int]) -> None:
         super().__init__()
@@ -31,13 +33,14 @@ class Resizer(nn.Module):
         return self.output_size if size is None else to_size(size)
 
     def config(self) -> dict[str, Any]:
-        """Keyword arguments that rebuild this resizer (JSON-serialisable): every argument of the factory it is
-        registered by (the signature the registry checks arguments against), read from the attribute of the same
-        name; ``output_size`` as a list."""
-        from taskresize.resizers.registry import resizer_arguments  # the registry imports this module
-
+        """Keyword arguments that rebuild this resizer (JSON-serialisable): every argument of its ``__init__`` (the
+        signature the registry checks arguments against) but those in ``not_config``, read from the attribute of
+        the same name; ``output_size`` as a list."""
         config = {}
-        for name in resizer_arguments(self.resizer_name):
+        for name, parameter in inspect.signature(type(self).__init__).parameters.items():
+            if name == "self" or name in self.not_config or parameter.kind in (parameter.VAR_POSITIONAL,
+                                                                                parameter.VAR_KEYWORD):  # fmt: skip
+                continue
             value = getattr(self, name)
             config[name] = list(value) if isinstance(value, tuple) else value
         return config

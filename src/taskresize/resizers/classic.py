@@ -489,6 +489,8 @@ class ClassicResizer(Resizer):
         self.method = method
         self.antialias = antialias
 
+    not_config = ("method",)  # the registered name: one factory per method
+
     @property
     def resizer_name(self) -> str:  # type: ignore[override]
         return self.method

@@ -26,8 +26,9 @@ class StridedLearnableResizer(LearnableResizer):
     """:class:`LearnableResizer` whose stem runs at stride ``min(max_stride, floor(in / out))``.
 
     Args:
+        output_size: as :class:`LearnableResizer`, and so are ``n``, ``r``, ``interpolation``, ``antialias``,
+            ``init``, ``in_channels`` and ``checkpoint``.
         max_stride: largest stride of the 7x7 stem (4 keeps neighbouring 7x7 windows overlapping).
-        **kwargs: as :class:`LearnableResizer` (``output_size``, ``n``, ``r``, ``interpolation``, ...).
     """
 
     def __init__(
