@@ -20,13 +20,14 @@ lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/pymarkdown scan --recurse --exclude docs/results.md README.md docs
 
 # The documentation site (mkdocs.yml) into site/; warnings (broken links, unresolved references) are errors.
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 demo: install
-	$(VENV)/bin/taskresize demo --workers 2
+	$(VENV)/bin/taskresize demo --jobs 2
 
 bench: install
 	$(PY) benchmarks/targets.py --append
