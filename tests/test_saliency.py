@@ -196,3 +196,14 @@ def test_saliency_map_is_a_distribution_per_image():
     s = m.saliency(torch.rand(2, 3, 100, 80))
     assert s.shape == (2, 1, 16, 16) and (s >= 0).all()
     torch.testing.assert_close(s.sum(dim=(1, 2, 3)), torch.ones(2))
+
+
+def test_show_draws_the_saliency_map_grey_where_uniform():
+    from taskresize.experiments.figures import saliency_column
+    from taskresize.inference.pixels import PixelResizer
+
+    images = torch.randint(0, 256, (2, 3, 40, 30), dtype=torch.uint8)
+    assert saliency_column(PixelResizer(create_resizer("muller"))) is None
+    drawn = saliency_column(PixelResizer(create_resizer("saliency-separable", output_size=16)))(images)
+    assert drawn.dtype == torch.uint8 and drawn.shape == (2, 3, 40, 30)
+    assert (drawn.int() - 128).abs().max() <= 1

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from taskresize.data.decode import load_image
-    from taskresize.experiments.figures import comparison_figure
+    from taskresize.experiments.figures import comparison_figure, saliency_column
     from taskresize.inference.image import load_image_resizer
     from taskresize.resizers import resize
     from taskresize.sizes import format_size, to_size
@@ -58,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
         "bicubic": lambda x: resize(x, out, "bicubic", antialias=True),
         name: lambda x: resizer.finish(x, out),
     }
+    saliency = saliency_column(resizer.pixels)
+    if saliency is not None:  # a saliency sampler: where it spends its output pixels
+        columns["saliency"] = saliency
     title = f"{args.resizer}: {format_size(resizer.in_size)} -> {format_size(out)}"
     if Path(args.output).is_dir():
         raise UserError(f"--output {args.output} is a folder: give the figure's file name, e.g. {args.output}/show.png")

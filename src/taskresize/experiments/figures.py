@@ -56,7 +56,7 @@ def comparison_figure(
     if reference is not None:
         base = outputs[reference].float()
         for name, out in outputs.items():
-            if name != reference:
+            if name != reference and out.shape == base.shape:  # (a saliency map is drawn at the input size)
                 diff = ((out.float() - base).abs() * amplify).clamp(0, 255).to(torch.uint8)
                 panels.append((f"|{name} - {reference}| x{amplify:g}", diff))
     rows, cols = images.shape[0], len(panels)
@@ -78,3 +78,26 @@ def comparison_figure(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def saliency_column(pixels: torch.nn.Module) -> Column | None:
+    """For a saliency sampler, a column that draws each image's saliency map at the input size: mid-grey where it
+    is uniform, brighter where the sampler spends more output pixels (white at twice the uniform value or more),
+    darker where fewer; ``None`` for any other resizer.
+
+    Args:
+        pixels: a :class:`~taskresize.inference.pixels.PixelResizer` (its ``resizer``, ``mean`` and ``std``).
+    """
+    module = pixels.resizer
+    if not callable(getattr(module, "saliency", None)):
+        return None
+
+    @torch.no_grad()
+    def draw(images: Tensor) -> Tensor:
+        x = (images.float().to(pixels.mean.device) - pixels.mean) / pixels.std
+        saliency = module.saliency(x)
+        relative = saliency * saliency[0, 0].numel() / 2  # 0.5 where uniform
+        heat = resize(relative, tuple(images.shape[-2:]), "bilinear", antialias=False).clamp(0, 1) * 255
+        return heat.round().to(torch.uint8).expand(-1, 3, -1, -1).cpu()
+
+    return draw

@@ -21,6 +21,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from taskresize.backbones import torchvision_model_name
 from taskresize.data.builtin.shapes import SEG_NAME, builtin_root, builtin_segmentation
+from taskresize.data.builtin.small_objects import small_objects_root
 from taskresize.data.collate import collate_label_maps
 from taskresize.data.formats.segmentation import (
     IGNORE_INDEX,
@@ -32,6 +33,7 @@ from taskresize.data.formats.segmentation import (
 )
 from taskresize.data.split import SPLIT_SEED
 from taskresize.errors import DataError
+from taskresize.resizers.warps import resize_with_warp
 from taskresize.training.config import TrainConfig
 from taskresize.training.registry import PER_CLASS, TaskSpec, register_task
 from taskresize.training.tasks.base import ResizerTask
@@ -66,8 +68,14 @@ class SegmentationTask(ResizerTask):
         return segmentation_model(self.cfg.backbone, num_outputs)
 
     def forward(self, images: Tensor) -> Tensor:
-        """uint8 images ``(B, 3, H, W)`` at the resizer's input size -> logits ``(B, classes, H, W)``."""
-        logits = self.backbone(self.resize(images))["out"]
+        """uint8 images ``(B, 3, H, W)`` at the resizer's input size -> logits ``(B, classes, H, W)``.
+
+        A resizer that warps the image (``saliency-separable``) has its logits mapped back through the warp's exact
+        inverse, so the loss and the metrics are computed in the image's frame, never in the warped one."""
+        resized, warp = resize_with_warp(self.resizer, self.normalize(images), self.out_size)
+        logits = self.backbone(resized)["out"]
+        if warp is not None:
+            return warp.unwarp(logits, images.shape[-2:])
         return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -131,7 +139,7 @@ class SegmentationData(TaskData):
         super().__init__()
         self.refuse_unsupported(cfg, "segmentation")
         self.cfg = cfg
-        root = builtin_root(cfg.data, SEG_NAME) or Path(cfg.data)
+        root = small_objects_root(cfg.data, "segmentation") or builtin_root(cfg.data, SEG_NAME) or Path(cfg.data)
         splits = scan_segmentation(root, cfg.val_split, SPLIT_SEED)
         self.root, self.classes = str(splits.root), splits.classes
         self.train_samples, self.val_samples = splits.train, splits.val
