@@ -1,4 +1,4 @@
-"""The GPU check of `make gpu-check` (issue 17): what a learned resizer costs at the paper's setting on one GPU.
+"""The GPU check of `make gpu-check`: what a learned resizer costs at the paper's setting on one GPU.
 
 For bilinear, learnable, learnable-strided, downsizenet and muller in front of ResNet-50 at 448 -> 224, batch 64,
 bf16 autocast (where the GPU supports it, else float32): training images/s of a full step (forward, backward,

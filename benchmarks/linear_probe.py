@@ -1,6 +1,6 @@
 """A linear probe: multinomial logistic regression on a pretrained backbone's frozen, pooled features.
 
-The floor a fine-tuning recipe must beat (issue 20): features of the whole images (no augmentation), pre-resized
+The floor a fine-tuning recipe must beat: features of the whole images (no augmentation), pre-resized
 as the training loader does (antialiased bilinear to ``--size``), normalised as the weights were trained; the
 L2 weight is chosen on a fifth of the training images held out, then the probe is refit on all of them and
 scored once on the validation folder.

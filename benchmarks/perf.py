@@ -1,4 +1,4 @@
-"""Performance benchmarks (issue 9): every figure is a ratio measured in one run, on the same inputs.
+"""Performance benchmarks: every figure is a ratio measured in one run, on the same inputs.
 
 Sections (all by default, or pick with --only):
   input     decode + resize to 224 of JPEGs and PNGs of 1-12 megapixels, one core: taskresize's loader path

@@ -1,4 +1,4 @@
-"""Start-up time of the command line (issue 15, item 13): `taskresize --version`, `--help` and each subcommand's
+"""Start-up time of the command line: `taskresize --version`, `--help` and each subcommand's
 `--help`, each run several times in a fresh process; `import torch` beside them for scale.
 
 The median of the runs is what a user waits; the target is under 0.5 s for `--version` and `--help`. Prints a

@@ -1,4 +1,4 @@
-"""Fuzzing the command line's flag values (issue 15): sizes, JSON resizer arguments, numbers, names and paths.
+"""Fuzzing the command line's flag values: sizes, JSON resizer arguments, numbers, names and paths.
 
 Whatever the values, a command ends in exit status 0, or 2 with one line on stderr and no traceback (``resize``
 may end in 1 when it skipped files, and says so). Only commands that fail fast or finish at once are fuzzed:

@@ -1,5 +1,5 @@
 """The shipped sweep files: every classification, segmentation and detection sweep that pits a learned resizer
-against classic resizing has both baselines (issue 14): plain bilinear (the papers' TensorFlow baseline),
+against classic resizing has both baselines: plain bilinear (the papers' TensorFlow baseline),
 antialiased bilinear (Pillow's) and antialiased area, and its report compares every row with each of them."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`export` refuses what cannot export before tracing (issue 15, item 14): `--resizer area --dynamic` took minutes
+"""`export` refuses what cannot export before tracing: `--resizer area --dynamic` took minutes
 in the ONNX exporter and printed raw terminal colour codes into a pipe."""
 
 import pytest

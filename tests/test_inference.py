@@ -307,7 +307,7 @@ def test_never_overwrites_an_input(tmp_path, capsys):
 
 
 def test_out_inside_an_input_folder_is_refused_before_anything_is_written(tmp_path, capsys):
-    # issue 15, item 11: another format into the input folder wrote copies beside the originals, and a folder
+    # formerly, another format into the input folder wrote copies beside the originals, and a folder
     # inside it became a new "class" of the tree it reads
     folder = write_images(tmp_path / "in")
     (folder / "sub").mkdir()
@@ -327,7 +327,7 @@ def test_out_inside_an_input_folder_is_refused_before_anything_is_written(tmp_pa
 
 
 def test_unwritable_out_is_refused_before_any_image_is_decoded(tmp_path, capsys, monkeypatch):
-    # issue 15, item 12: every image was decoded and reported twice before "wrote 0 images"
+    # formerly, every image was decoded and reported twice before "wrote 0 images"
     import taskresize.inference.files as files
 
     folder = write_images(tmp_path / "in", count=3)

@@ -102,7 +102,7 @@ def test_unknown_argument_lists_accepted_ones():
         create_resizer("learnable", nn=3)
 
 
-# ---- issue 15, item 6: every argument of every resizer checked by its declared type and range ----------------
+# ---- every argument of every resizer checked by its declared type and range ----------------------------------
 
 
 def wrong_types(hint) -> list:

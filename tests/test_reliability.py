@@ -1,4 +1,4 @@
-"""Bad input, crashes and untrusted files (issue 8): each tried, each with a clear outcome."""
+"""Bad input, crashes and untrusted files: each tried, each with a clear outcome."""
 
 import io
 import json
@@ -44,7 +44,7 @@ def test_screening_skips_and_reports_by_reason(tmp_path):
     folder = bad_files(tmp_path / "bad")
     samples = [Sample(str(p), 0) for p in sorted(folder.iterdir())]
     kept, report = screen_samples(samples, max_pixels=1_000_000, min_size=(16, 16))
-    assert {os.path.basename(s.path) for s in kept} == {"tiny.png"}  # issue 15 item 9: truncation found here
+    assert {os.path.basename(s.path) for s in kept} == {"tiny.png"}  # truncation is found here, at scan time
     assert {k: [os.path.basename(p) for p in v] for k, v in report.skipped.items()} == {
         "too large": ["bomb.png"], "empty": ["empty.png"], "not an image": ["text.jpg"], "corrupt": ["truncated.png"]
     }  # fmt: skip

@@ -1,4 +1,4 @@
-"""Resuming, re-running and moving run folders (issue 15): a resumed run is the run it continues, a failed start does
+"""Resuming, re-running and moving run folders: a resumed run is the run it continues, a failed start does
 not block its folder, changed settings are accepted or refused, damaged checkpoints, folders used from elsewhere."""
 
 import csv

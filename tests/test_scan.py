@@ -1,4 +1,4 @@
-"""Data folders are judged once, at scan time (issue 15, items 5 and 9): one class, truncated and corrupt files,
+"""Data folders are judged once, at scan time: one class, truncated and corrupt files,
 and images over --max-pixels, which is the only pixel limit (Pillow's own is lifted)."""
 
 import io

@@ -1,4 +1,4 @@
-"""Start-up (issue 15, item 13): the command line imports torch and the other heavy libraries only inside the
+"""Start-up: the command line imports torch and the other heavy libraries only inside the
 commands that need them, so `taskresize --help` and `--version` answer at once. These tests check imports, not
 time (benchmarks/startup.py measures the time)."""
 
