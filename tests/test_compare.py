@@ -102,7 +102,7 @@ def test_compare_on_a_tiny_folder_gives_a_verdict_table(data, tmp_path, capsys):
     args = ["compare", "--data", data, "--backbone", BACKBONE, "--out-size", 16, "--resizers", "learnable",
             "--seeds", 2, "--epochs", 1, "--tune-epochs", 1, "--output", out]  # fmt: skip
     config = tmp_path / "train.yaml"
-    config.write_text(yaml.safe_dump({"batch_size": 6, "workers": 0, "precise_bn": 1, "lr": 0.01}))
+    config.write_text(yaml.safe_dump({"batch_size": 6, "workers": 0, "precise_bn": 6, "lr": 0.01}))
     assert cli(*args, "--config", config) == 0
     printed = capsys.readouterr().out
     report = (out / "report.md").read_text()
@@ -116,7 +116,7 @@ def test_compare_on_a_tiny_folder_gives_a_verdict_table(data, tmp_path, capsys):
     assert set(verdicts.values()) <= {"better", "tie", "worse"}
     assert "FLOPs" in report and "## Every condition" in report
     assert (out / "resized.png").stat().st_size > 5_000
-    assert (out / "compare" / "report.md").is_file()
+    assert not (out / "compare" / "report.md").exists()  # one report: the comparison's
 
     # the sweep file is the grid: `taskresize sweep` sees every run finished, and compare again trains nothing
     assert cli("sweep", "--config", out / SWEEP_FILE, "--output", out, "--dry-run") == 0
@@ -124,6 +124,13 @@ def test_compare_on_a_tiny_folder_gives_a_verdict_table(data, tmp_path, capsys):
     assert listing.count("[finished]") == 10 and "pending" not in listing
     assert cli(*args, "--config", config) == 0
     assert "starting" not in capsys.readouterr().out
+
+    # with one seed per condition there is no verdict, and the report says it cannot conclude
+    one = read_compare_file(out)
+    for grid in one["grid"] if isinstance(one["grid"], list) else [one["grid"]]:
+        grid["seed"] = [0]
+    report = write_compare_report(one, expand(one, source="one seed"), out, {}, log=lambda line: None).report
+    assert "No conclusion" in report.read_text() and "keep the best classic" not in report.read_text()
 
     # a winner (metrics made so: better than every control by far) is exported and its command printed
     spec = read_compare_file(out)
@@ -149,7 +156,7 @@ def test_compare_on_a_tiny_folder_gives_a_verdict_table(data, tmp_path, capsys):
         (["--resizers", "learnabel"], "unknown learnabel"),
         (["--resizers", "learnable,area"], "area is classic"),
         (["--seeds", "0"], "--seeds"),
-        (["--in-scale", "0"], "--in-scale 0"),
+        (["--in-scale", "0"], "--in-scale"),
     ],
 )
 def test_user_errors_are_one_line(data, tmp_path, capsys, extra, message):

@@ -136,7 +136,7 @@ def tiny_sweep(data, path):
     spec = {
         "name": "tiny", "mirrors": "a test",
         "base": {"data": str(data), "backbone": "torchvision:resnet18", "in_size": 24, "out_size": 16, "epochs": 1,
-                 "batch_size": 8, "workers": 0, "lr": 0.01, "precise_bn": 1},
+                 "batch_size": 8, "workers": 0, "lr": 0.01, "precise_bn": 8},
         "grid": {"resizer": ["bilinear", "muller"], "seed": [0, 1]},
         # a run that is valid as planned (unknown arguments are refused then) but fails when it trains: a resizer
         # for 1-channel images on RGB data

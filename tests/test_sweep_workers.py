@@ -26,7 +26,7 @@ def spec(data, **extra):
     return {
         "name": "par",
         "base": {"data": str(data), "backbone": "torchvision:resnet18", "out_size": 16, "epochs": 1, "batch_size": 6,
-                 "workers": 0, "lr": 0.01, "precise_bn": 1},
+                 "workers": 0, "lr": 0.01, "precise_bn": 6},
         "grid": [{"stage": ["base"], "resizer": ["bilinear"], "seed": [0, 1]},
                  {"stage": ["tune"], "resizer": ["muller"], "in_size": [24], "seed": [0, 1]}],
         "overrides": [{"match": {"stage": "tune"}, "set": {"init": "@{stage: base, seed: $seed}"}}],
@@ -136,7 +136,10 @@ def test_copy_back_packs_run_folders_relative_to_the_sweep(tmp_path):
 def test_cli_refuses_nonsense_worker_counts(tmp_path, capsys):
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"name": "s", "grid": {"seed": [0]}}))
-    assert cli("sweep", "--config", path, "--workers", "0") == 2
-    assert "--workers 0" in capsys.readouterr().err
+    assert cli("sweep", "--config", path, "--jobs", "0") == 2
+    assert "--jobs: '0'" in capsys.readouterr().err
+    assert cli("sweep", "--config", path, "--workers", "0") == 2  # the old spelling, announced
+    err = capsys.readouterr().err
+    assert "--workers is now --jobs" in err and "--jobs: '0'" in err
     assert cli("sweep", "--config", path, "--cpus-per-run", "2") == 2
     assert "give --ray" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -79,10 +80,11 @@ class EpochLog(L.Callback):
     Columns of metrics a run never logs (e.g. top-5 error with five classes or fewer) are left out.
     """
 
-    def __init__(self, path: str | Path, metrics: dict[str, str], echo: bool = False) -> None:
+    def __init__(self, path: str | Path, metrics: dict[str, str], echo: bool = False, above_bar: bool = False) -> None:
         self.path = Path(path)
         self.metrics = metrics  # column -> logged validation metric
-        self.echo = echo  # print a line per epoch (for logs, where a progress bar would print every refresh)
+        self.echo = echo  # print a line per epoch
+        self.above_bar = above_bar  # ... above a terminal progress bar (tqdm.write), which then stays below it
         self.images = 0
         self.train_seconds = 0.0
         self.epoch_durations: list[float] = []
@@ -175,13 +177,18 @@ class EpochLog(L.Callback):
             row = self.rows[-1] if self.rows and int(self.rows[-1]["epoch"]) == trainer.current_epoch else None
             if row is not None and self.echo and trainer.is_global_zero:
                 left = trainer.max_epochs - trainer.current_epoch - 1
-                print(
+                line = (
                     f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: train loss {row['train_loss']}, "
                     + ", ".join(f"{k} {row[k]}" for k in self.metrics if row.get(k, "") != "")
                     + f" ({row['epoch_seconds']:.0f} s, {row['train_images_per_s']:.0f} images/s, "
-                    f"{format_duration(left * self.mean_epoch_seconds)} left)",
-                    flush=True,
+                    f"{format_duration(left * self.mean_epoch_seconds)} left)"
                 )
+                if self.above_bar:
+                    from tqdm import tqdm
+
+                    tqdm.write(line, file=sys.stdout)  # the bar's stream: it is redrawn below the line
+                else:
+                    print(line, flush=True)
         if trainer.is_global_zero:
             fields = self.fields
             lines = [",".join(fields)] + [",".join(str(r.get(k, "")) for k in fields) for r in self.rows]
@@ -224,7 +231,10 @@ class EpochSeed(L.Callback):
 
 class RunProgressBar(TQDMProgressBar):
     """Lightning's terminal progress bar, counting epochs from 1 (``epoch 3/10``) and showing the whole run's
-    estimated time left, from this process's pace so far."""
+    estimated time left, from this process's pace so far; short enough for 80 columns (the epoch's results are
+    printed above it by :class:`EpochLog`, not crammed into it)."""
+
+    BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
@@ -251,14 +261,13 @@ class RunProgressBar(TQDMProgressBar):
         self.train_progress_bar.set_description(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
-        items = super().get_metrics(trainer, pl_module)
-        items.pop("v_num", None)
+        items = {}
         started = getattr(self, "_started", None)
         if started is not None:
             at = trainer.current_epoch + self._within()
             if at > self._first:
                 left = (time.perf_counter() - started) / (at - self._first) * (trainer.max_epochs - at)
-                items["run"] = format_duration(left) + " left"
+                items["run"] = format_duration(left).removeprefix("about ") + " left"
         return items
 
 

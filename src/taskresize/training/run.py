@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import logging
 import os
 import shutil
@@ -291,6 +292,64 @@ def _clear_unstarted(out: Path) -> None:
         shutil.rmtree(out / RunFolder.TENSORBOARD)
 
 
+def _check_output(cfg: TrainConfig, shown: Path, resume: bool) -> None:
+    """Refuse an output that cannot hold this run, before anything is written: a file, a folder inside the data (it
+    would be read as data: a class folder of the next run), or, for a ``resume`` asked by the user, a folder that
+    holds no run."""
+    out = Path(cfg.output or shown)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--output {shown} is a file: give a folder for the run (it is created if needed)")
+    data = Path(cfg.data)
+    if data.is_dir() and Path(os.path.realpath(out)).is_relative_to(os.path.realpath(data)):
+        raise RunError(
+            f"--output {shown} is inside --data {cfg.data}: the run's files would be read as data (a class folder "
+            "of the next run on it); choose an --output outside the data"
+        )
+    if resume and not RunFolder(out).is_run:
+        what = "does not exist" if not out.exists() else f"holds no run (no {RunFolder.CONFIG})"
+        raise RunError(f"--resume: {shown} {what}; give the folder of the run to continue, or leave --resume out")
+
+
+def _check_device_and_memory(cfg: TrainConfig, accelerator: str) -> None:
+    """Refuse an accelerator this machine does not have, and sizes whose batch alone would not fit in its memory."""
+    if accelerator == "gpu" and not torch.cuda.is_available():
+        raise RunError("--accelerator gpu: no CUDA GPU is visible to this process; use --accelerator cpu or auto")
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise RunError("--accelerator mps: MPS is not available on this machine; use --accelerator cpu or auto")
+    (ih, iw), (oh, ow) = cfg.input_size, cfg.out_size
+    needed = cfg.batch_size * 3 * (ih * iw + oh * ow) * 4  # one float32 batch at the input and output sizes
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if needed > total:
+        raise RunError(
+            f"in_size {format_size(cfg.input_size)}, out_size {format_size(tuple(cfg.out_size))} at batch size "
+            f"{cfg.batch_size}: one batch of images alone needs {needed / 1e9:,.1f} GB, and this machine has "
+            f"{total / 1e9:,.1f} GB of memory; give smaller sizes or a smaller --batch-size"
+        )
+
+
+@contextlib.contextmanager
+def lightning_refusals():
+    """Lightning's refusals of settings (an accelerator or strategy this machine lacks) as :class:`RunError`."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        yield
+    except MisconfigurationException as error:
+        raise RunError(f"{error}".strip().splitlines()[0]) from None
+
+
+def remove_stale_temporary_files(out: Path) -> None:
+    """Remove the temporary files of writes that a kill interrupted (``.last.1a2b3c4d.tmp.ckpt``): only this
+    process writes in the folder now, so none of them is in use."""
+    for path in out.glob(".*.tmp*"):
+        if path.is_file() and ".tmp" in path.name:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, through a temporary file and a rename: a kill while saving leaves the
     previous checkpoint whole instead of a truncated one."""
@@ -319,12 +378,21 @@ def train(
     cfg.output = str(shown)
     as_given = cfg.resolve_paths(Path.cwd())
     out = Path(cfg.output)
-    ckpt_path, records, changed, finished, restart = None, {}, {}, -1, False
+    ckpt_path, records, changed, finished, restart, extend = None, {}, {}, -1, False, False
     folder = RunFolder(out)
+    _check_output(cfg, shown, resume=resume and given is not None)
     if folder.is_run:
         if resume and folder.is_finished:
-            print(f"{shown} is finished ({RunFolder.METRICS} exists); nothing to do")
-            return shown
+            saved_epochs = folder.config().get("epochs")
+            more = isinstance(saved_epochs, int) and cfg.epochs > saved_epochs
+            if given is None or "epochs" not in given or not more:
+                print(f"{shown} is finished ({RunFolder.METRICS} exists); nothing to do"
+                      + (f" (give --epochs more than {saved_epochs} to train it further)"
+                         if isinstance(saved_epochs, int) and given is not None else ""))  # fmt: skip
+                return shown
+            extend = True  # a finished run trained further: resumed from its last checkpoint
+        if extend and not folder.checkpoints:
+            raise RunError(f"{shown} is finished but holds no checkpoint to train further from: start a new run")
         if (
             folder.checkpoints or folder.is_finished
         ) and not resume:  # a finished run whose checkpoints were deleted too
@@ -337,12 +405,14 @@ def train(
             as_given = records.get("paths_as_given", {}) | as_given
         restart = ckpt_path is None and rank_zero_only.rank == 0  # other processes may see rank 0's new file
 
+    accelerator = resolve_accelerator(cfg.accelerator)  # the settings as resolved on this machine
+    _check_device_and_memory(cfg, accelerator)  # before the data is scanned
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     spec, data, task = build(cfg)
     loaded = _initialise(task, cfg) if ckpt_path is None else []
 
     interactive = sys.stderr.isatty()
-    epoch_log = EpochLog(folder.epochs_file, spec.metrics, echo=not interactive)
+    epoch_log = EpochLog(folder.epochs_file, spec.metrics, echo=True, above_bar=interactive)
     # Two callbacks: Lightning 2.6 writes save_last's file only in epochs that improve the monitored metric.
     # Both save when validation ends, after EpochLog has made the epoch's row (it is kept in them) and before
     # epochs.csv is written: a row in the file means its epoch is saved.
@@ -355,10 +425,9 @@ def train(
     if interactive:
         callbacks.append(RunProgressBar(refresh_rate=5))
     logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
-    with quiet_lightning():
+    with quiet_lightning(), lightning_refusals():
         trainer = _trainer(cfg, out, callbacks, logger=logger, enable_progress_bar=interactive,
                            plugins=[AtomicCheckpointIO()])  # fmt: skip
-    accelerator = resolve_accelerator(cfg.accelerator)  # the settings as resolved on this machine
     refuse_slow_precision(trainer.precision, accelerator)  # before anything is written
     try:
         data.train_batch_size(trainer.world_size)  # at least two images per process, before anything is written
@@ -371,6 +440,7 @@ def train(
             print(f"{shown} holds a run that finished no epoch; starting it again", file=sys.stderr)
             _clear_unstarted(out)
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporary_files(out)
         if ckpt_path:
             entry = {"date": dt.datetime.now().isoformat(timespec="seconds"), "from_epoch": finished + 1}
             records["resumed"] = [*records.get("resumed", []), entry | ({"changed": changed} if changed else {})]
@@ -383,6 +453,8 @@ def train(
                              "num_nodes": trainer.num_nodes, "workers": workers,
                              "retained_freed_memory": retained}  # fmt: skip
         write_yaml(folder.config_file, cfg.to_dict() | records)
+        if extend:  # unfinished again until the new epochs are trained (a kill now leaves a run to resume)
+            folder.metrics_file.unlink(missing_ok=True)
         for key, (before, after) in changed.items():
             print(f"{'resuming' if ckpt_path else 'starting'} with {key} = {after!r} (was {before!r})")
         for line in loaded:
@@ -394,6 +466,15 @@ def train(
     except SystemExit:  # Lightning exits after a graceful shutdown on Ctrl-C
         if not trainer.interrupted:
             raise
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        last = folder.checkpoint(LAST)
+        kept = f"the last good checkpoint, {last}, is kept" if last.exists() else "no epoch had finished"
+        raise RunError(
+            f"no space left on the device while writing in {shown} ({error.filename or 'a checkpoint'}); {kept}. "
+            f"Free some space, then: taskresize train --output {shown} --resume"
+        ) from None
     except ValueError as error:
         if "Expected more than 1 value per channel when training" not in str(error):
             raise
