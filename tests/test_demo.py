@@ -1,5 +1,5 @@
 """The demo: `taskresize compare` on the built-in set with demo.yaml's settings, end to end at a toy scale (the
-real `make demo` takes minutes; the README gives its time)."""
+real `make demo` takes minutes; docs/getting-started.md gives its time)."""
 
 import pytest
 

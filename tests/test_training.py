@@ -151,7 +151,7 @@ def test_torchrun_two_processes(data, tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo on CPU")
 def test_two_torchrun_nodes_equal_one_node_with_two_processes(data, tmp_path):
-    """The README's multi-node command, as two "nodes" on this machine (one process each, gloo, c10d rendezvous):
+    """The GPU guide's multi-node command, as two "nodes" on this machine (one process each, gloo, c10d rendezvous):
     the run equals a one-node two-process run, metric for metric."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run"]

@@ -4,7 +4,7 @@ Runs the comparison of taskresize/experiments/demo.yaml (a timm:resnet10t at 32 
 DownsizeNet from 96 px; as controls, plain bilinear, antialiased bilinear and area from 96 to 32 px, and bilinear
 to the FLOP-matched size; two seeds), prints its report (verdicts at equal size and equal FLOPs, then every condition)
 and writes OUTPUT/report.md, OUTPUT/resized.png and, when a learned resizer beats every control, OUTPUT/best/.
-Finished runs in OUTPUT are reused, unfinished ones resumed. The README gives its measured run time.
+Finished runs in OUTPUT are reused, unfinished ones resumed. docs/getting-started.md gives its run time.
 """
 
 from __future__ import annotations

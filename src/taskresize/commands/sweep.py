@@ -5,7 +5,7 @@ of this machine's CPU threads and GPUs), or to a Ray cluster with --ray ADDRESS;
 OUTPUT/<sweep name>/<run name>/, and a run initialised from another starts when that one has finished. Runs that
 finished (metrics.json) are skipped and unfinished ones resumed, so the same command continues an interrupted
 sweep; a run that fails is reported and the sweep goes on. One progress line tells runs done / running / left
-and an ETA. The sweep file format is described in taskresize.experiments.sweep.plan and in the README; the
+and an ETA. The sweep file format is described in taskresize.experiments.sweep.plan and in docs/guides/sweeps.md; the
 configs/ folder has one per paper table.
 
 Examples:
@@ -36,8 +36,8 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
                         help="send the runs to a Ray cluster as tasks: auto (the cluster this node belongs to), "
                         "HOST:PORT, ray://HOST:10001, or local (start Ray on this machine). Needs "
                         "pip install 'taskresize[ray]' and the same taskresize and --data path on every node; "
-                        "run folders come back by shared storage or are copied back (README: Many runs at "
-                        "once)")  # fmt: skip
+                        "run folders come back by shared storage or are copied back (docs/guides/sweeps.md: On a Ray "
+                        "cluster)")  # fmt: skip
     parser.add_argument(
         "--cpus-per-run",
         type=float,

@@ -52,7 +52,7 @@ class TrainConfig:
     """Everything a training run depends on. Defaults are the paper's recipe where the paper has one."""
 
     task: str = "classification"
-    """What the resizer is trained for: a registered task (the README lists them)."""
+    """What the resizer is trained for: a registered task (docs/guides/tasks.md lists them)."""
     data: str = "builtin"
     """The task's data: a folder or table file, or 'builtin' (the task's synthetic offline set)."""
     images: str | None = None
