@@ -35,6 +35,13 @@ COMMANDS = {
 }
 
 
+EXIT_STATUS = (
+    "Exit status: 0 done; 1 done in part (files skipped or runs failed, each one named); 2 nothing done, the line "
+    "says what to change; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): finished work is kept, no file is left "
+    "half written."
+)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is, so that it ends as on Ctrl-C: temporary files removed, one line."""
 
@@ -91,6 +98,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = Parser(
         prog="taskresize",
         description="Learned image resizers trained jointly with vision models, and Pillow-exact classic resizers.",
+        epilog=EXIT_STATUS,
     )
     parser.add_argument("--version", action="version", version=f"taskresize {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)

@@ -155,11 +155,15 @@ def run(args: argparse.Namespace) -> int:
     retain_freed_memory_unless(args, on_cpu=resizer.classic or resizer.device.type == "cpu")
 
     print(f"{len(jobs)} image{'s' * (len(jobs) != 1)}: {resizer.describe(size, args.keep_aspect)}", file=sys.stderr)
-    summary = resize_files(
-        jobs, resizer, size, keep_aspect=args.keep_aspect, fmt=args.format, quality=args.quality,
-        batch_size=args.batch_size, workers=args.workers, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
-        progress=False if args.no_progress else None,
-    )  # fmt: skip
+    try:
+        summary = resize_files(
+            jobs, resizer, size, keep_aspect=args.keep_aspect, fmt=args.format, quality=args.quality,
+            batch_size=args.batch_size, workers=args.workers, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+            progress=False if args.no_progress else None,
+        )  # fmt: skip
+    except BaseException:  # a full disk, Ctrl-C: the whole images written so far stay, an empty --output does not
+        remove_empty_folders(created)
+        raise
     summary.ignored = ignored
     if not summary.written:
         remove_empty_folders(created)  # leave no empty --output behind
