@@ -41,8 +41,9 @@ def test_python_names_are_public():
 
 
 def test_commands_and_flags_exist():
-    blocks = re.findall(r"^```sh\n(.*?)^```", README.read_text(), re.M | re.S)
-    lines = "\n".join(blocks).replace("\\\n", " ").splitlines() + re.findall(r"`(taskresize [^`]+)`", README.read_text())
+    text = README.read_text()
+    blocks = re.findall(r"^```sh\n(.*?)^```", text, re.M | re.S)
+    lines = "\n".join(blocks).replace("\\\n", " ").splitlines() + re.findall(r"`(taskresize [^`]+)`", text)
     parsers = subcommand_parsers()
     checked = 0
     for line in lines:
