@@ -15,8 +15,9 @@ images grow.
 Nothing of yours is overwritten: if an output path would be an input, or --output is an input folder or inside one,
 or an output file exists already (unless --overwrite), nothing is written; an --output that cannot be created or
 written to, or an --out-size beyond this machine's memory, is refused before any image is decoded. Files that
-cannot be decoded are skipped with a warning; the summary lists them and the exit status is then 1. Progress: a
-bar on a terminal, else a line every few seconds (--no-progress: none).
+cannot be decoded are skipped, each named in a warning as it happens; the summary counts them and the exit status
+is then 1. Progress: a bar on a terminal, else a line every ten seconds (--no-progress: none). On a CPU, freed
+memory is kept for reuse (--no-retain-freed-memory: not).
 
 Exit status: 0 all written; 1 some files skipped (listed); 2 nothing done, the line says what to change.
 
