@@ -270,3 +270,16 @@ def test_epoch_lines_go_above_a_terminal_bar(tmp_path, capsys, monkeypatch):
     log.on_train_epoch_end(Trainer(), None)
     assert len(written) == 1 and written[0].startswith("epoch 1/2: train loss 0.5, top1_error 0.25")
     assert capsys.readouterr().out == ""
+
+
+def test_commands_keep_freed_memory_on_a_cpu_unless_told_not_to(images, tmp_path, monkeypatch):
+    from taskresize.hardware import RETAIN_FREED_MEMORY
+
+    monkeypatch.delenv(RETAIN_FREED_MEMORY, raising=False)  # restored after the test, whatever the command sets
+    calls = []
+    monkeypatch.setattr("taskresize.hardware.retain_freed_memory", lambda: calls.append(1) or True)
+    assert cli("resize", "--resizer", "bilinear", images, "--output", tmp_path / "a", "--out-size", 8) == 0
+    assert calls == [1] and RETAIN_FREED_MEMORY not in os.environ
+    argv = ["--resizer", "bilinear", images, "--output", tmp_path / "b", "--out-size", 8, "--no-retain-freed-memory"]
+    assert cli("resize", *argv) == 0
+    assert calls == [1] and os.environ[RETAIN_FREED_MEMORY] == "0"  # and the processes it starts inherit it
