@@ -207,3 +207,33 @@ def test_show_draws_the_saliency_map_grey_where_uniform():
     drawn = saliency_column(PixelResizer(create_resizer("saliency-separable", output_size=16)))(images)
     assert drawn.dtype == torch.uint8 and drawn.shape == (2, 3, 40, 30)
     assert (drawn.int() - 128).abs().max() <= 1
+
+
+def test_detection_maps_targets_into_the_warp_and_predictions_back():
+    from taskresize.training.config import TrainConfig
+    from taskresize.training.tasks.detection import DetectionTask
+
+    cfg = TrainConfig.from_dict({"task": "detection", "backbone": "torchvision:ssdlite320_mobilenet_v3_large",
+                                 "in_size": 64, "out_size": 32, "resizer": "saliency-separable"})  # fmt: skip
+    task = DetectionTask(cfg.to_dict(), num_outputs=2)
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    targets = [{"boxes": torch.tensor([[8.0, 4.0, 40.0, 30.0]]), "labels": torch.tensor([1]),
+                "iscrowd": torch.tensor([0])} for _ in range(2)]  # fmt: skip
+    _, warp = resize_with_warp(task.resizer, task.normalize(images), task.out_size)
+    # the identity start: the warp is the uniform scaling, boxes map as the plain path maps them
+    mapped = task.detector_targets(targets, warp)
+    torch.testing.assert_close(mapped[0]["boxes"], targets[0]["boxes"] / 2, atol=1e-4, rtol=0)
+    torch.nn.init.normal_(task.resizer.net[-1].weight, std=1.0)  # a warp that is not uniform
+    _, warp = resize_with_warp(task.resizer, task.normalize(images), task.out_size)
+    mapped = task.detector_targets(targets, warp)
+    back = warp.boxes_to_input(mapped[1]["boxes"], 1, (64, 64))
+    torch.testing.assert_close(back, targets[1]["boxes"], atol=1e-4, rtol=0)
+    task.log = lambda *args, **kwargs: None  # no trainer here
+    loss = task.training_step((images, targets), 0)
+    loss.backward()
+    assert torch.isfinite(loss) and task.resizer.net[0].weight.grad.abs().sum() > 0
+    task.eval()
+    with torch.no_grad():
+        task.validation_step((images, targets), 0)
+    predicted = task.val_results[0][0]["boxes"]
+    assert predicted.shape[1] == 4 and (predicted[:, 2:] <= 64 + 1e-3).all()

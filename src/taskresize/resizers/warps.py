@@ -202,7 +202,8 @@ class SeparableWarp:
 
     def boxes_to_input(self, boxes: Tensor, index: int, size: Size) -> Tensor:
         """Boxes ``(N, 4)`` ``(x0, y0, x1, y1)`` in pixels of image ``index``'s warped frame -> pixels of its input
-        frame of ``size = (H, W)``. Exact: the warp is separable and increasing, so a box maps to a box."""
+        frame of ``size = (H, W)``, clipped to it. Exact: the warp is separable and increasing, so a box maps to a
+        box."""
         return self._map_boxes(boxes, index, self.output_size, size, inverse=False)
 
     def boxes_to_output(self, boxes: Tensor, index: int, size: Size) -> Tensor:
@@ -218,8 +219,8 @@ class SeparableWarp:
         xs = torch.cat([b[:, 0], b[:, 2]]).view(1, -1) * (2 / source[1]) - 1
         ys = torch.cat([b[:, 1], b[:, 3]]).view(1, -1) * (2 / source[0]) - 1
         fn = warp.to_output if inverse else warp.to_input
-        xs = (fn(xs, 1).view(2, -1) + 1) * (target[1] / 2)
-        ys = (fn(ys, 0).view(2, -1) + 1) * (target[0] / 2)
+        xs = ((fn(xs, 1).view(2, -1) + 1) * (target[1] / 2)).clamp(0, target[1])  # within the target frame
+        ys = ((fn(ys, 0).view(2, -1) + 1) * (target[0] / 2)).clamp(0, target[0])
         return torch.stack([xs[0], ys[0], xs[1], ys[1]], dim=1).to(boxes.dtype)
 
 

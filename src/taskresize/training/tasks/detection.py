@@ -7,7 +7,9 @@ carry a ``GeneralizedRCNNTransform`` that normalises and resizes every image; he
 is not a multiple of it). Boxes go into the detector scaled by ``out / in`` and its predictions come back scaled
 by ``in / out``, so mAP is computed in the resizer-input frame; IoU is invariant to scaling each axis, so this is
 the mAP in the original images' coordinates. Difficult (VOC) and crowd (COCO) objects are not trained on and are
-ignored by the metric (COCO's ``iscrowd`` rule).
+ignored by the metric (COCO's ``iscrowd`` rule). Through a separable saliency sampler the boxes go in and come back
+through its warp instead (exact both ways: the warp is separable and increasing), so mAP is again computed in the
+images' frame; the detector's own losses are computed in its (warped) frame, on the targets mapped there.
 
 Anchors: torchvision's anchor sizes (32-512 px) are made for images of about 800 px (320 px for the ``_320``
 model); for Faster R-CNN they are scaled by ``min(out_size) / 800`` (or ``/ 320``) so that they cover the same
@@ -28,11 +30,13 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from taskresize.backbones import torchvision_model_name
 from taskresize.data.builtin.shapes import DET_NAME, builtin_detection, builtin_root
+from taskresize.data.builtin.small_objects import small_objects_root
 from taskresize.data.collate import collate_targets
 from taskresize.data.formats.detection import DetectionDataset, LetterboxResize, scan_detection
 from taskresize.data.split import SPLIT_SEED
 from taskresize.errors import BackboneError, DataError
 from taskresize.flops import count_flops
+from taskresize.resizers.warps import SeparableWarp, resize_with_warp
 from taskresize.training.config import TrainConfig
 from taskresize.training.registry import PER_CLASS, TaskSpec, register_task
 from taskresize.training.tasks.base import ResizerTask
@@ -134,29 +138,40 @@ class DetectionTask(ResizerTask):
         """
         return self.backbone(list(self.resize(images)), targets)
 
-    def detector_targets(self, targets: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
-        """Targets in the detector's frame: boxes scaled from the input to the output size; difficult, crowd and
-        degenerate boxes left out."""
+    def detector_targets(
+        self, targets: list[dict[str, Tensor]], warp: SeparableWarp | None = None
+    ) -> list[dict[str, Tensor]]:
+        """Targets in the detector's frame: boxes scaled from the input to the output size (or mapped through the
+        resizer's ``warp``); difficult, crowd and degenerate boxes left out."""
         result = []
-        for target in targets:
-            boxes = target["boxes"] * self.to_out
+        for i, target in enumerate(targets):
+            if warp is None:
+                boxes = target["boxes"] * self.to_out
+            else:
+                boxes = warp.detach().boxes_to_output(target["boxes"], i, self.cfg.input_size)
             keep = (target["iscrowd"] == 0) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
             result.append({"boxes": boxes[keep], "labels": target["labels"][keep]})
         return result
 
     def training_step(self, batch: tuple[Tensor, list[dict[str, Tensor]]], batch_idx: int) -> Tensor:
         images, targets = batch
-        losses = self(images, self.detector_targets(targets))
+        resized, warp = resize_with_warp(self.resizer, self.normalize(images), self.out_size)
+        losses = self.backbone(list(resized), self.detector_targets(targets, warp))
         loss = sum(losses.values())
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets))
         return loss
 
     def validation_step(self, batch: tuple[Tensor, list[dict[str, Tensor]]], batch_idx: int) -> None:
         images, targets = batch
-        detections = self(images)
+        resized, warp = resize_with_warp(self.resizer, self.normalize(images), self.out_size)
+        detections = self.backbone(list(resized))
+        # scored in the images' frame: boxes scaled back, or mapped through the warp's exact inverse
+        size = self.cfg.input_size
         predictions = [
-            {"boxes": d["boxes"] / self.to_out, "scores": d["scores"], "labels": d["labels"]} for d in detections
-        ]
+            {"boxes": d["boxes"] / self.to_out if warp is None else warp.boxes_to_input(d["boxes"], i, size),
+             "scores": d["scores"], "labels": d["labels"]}
+            for i, d in enumerate(detections)
+        ]  # fmt: skip
         truth = [{"boxes": t["boxes"], "labels": t["labels"], "iscrowd": t["iscrowd"]} for t in targets]
         cpu = [({k: v.detach().cpu() for k, v in p.items()}, {k: v.cpu() for k, v in g.items()})
                for p, g in zip(predictions, truth, strict=True)]  # fmt: skip
@@ -222,7 +237,7 @@ class DetectionData(TaskData):
         super().__init__()
         self.refuse_unsupported(cfg, "detection")
         self.cfg = cfg
-        data = builtin_root(cfg.data, DET_NAME) or Path(cfg.data)
+        data = small_objects_root(cfg.data, "detection") or builtin_root(cfg.data, DET_NAME) or Path(cfg.data)
         splits = scan_detection(data, cfg.images, cfg.val_split, SPLIT_SEED)
         self.root, self.classes = str(splits.root), splits.classes
         self.train_samples, self.val_samples = splits.train, splits.val
