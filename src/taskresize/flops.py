@@ -2,14 +2,14 @@
 
 The convention: a multiply-add counts **2 FLOPs**. Counted are convolutions and matrix products (by
 ``torch.utils.flop_counter.FlopCounterMode``) and every tap of every resampling pass, by formula: the classic
-resizers, the learned resizers' base resizes and DownsizeNet's weighted sum of neighbours (see
-:func:`counted_by_formula`). A separable resize counts each of its passes in the order it runs them (Pillow's,
-see ``resizers/classic.py``): ``2 x taps x`` the pixels that pass writes; torch's plain (non-antialiased) bilinear
-and bicubic kernels are not separable and count their 2x2 / 4x4 taps per output pixel, plain ``area`` its pooling
-window. Element-wise operations (activations, normalisation, additions of whole tensors) and pure selection
-(``nearest``, DownsizeNet's choice of the feature at the top-left neighbour) count 0, as in most papers' tables;
-so does interpolation inside a backbone that does not go through :func:`taskresize.resize` (e.g. a segmentation
-head's up-sampling of its logits).
+resizers, the learned resizers' base resizes, DownsizeNet's weighted sum of neighbours and the saliency samplers'
+bilinear taps, 4 per output value and pyramid level (see :func:`counted_by_formula`). A separable resize counts each
+of its passes in the order it runs them (Pillow's, see ``resizers/classic.py``): ``2 x taps x`` the pixels that pass
+writes; torch's plain (non-antialiased) bilinear and bicubic kernels are not separable and count their 2x2 / 4x4
+taps per output pixel, plain ``area`` its pooling window. Element-wise operations (activations, normalisation,
+additions of whole tensors) and pure selection (``nearest``, DownsizeNet's choice of the feature at the top-left
+neighbour) count 0, as in most papers' tables; so does interpolation inside a backbone that does not go through
+:func:`taskresize.resize` (e.g. a segmentation head's up-sampling of its logits).
 The Talebi–Milanfar paper's "FLOPS" column follows another convention (its ResNet-50 at 224 is 6.97 B where this
 counter gives 8.2 B): compare trends, not absolute values.
 """
