@@ -177,9 +177,9 @@ class EpochLog(L.Callback):
             row = self.rows[-1] if self.rows and int(self.rows[-1]["epoch"]) == trainer.current_epoch else None
             if row is not None and self.echo and trainer.is_global_zero:
                 left = trainer.max_epochs - trainer.current_epoch - 1
-                line = (
-                    f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: train loss {row['train_loss']}, "
-                    + ", ".join(f"{k} {row[k]}" for k in self.metrics if row.get(k, "") != "")
+                line = (  # four significant digits: the line fits a terminal's width more often
+                    f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: train loss {_short(row['train_loss'])}, "
+                    + ", ".join(f"{k} {_short(row[k])}" for k in self.metrics if row.get(k, "") != "")
                     + f" ({row['epoch_seconds']:.0f} s, {row['train_images_per_s']:.0f} images/s, "
                     f"{format_duration(left * self.mean_epoch_seconds)} left)"
                 )
@@ -203,6 +203,10 @@ class EpochLog(L.Callback):
     def images_per_second(self) -> float:
         """Training images per second over the epochs of this process's run (validation excluded)."""
         return self.images / self.train_seconds if self.train_seconds else 0.0
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def format_duration(seconds: float) -> str:
