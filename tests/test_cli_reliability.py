@@ -283,3 +283,14 @@ def test_commands_keep_freed_memory_on_a_cpu_unless_told_not_to(images, tmp_path
     argv = ["--resizer", "bilinear", images, "--output", tmp_path / "b", "--out-size", 8, "--no-retain-freed-memory"]
     assert cli("resize", *argv) == 0
     assert calls == [1] and os.environ[RETAIN_FREED_MEMORY] == "0"  # and the processes it starts inherit it
+
+
+def test_resize_progress_when_piped_is_a_line_every_so_often():
+    from taskresize.inference.files import PipedProgress
+
+    lines = []
+    progress = PipedProgress(3, every=0.0, write=lines.append)
+    for _ in range(3):
+        progress.update()
+    assert [line.split(" (")[0] for line in lines] == ["1/3 images", "2/3 images"]  # the summary tells the last
+    assert all("left)" in line for line in lines)
