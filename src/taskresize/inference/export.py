@@ -231,9 +231,11 @@ def export_resizer(
 ) -> ExportReport:
     """Export ``model``, run the file on random inputs, and keep it only if it matches the eager module.
 
-    The export is always made from a CPU copy of ``model`` (tracing on a GPU would bake its device into the
-    file); the check runs the file on ``device`` (for ONNX: with CUDA's execution provider on ``cuda``) against
-    the eager module on the CPU.
+    ONNX and TorchScript files are made from a CPU copy of ``model`` (they are moved to a device when loaded); a
+    ``pt2`` program is made on ``device`` itself, because ``torch.export`` keeps the constants it lifts (the
+    classic resizers' weight blocks, DownsizeNet's neighbour indices) on the device it traced on, and a program
+    moved afterwards still reads them there. The check runs the file on ``device`` (for ONNX: with CUDA's
+    execution provider on ``cuda``) against the eager module on the CPU.
 
     Args:
         model: the resizer on pixels (its learned part fused, see :class:`PixelResizer`).
@@ -246,7 +248,7 @@ def export_resizer(
         tolerance: the largest absolute difference from the eager module accepted.
         metadata: JSON-serialisable facts stored in the file (ONNX metadata_props; ``taskresize.json`` in the
             TorchScript and pt2 archives).
-        device: where the exported file is run for the check.
+        device: where the exported file is run for the check; for ``pt2`` also where it is made (and runs).
 
     Raises:
         ExportError: the exporter failed, or the exported model differs from the eager one by more than
@@ -260,16 +262,21 @@ def export_resizer(
     if model.mean.device.type != "cpu":
         model = copy.deepcopy(model).cpu()
     module = _Fixed(model.eval(), output_size, normalized).eval()
+    device = torch.device(device)
+    traced = module  # what the exporter sees: for pt2 on the device the program will run on
+    if fmt == "pt2" and device.type != "cpu":
+        traced = _Fixed(copy.deepcopy(model).to(device).eval(), output_size, normalized).eval()
     export, load = _EXPORTERS[fmt]
     metadata = {key: value if isinstance(value, str) else json.dumps(value) for key, value in (metadata or {}).items()}
-    example = _inputs((2, 3, *input_size), normalized, seed=0)  # batch 2: a batch of 1 would be specialised
+    # batch 2: a batch of 1 would be specialised
+    example = _inputs((2, 3, *input_size), normalized, seed=0).to(traced.model.mean.device)
     with torch.no_grad():
-        module(example)  # builds (and caches) the classic resizers' weight tables for this size
+        traced(example)  # builds (and caches) the classic resizers' weight tables for this size
     report = ExportReport(path, fmt, tuple(input_size), output_size, dynamic)
     with atomic_path(path, sync=False) as tmp:  # written only if every check below passes
         try:
             with _quiet_tracing():
-                export(module, example, dynamic, tmp, metadata)
+                export(traced, example, dynamic, tmp, metadata)
             run = load(tmp, device)
         except Exception as error:  # the exporters raise many kinds; the first line says what failed
             first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)

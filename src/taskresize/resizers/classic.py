@@ -23,6 +23,12 @@ on the first such call): bicubic and Lanczos in Pillow's fixed-point arithmetic 
 bilinear and box vertically first with one rounding, within one grey level. The float path does not
 clip between passes (clipping would break differentiability and is wrong for normalised inputs), so on images that
 reach 0 or 255 it differs from Pillow by design where the filter overshoots.
+CUDA has no uint8 bilinear or bicubic kernel: there a uint8 plain bilinear resize is computed in float32 and rounded
+once, and an antialiased one takes the separable path (as lanczos and box do everywhere).
+
+Under ``torch.compile`` the weight tables are built outside the graph, once per size, and taken as constants
+(``torch.compiler.assume_constant_result``): every method compiles with ``fullgraph=True``, one graph per input and
+output size (compile with ``dynamic=False`` to resize several sizes in one compiled module).
 
 Under autocast (bf16 / fp16 mixed precision) the float paths still compute in float32: autocast would run the
 banded matrix products in bf16, 8 bits of mantissa, far from Pillow. :func:`resize` then disables autocast, computes
@@ -218,20 +224,33 @@ def _banded_plan(in_size: int, out_size: int, method: str, antialias: bool) -> t
         offset = int(starts[o] - first[j])
         length = min(taps, span - offset)  # zero-weight padding taps may run past the block
         blocks[j, row, offset : offset + length] = weights[o, :length]
-    return first.tolist(), blocks
+    return tuple(first.tolist()), blocks
 
 
 @lru_cache(maxsize=256)
+def _cached_banded_plan_on(
+    in_size: int, out_size: int, method: str, antialias: bool, device: torch.device, dtype: torch.dtype
+) -> tuple[tuple[int, ...], Tensor]:
+    first, blocks = _banded_plan(in_size, out_size, method, antialias)
+    with torch.inference_mode(False), torch.no_grad():  # usable by a later training step (see downsizenet)
+        return first, blocks.to(device=device, dtype=dtype)
+
+
+@torch.compiler.assume_constant_result
 def _banded_plan_on(
     in_size: int, out_size: int, method: str, antialias: bool, device: torch.device, dtype: torch.dtype
-) -> tuple[list[int], Tensor]:
+) -> tuple[tuple[int, ...], Tensor]:
     """:func:`_banded_plan` with its blocks on ``device`` in ``dtype``, kept there: no host-to-device copy (and
-    sync) per axis and call on a GPU, no float64 conversion per call on a CPU."""
-    first, blocks = _banded_plan(in_size, out_size, method, antialias)
-    return first, blocks.to(device=device, dtype=dtype)
+    sync) per axis and call on a GPU, no float64 conversion per call on a CPU. Built once per sizes, outside any
+    ``torch.compile`` graph: the compiler takes the result as a constant (no graph break at the Python loops that
+    build it, nothing rebuilt per call), so a compiled graph holds one input size (compile with ``dynamic=False``
+    to resize several sizes with ``fullgraph=True``)."""
+    return _cached_banded_plan_on(in_size, out_size, method, antialias, device, dtype)
 
 
-def _resample_axis(x: Tensor, dim: int, plan: tuple[list[int], Tensor], out_size: int, dtype: torch.dtype) -> Tensor:
+def _resample_axis(
+    x: Tensor, dim: int, plan: tuple[tuple[int, ...], Tensor], out_size: int, dtype: torch.dtype
+) -> Tensor:
     """Resample dim -1 or -2 of ``x`` ``(..., H, W)``, computing in ``dtype``.
 
     One small matrix product per block, on views of ``x``: no gather of the input (gathers are slow, and
@@ -342,6 +361,12 @@ def _uint8_kernels() -> Any:
     return uint8_kernels
 
 
+def kernel_device(x: Tensor) -> str:
+    """The device type whose kernels run on ``x``: ``x.device.type``. The one place the resizers ask which device
+    they run on (to pick a kernel that exists there); tests of the CUDA route on a CPU replace it."""
+    return x.device.type
+
+
 def _compiled_fits(x: Tensor, size: Size, method: str, antialias: bool) -> bool:
     """Whether the compiled uint8 path runs this resize: a uint8 tensor on a CPU, Pillow's antialiased filters, a
     change of size; contiguous (B, C, H, W), or channels-last for the filters torch has no uint8 kernel for (torch's
@@ -349,7 +374,7 @@ def _compiled_fits(x: Tensor, size: Size, method: str, antialias: bool) -> bool:
     planar = x.is_contiguous() or (method in _NO_TORCH_UINT8 and x.is_contiguous(memory_format=torch.channels_last))
     return (
         x.dtype == torch.uint8
-        and x.device.type == "cpu"
+        and kernel_device(x) == "cpu"
         and antialias
         and method in _COMPILED
         and planar
@@ -428,12 +453,21 @@ def resize(x: Tensor, size: int | Sequence[int], method: str = "bilinear", antia
 CUDA_ANTIALIAS_LIMIT = {"bilinear": 90.0, "bicubic": 45.0}
 
 
-def torch_kernel_fits(device_type: str, dtype: torch.dtype, in_size: Size, size: Size, method: str) -> bool:
-    """Whether torch's antialiased ``F.interpolate`` kernel runs this resize on ``device_type``."""
+def torch_kernel_fits(
+    device_type: str, dtype: torch.dtype, in_size: Size, size: Size, method: str, antialias: bool = True
+) -> bool:
+    """Whether torch's ``F.interpolate`` kernel (antialiased or plain) runs this resize on ``device_type``: CUDA
+    has no uint8 bilinear / bicubic kernel, plain or antialiased."""
     if device_type != "cuda":
         return True
+    if dtype == torch.uint8:
+        return False
     factor = max(in_size[0] / size[0], in_size[1] / size[1])
-    return dtype != torch.uint8 and factor <= CUDA_ANTIALIAS_LIMIT[method]
+    return not antialias or factor <= CUDA_ANTIALIAS_LIMIT[method]
+
+
+def _plain_fits(x: Tensor, size: Size, method: str, antialias: bool = False) -> bool:
+    return torch_kernel_fits(kernel_device(x), x.dtype, tuple(x.shape[-2:]), size, method, antialias)
 
 
 def _resize(x: Tensor, size: Size, method: str, antialias: bool) -> Tensor:
@@ -451,9 +485,11 @@ def _resize(x: Tensor, size: Size, method: str, antialias: bool) -> Tensor:
         y = _via_float(x, lambda t: F.adaptive_avg_pool2d(t, size)) if integer else F.adaptive_avg_pool2d(x, size)
     elif method == "bicubic" and integer and not antialias:  # torch has no uint8 bicubic kernel without antialias
         y = _via_float(x, lambda t: F.interpolate(t, size=size, mode="bicubic", align_corners=False))
+    elif integer and not antialias and method == "bilinear" and not _plain_fits(x, size, method):
+        y = _via_float(x, lambda t: F.interpolate(t, size=size, mode="bilinear", align_corners=False))
     elif (
         (method == "bilinear" or (method == "bicubic" and not (integer and _upscales(x, size))))
-        and (not antialias or torch_kernel_fits(x.device.type, x.dtype, tuple(x.shape[-2:]), size, method))
+        and _plain_fits(x, size, method, antialias)
         # torch 2.14's uint8 antialias kernel fails an internal assert on a 1 x 1 output of a contiguous input
         and not (integer and antialias and size == (1, 1))
     ):

@@ -42,15 +42,29 @@ _CUBIC_A = -0.75  # F.interpolate's bicubic coefficient
 
 
 @functools.lru_cache(maxsize=64)
+def _cached_axis_plan(in_size: int, out_size: int, neighbors: int, dtype: torch.dtype, device: torch.device):
+    with torch.inference_mode(False), torch.no_grad():
+        indices, weights, anchor = _source_coords(in_size, out_size, neighbors, dtype, device)
+        return indices, weights, anchor, _even_spacing(_anchors(in_size, out_size, neighbors), in_size)
+
+
+@torch.compiler.assume_constant_result
 def _axis_plan(in_size: int, out_size: int, neighbors: int, dtype: torch.dtype, device: torch.device):
     """:func:`_source_coords` for one axis, built once per sizes, dtype and device (the tensors are never written)
     and outside inference mode, so that a plan first built under ``torch.inference_mode`` can still be saved for
-    backward by a later training step; with the anchors' ``(start, step)`` where they are evenly spaced. Computed on
-    the CPU and copied to ``device`` once (no device sync per call; a ``meta`` device gets its shapes too)."""
-    with torch.inference_mode(False), torch.no_grad():
-        indices, weights, anchor = _source_coords(in_size, out_size, neighbors, dtype, torch.device("cpu"))
-        spacing = _even_spacing(anchor.tolist(), in_size)
-        return indices.to(device), weights.to(device), anchor.to(device), spacing
+    backward by a later training step; with the anchors' ``(start, step)`` where they are evenly spaced (from the
+    sizes in integer arithmetic: no tensor is read back, so no device sync). Made on ``device`` directly. Outside
+    any ``torch.compile`` graph: the compiler takes the plan as a constant (no graph break, nothing rebuilt per
+    call), so a graph holds one input size: compile with ``dynamic=False`` to resize several sizes with
+    ``fullgraph=True`` (``torch.export`` with dynamic sizes takes the traced path of ``forward``)."""
+    return _cached_axis_plan(in_size, out_size, neighbors, dtype, device)
+
+
+def _anchors(in_size: int, out_size: int, neighbors: int) -> list[int]:
+    """The anchors of :func:`_source_coords` (the top-left neighbour ``P``) in exact integer arithmetic:
+    ``floor(((2i + 1) in - out) / (2 out))``, clamped as there."""
+    anchors = [((2 * i + 1) * in_size - out_size) // (2 * out_size) for i in range(out_size)]
+    return [min(max(a, 0), in_size - 1) for a in anchors]
 
 
 def _even_spacing(anchor: list[int], in_size: int) -> tuple[int, int] | None:
@@ -72,9 +86,17 @@ def _distance_map(wy: Tensor, wx: Tensor) -> Tensor:
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_distance_map(in_h: int, in_w: int, out_h: int, out_w: int, k: int, dtype, device) -> Tensor:
+def _cached_distance_map_of(in_h: int, in_w: int, out_h: int, out_w: int, k: int, dtype, device) -> Tensor:
     with torch.inference_mode(False), torch.no_grad():  # see _axis_plan
-        return _distance_map(_axis_plan(in_h, out_h, k, dtype, device)[1], _axis_plan(in_w, out_w, k, dtype, device)[1])
+        return _distance_map(
+            _cached_axis_plan(in_h, out_h, k, dtype, device)[1], _cached_axis_plan(in_w, out_w, k, dtype, device)[1]
+        )
+
+
+@torch.compiler.assume_constant_result
+def _cached_distance_map(in_h: int, in_w: int, out_h: int, out_w: int, k: int, dtype, device) -> Tensor:
+    """:func:`_distance_map` of the cached plans, built once per sizes (a constant to ``torch.compile``)."""
+    return _cached_distance_map_of(in_h, in_w, out_h, out_w, k, dtype, device)
 
 
 def _source_coords(in_size: int, out_size: int, neighbors: int, dtype: torch.dtype, device: torch.device):
