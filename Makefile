@@ -38,9 +38,12 @@ bench: install
 	$(PY) benchmarks/classic_vs_pillow.py
 
 # On a machine with a CUDA GPU: the tests marked gpu, then the GPU benchmark, appended to docs/results.md.
-gpu-check: install
-	$(PY) -m pytest -p no:xdist -q -m gpu
-	$(PY) benchmarks/gpu_check.py --device cuda --append
+# On a GPU machine as it comes: its own Python and packages, nothing installed (the lent machines reach no package
+# registry); results under $$OUT when set, else build/gpu-check. make gpu-check GPU_CHECK_ARGS=--quick: the short one.
+GPU_PYTHON ?= python3
+GPU_CHECK_ARGS ?=
+gpu-check:
+	PYTHONPATH=src $(GPU_PYTHON) benchmarks/gpu_check.py --device cuda $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) build site src/*.egg-info .pytest_cache

@@ -120,8 +120,7 @@ class TrainConfig:
     validation, the whole training set where it has fewer (0: off). Enough that two draws give the same
     validation metric to well under a point (docs/results.md, "Precise BatchNorm")."""
     workers: int | None = None
-    """Data-loading worker processes per training process (default: this machine's cores per process less one,
-    at most 8)."""
+    """Data-loading worker processes per training process (default: this machine's cores per process less one)."""
     accelerator: str = "auto"
     """Where to train: auto (a GPU if there is one), cpu, gpu or mps."""
     devices: int = 1
