@@ -1,5 +1,5 @@
-"""Precise BatchNorm draws a number of training images (the whole training set where it has fewer), in training
-batches, the same images for the same seed and epoch."""
+"""Precise BatchNorm draws a number of training images (the whole training set where it has fewer), in whole
+training batches, at least one, the same images for the same seed and epoch."""
 
 import pytest
 
@@ -21,8 +21,8 @@ def sizes(loader):
     return [len(labels) for _, labels in loader]
 
 
-@pytest.mark.parametrize(("images", "batches"), [(3, [3]), (8, [8]), (20, [8, 8]), (24, [8, 8, 8])])
-def test_the_images_asked_for_in_whole_training_batches(data, images, batches):
+@pytest.mark.parametrize(("images", "batches"), [(1, [8]), (8, [8]), (20, [8, 8]), (24, [8, 8, 8])])
+def test_the_images_asked_for_in_whole_training_batches_at_least_one(data, images, batches):
     assert sizes(data.precise_bn_loader(images, epoch=0)) == batches
 
 

@@ -102,18 +102,16 @@ class TaskData(L.LightningDataModule):
 
     def precise_bn_loader(self, images: int, epoch: int) -> DataLoader:
         """``images`` random training images (augmented, as in training; the whole training set where it has
-        fewer) in training batches, for recomputing BatchNorm statistics; whole batches only, unless fewer images
-        than one batch were asked for. Which images and their augmentation depend only on ``(seed, epoch, rank)``."""
+        fewer) in whole training batches, at least one, for recomputing BatchNorm statistics. Which images and their
+        augmentation depend only on ``(seed, epoch, rank)``."""
         rank, world = self._rank_world()
         dataset = SeededItems(self.train_dataset(), self.cfg.seed, stream=1)
         generator = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch * 1_009 + rank)
         size = self.train_batch_size(world)
-        count = min(len(dataset), images)
-        if count >= size:
-            count -= count % size
+        count = min(len(dataset) - len(dataset) % size, max(size, images - images % size))
         keys = [(epoch, i) for i in torch.randperm(len(dataset), generator=generator)[:count].tolist()]
         # decoded in the loader's workers, as training batches are (not kept alive between epochs)
-        return self._loader(Subset(dataset, keys), batch_size=size, persistent=False)
+        return self._loader(Subset(dataset, keys), batch_size=size, drop_last=True, persistent=False)
 
 
 class SeededItems(Dataset):
