@@ -5,8 +5,11 @@ run and tells when it is done.
 - **In this process** (``workers=1``): :func:`train_one`.
 - **Local workers** (:class:`LocalPool`): each run is a fresh ``python -m taskresize.experiments.sweep.workers``
   process (spawned, never forked: torch's threads and CUDA do not survive a fork), given ``cpus // N`` threads
-  (``torch.set_num_threads`` and ``OMP_NUM_THREADS``) and, where there are GPUs, its share of
-  ``CUDA_VISIBLE_DEVICES``; its output goes to ``<sweep>/logs/<run>.log``.
+  (``torch.set_num_threads`` and ``OMP_NUM_THREADS``) on its own ``cpus // N`` cores (its data loader is sized
+  from them) and, where there are GPUs, the ``devices`` GPUs its run trains on (where every worker can have as
+  many; else a share) in ``CUDA_VISIBLE_DEVICES``; its output goes to ``<sweep>/logs/<run>.log``. The run's config
+  is in ``<sweep>/logs/<run>.config.json``: a run on several devices has Lightning start the worker again for each
+  further rank, and every rank reads it there.
 - **Ray** (:class:`RayPool`): each run is a Ray task asking for its CPUs and GPUs (Ray sets
   ``CUDA_VISIBLE_DEVICES`` for it). Run folders reach the sweep's output folder by **shared storage** when the
   task's node sees it at the same path (a marker file the driver writes tells), else by **copy-back**: the task
@@ -97,11 +100,14 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
 
 
-def gpu_share(gpus: list[str], slot: int, slots: int) -> list[str]:
-    """The GPUs of worker ``slot`` of ``slots``: an equal share of ``gpus`` when there are enough, else one GPU
-    shared round-robin (two runs on one GPU)."""
+def gpu_share(gpus: list[str], slot: int, slots: int, per_run: int | None = None) -> list[str]:
+    """The GPUs of worker ``slot`` of ``slots``: the ``per_run`` GPUs a run trains on (its ``devices``) where every
+    slot can have that many, else an equal share of ``gpus`` when there are enough, else one GPU shared round-robin
+    (two runs on one GPU)."""
     if not gpus:
         return []
+    if per_run and len(gpus) >= slots * per_run:
+        return gpus[slot * per_run : (slot + 1) * per_run]
     if len(gpus) >= slots:
         per = len(gpus) // slots
         return gpus[slot * per : (slot + 1) * per]
@@ -127,6 +133,9 @@ class LocalPool:
         self.slots = workers
         self.threads = max(1, cpu_count() // workers)
         self.gpus = visible_gpus()
+        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        # each slot's own cores: its data loader is sized from them, not from the whole machine's
+        self.cores = [cores[s * self.threads : (s + 1) * self.threads] for s in range(workers)] if cores else []
 
     def describe(self) -> str:
         gpus = f", GPUs {', '.join(self.gpus)} shared among them" if self.gpus else ""
@@ -139,16 +148,19 @@ class LocalPool:
         outcome = logs / f"{name}.outcome"
         outcome.unlink(missing_ok=True)
         env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
-        share = gpu_share(self.gpus, slot, self.slots)
+        share = gpu_share(self.gpus, slot, self.slots, cfg.devices)
         if share:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(share)
-        command = [sys.executable, "-m", "taskresize.experiments.sweep.workers", str(self.threads), str(outcome)]
+        # the config in a file, not on stdin: a run with devices > 1 has Lightning start this same command again
+        # for each further rank, which must read the same config
+        config = logs / f"{name}.config.json"
+        config.write_text(json.dumps(config_values(cfg)))
+        cores = ",".join(map(str, self.cores[slot % len(self.cores)])) if self.cores else ""
+        command = [sys.executable, "-m", "taskresize.experiments.sweep.workers", str(self.threads), str(outcome),
+                   str(config), cores]  # fmt: skip
         log = (logs / f"{name}.log").open("ab")
         try:
-            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env)
-            assert process.stdin is not None
-            process.stdin.write(json.dumps(config_values(cfg)).encode())
-            process.stdin.close()
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
         finally:
             log.close()
         where = f"log: {logs / f'{name}.log'}" + (f"; GPU {','.join(share)}" if share else "")
@@ -208,7 +220,7 @@ def unpack(data: bytes, root: Path) -> None:
 
 def ray_task(values: dict[str, Any], threads: int, marker: str, inputs: list) -> tuple[str, bytes | None, str]:
     """A run as a Ray task: trains it where Ray placed it; returns the outcome, its packed run folder when the
-    node does not share the driver's storage (else None), and the node's host name."""
+    node does not share the driver's storage (else None), and where it ran (host name and Ray node)."""
     import socket
 
     import ray
@@ -220,7 +232,8 @@ def ray_task(values: dict[str, Any], threads: int, marker: str, inputs: list) ->
     if not shared and inputs:
         unpack(ray.get(inputs[0]), root)
     outcome = train_one(cfg, threads)
-    return outcome, None if shared else pack([run_dir], root), socket.gethostname()
+    where = f"{socket.gethostname()}, Ray node {ray.get_runtime_context().get_node_id()[:12]}"
+    return outcome, None if shared else pack([run_dir], root), where
 
 
 def import_ray():
@@ -327,15 +340,21 @@ Log = Callable[[str], None]
 
 
 def _main(argv: list[str]) -> int:
-    """``python -m taskresize.experiments.sweep.workers THREADS OUTCOME_FILE`` with the run's config (JSON) on
-    stdin: what a :class:`LocalPool` worker process runs."""
-    threads, outcome_file = int(argv[0]), Path(argv[1])
-    cfg = TrainConfig.from_dict(json.loads(sys.stdin.read()))
+    """``python -m taskresize.experiments.sweep.workers THREADS OUTCOME_FILE CONFIG_FILE [CORES]``: what a
+    :class:`LocalPool` worker process runs: the run of ``CONFIG_FILE`` (JSON) with ``THREADS`` threads on the
+    comma-separated ``CORES`` (default: all it may use). Lightning runs this command again as rank 1, 2, ... of a
+    run on several devices; only the first rank writes the outcome."""
+    threads, outcome_file, config_file = int(argv[0]), Path(argv[1]), Path(argv[2])
+    if len(argv) > 3 and argv[3] and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(c) for c in argv[3].split(",")})
+    first_rank = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    cfg = TrainConfig.from_dict(json.loads(config_file.read_text()))
     try:
         outcome = train_one(cfg, threads)
     except KeyboardInterrupt:
         outcome = "interrupted"
-    outcome_file.write_text(outcome + "\n")
+    if first_rank:
+        outcome_file.write_text(outcome + "\n")
     return 0
 
 
