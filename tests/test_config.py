@@ -59,3 +59,15 @@ def test_learning_rate_and_weight_decay_must_be_finite(key, value):
 
     with pytest.raises(ConfigError, match=key):
         TrainConfig(**{key: value})
+
+
+def test_the_default_learning_rate_scales_with_the_global_batch(monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    one = TrainConfig(batch_size=32)
+    assert one.learning_rate == pytest.approx(0.05 * 32 / 128)
+    four = TrainConfig(batch_size=32, devices=2, num_nodes=2)
+    assert four.global_batch_size == 128 and four.learning_rate == pytest.approx(0.05)
+    assert TrainConfig(batch_size=32, devices=4, lr=0.1).learning_rate == 0.1  # a given rate is kept
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun's launch: its world size counts
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    assert TrainConfig(batch_size=16).learning_rate == pytest.approx(0.05)

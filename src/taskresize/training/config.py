@@ -84,10 +84,10 @@ class TrainConfig:
     epochs: int = 10
     """Training epochs."""
     batch_size: int = 32
-    """Images per batch (per process)."""
+    """Images per batch, per process: the global batch is this times devices times num_nodes."""
     lr: float | None = None
-    """Learning rate (default, at batch 128 and scaled to the batch: the paper's 0.05, or 0.005 when initialised
-    from a run; 0.04 from --pretrained weights)."""
+    """Learning rate (default: the paper's 0.05 at a batch of 128, or 0.005 when initialised from a run; 0.04 from
+    --pretrained weights; scaled linearly to the global batch, batch_size x devices x num_nodes)."""
     resizer_lr_scale: float = 1.0
     """The resizer's learning rate as a multiple of --lr (the paper: 1, one rate for both). Joined to a trained
     backbone, 0.001 kept an identity resizer stable where 1 wrecked it (docs/results.md, "Fine-tuning from
@@ -245,7 +245,8 @@ class TrainConfig:
 
     @property
     def learning_rate(self) -> float:
-        """``lr``, or at batch 128, scaled linearly to ``batch_size`` (unscaled, 0.05 diverges at small batches):
+        """``lr``, or at batch 128, scaled linearly to the global batch (:attr:`global_batch_size`; unscaled, 0.05
+        diverges at small batches, and scaled by the batch of one process, N devices trained at 1/N of the rate):
         the paper's 0.05 from scratch and 0.005 for its second phase (``init``, ``init_resizer``), and 0.04 for
         ``pretrained`` weights taken to a new task (0.01 at batch 32: the paper's fine-tuning rate learned too
         little there, docs/results.md, "Fine-tuning from pretrained weights")."""
@@ -255,7 +256,14 @@ class TrainConfig:
             rate = 0.005
         else:
             rate = 0.04 if self.pretrained is not None else 0.05
-        return rate * self.batch_size / PAPER_BATCH_SIZE
+        return rate * self.global_batch_size / PAPER_BATCH_SIZE
+
+    @property
+    def global_batch_size(self) -> int:
+        """Images per optimiser step over every process: ``batch_size`` times the processes of a data-parallel run
+        (``devices`` x ``num_nodes``, or torchrun's ``WORLD_SIZE`` when launched by it)."""
+        processes = os.environ.get("WORLD_SIZE") if "LOCAL_WORLD_SIZE" in os.environ else None
+        return self.batch_size * (int(processes) if processes else self.devices * self.num_nodes)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, resolved values (``lr`` and ``in_size`` filled in), as written to config.yaml."""
