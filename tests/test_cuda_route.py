@@ -188,3 +188,25 @@ def test_every_resizer_trains_on_the_gpu(name, dtype):
     if list(m.parameters()):
         scaler.scale(y.float().square().mean()).backward()
         assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+
+
+def test_training_leaves_cudnn_autotuning_alone_on_a_cpu(tmp_path):
+    from taskresize.training.config import TrainConfig
+    from taskresize.training.run import _trainer
+
+    before = torch.backends.cudnn.benchmark
+    _trainer(TrainConfig(accelerator="cpu"), tmp_path, [], logger=False, enable_progress_bar=False)
+    assert torch.backends.cudnn.benchmark == before
+
+
+@pytest.mark.gpu
+def test_training_on_a_gpu_turns_cudnn_autotuning_on(tmp_path):
+    from taskresize.training.config import TrainConfig
+    from taskresize.training.run import _trainer
+
+    before = torch.backends.cudnn.benchmark
+    try:
+        _trainer(TrainConfig(accelerator="gpu"), tmp_path, [], logger=False, enable_progress_bar=False)
+        assert torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cudnn.benchmark = before

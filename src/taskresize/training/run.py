@@ -193,6 +193,9 @@ def _trainer(
     if one_device is not None:
         devices, num_nodes = ([one_device] if accelerator == "gpu" else 1), 1
     precision = resolve_precision(cfg.precision, accelerator)
+    # batches stack at one input size: let cuDNN pick its fastest convolution algorithms once (a process-wide
+    # setting that the training command, an application, makes; Lightning applies it)
+    kwargs.setdefault("benchmark", True if accelerator == "gpu" else None)
     return L.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy="ddp" if distributed else "auto",
         precision=precision, sync_batchnorm=cfg.sync_batchnorm and distributed, max_epochs=cfg.epochs,
