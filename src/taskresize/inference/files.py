@@ -3,6 +3,8 @@ data-loader workers, batches of one size through the resizer, and atomic writes 
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import errno
 import io
@@ -251,7 +253,8 @@ def resize_files(
 
     Files are decoded in ``workers`` data-loader processes (0: in this one); a learned resizer then runs on
     batches of up to ``batch_size`` images of the same size, and of at most ``batch_pixels`` input pixels (a
-    batch of large images fits the device's memory; one image always makes a batch).
+    batch of large images fits the device's memory; one image always makes a batch). Encoding and writing run in
+    a few threads (Pillow's encoders release the GIL) while the next batch is resized.
 
     Args:
         jobs: from :func:`plan_jobs`.
@@ -282,10 +285,14 @@ def resize_files(
         warn(f"warning: skipped {reason}")
         bar.update()
 
-    def write(index: int, image: Tensor) -> None:
+    threads = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+    writers = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="taskresize-write")
+    writing: collections.deque = collections.deque()  # (index, future), in order; bookkeeping stays in this thread
+
+    def written(index: int, future: concurrent.futures.Future) -> None:
         job = jobs[index]
         try:
-            atomic_write_bytes(job.target, encode(image, fmt, quality), sync=False)
+            future.result()
         except OSError as error:
             if error.errno in (errno.ENOSPC, errno.EDQUOT):  # every later file would fail too: stop here
                 raise
@@ -293,6 +300,17 @@ def resize_files(
             return
         summary.written += 1
         bar.update()
+
+    def drain(keep: int) -> None:
+        """Account for the finished writes, waiting for the oldest until at most ``keep`` are in flight."""
+        while writing and (len(writing) > keep or writing[0][1].done()):
+            written(*writing.popleft())
+
+    def write(index: int, image: Tensor) -> None:
+        job = jobs[index]
+        writing.append((index, writers.submit(lambda: atomic_write_bytes(job.target, encode(image, fmt, quality),
+                                                                         sync=False))))  # fmt: skip
+        drain(keep=2 * threads)  # a bounded number of images held for encoding
 
     pending: dict[tuple, list[tuple[int, Tensor]]] = {}
 
@@ -327,7 +345,9 @@ def resize_files(
                 flush(max(pending, key=lambda k: len(pending[k])))
         for key in list(pending):
             flush(key)
+        drain(keep=0)
     finally:
+        writers.shutdown(wait=True, cancel_futures=True)
         bar.close()
     summary.seconds = time.perf_counter() - started
     return summary

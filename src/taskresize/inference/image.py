@@ -118,6 +118,8 @@ class ImageResizer:
         """The second step, on a batch of prepared images of one size: uint8 ``(B, 3, h', w')`` -> ``(B, 3, h, w)``."""
         if self.classic:
             return batch
+        if self.device.type == "cuda" and batch.device.type == "cpu":  # page-locked: the copy runs asynchronously
+            batch = batch.pin_memory()
         out = self.pixels.resize_uint8(batch.to(self.device, non_blocking=True), out, run=self.engine)
         return out.to(batch.device)
 
