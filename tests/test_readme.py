@@ -63,7 +63,7 @@ def test_make_targets_and_extras_exist():
     text = README.read_text()
     assert "make demo" in text and "make test" in text and "pip install" in text
     makefile = (ROOT / "Makefile").read_text()
-    for target in re.findall(r"`?make (\w+)", text):
+    for target in re.findall(r"`?make ([\w-]+)", text):
         assert re.search(rf"^{target}:", makefile, re.M), f"README: make {target}: no such target"
     pyproject = (ROOT / "pyproject.toml").read_text()
     for extras in re.findall(r"pip install -e '\.\[([\w,]+)\]'", text):
