@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="epochs of every run trained from the baseline (default 5)")  # fmt: skip
     parser.add_argument("--tune-lr", type=positive_float,
                         help="their learning rate (default train's rule for initialised runs: 0.005 at batch 128, "
-                        "scaled to the batch size)")  # fmt: skip
+                        "scaled to the global batch)")  # fmt: skip
     parser.add_argument("--task", help="classification (default), iqa, segmentation, detection")
     parser.add_argument("--config", type=Path,
                         help="YAML file of train settings shared by every run (keys as train's long flags, with "

@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="example input size (default: the resizer's training input)")  # fmt: skip
     parser.add_argument("--normalized", action="store_true", help="export the bare resizer on normalised images")
     parser.add_argument("--device", default="cpu", help="where the exported file is run for the parity check: cpu "
-                        "(default), cuda, cuda:N or auto; the export itself is always made on the CPU")  # fmt: skip
+                        "(default), cuda, cuda:N or auto; onnx and torchscript files are made on the CPU, a pt2 "
+                        "program on this device (it runs where it was made)")  # fmt: skip
     parser.add_argument("--tolerance", type=non_negative_float, default=0.05,
                         help="largest accepted difference, 0 or more (0.05)")  # fmt: skip
 
