@@ -30,7 +30,7 @@ def train_args(data: Path, output: Path, **overrides) -> list[str]:
     """Command-line arguments of a quick run on ``data``."""
     values = {"--data": data, "--output": output, "--backbone": "torchvision:resnet18", "--in-size": 32,
               "--out-size": 32, "--epochs": 2, "--batch-size": 8, "--workers": 0, "--lr": 0.01,
-              "--precise-bn": 2} | overrides  # fmt: skip
+              "--precise-bn": 16} | overrides  # fmt: skip
     return [str(x) for key, value in values.items() if value is not None for x in (key, value)]
 
 

@@ -253,7 +253,7 @@ def mean_box_map50(splits):
 
 def test_a_segmentation_resizer_loads_frozen_into_a_detection_run_that_learns(tmp_path):
     seg_run, det_run = tmp_path / "seg", tmp_path / "det"
-    common = ["--in-size", 64, "--out-size", 32, "--batch-size", 8, "--workers", 0, "--precise-bn", 2]
+    common = ["--in-size", 64, "--out-size", 32, "--batch-size", 8, "--workers", 0, "--precise-bn", 16]
     common += ["--resizer", "downsizenet"]
     seg_data = easy_pairs(tmp_path / "segdata", count=16, size=64)
     seg = ["--task", "segmentation", "--data", seg_data, "--epochs", 1, "--output", seg_run]

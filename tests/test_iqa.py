@@ -316,7 +316,7 @@ def test_generated_set_is_deterministic_and_scores_fall_with_the_damage(generate
 def test_a_short_run_learns_quality_and_eval_reproduces_scipy(generated, tmp_path):
     run = tmp_path / "run"
     args = ["train", "--task", "iqa", "--data", generated, "--backbone", "timm:resnet10t", "--in-size", 48,
-            "--out-size", 48, "--epochs", 3, "--batch-size", 16, "--lr", 0.05, "--workers", 0, "--precise-bn", 2,
+            "--out-size", 48, "--epochs", 3, "--batch-size", 16, "--lr", 0.05, "--workers", 0, "--precise-bn", 32,
             "--output", run]  # fmt: skip
     assert cli(*args) == 0
     metrics = json.loads((run / "metrics.json").read_text())

@@ -168,7 +168,7 @@ def test_a_short_run_beats_predicting_the_majority_class(tmp_path, capsys):
         torch.manual_seed(0)
         torch.save(segmentation_model("lraspp_mobilenet_v3_large", 3).state_dict(), weights)
     args = ["train", "--task", "segmentation", "--data", data, "--in-size", 48, "--out-size", 32, "--epochs", 5]
-    args += ["--batch-size", 8, "--lr", 0.1, "--workers", 0, "--precise-bn", 2, "--resizer", "downsizenet"]
+    args += ["--batch-size", 8, "--lr", 0.1, "--workers", 0, "--precise-bn", 16, "--resizer", "downsizenet"]
     args += ["--pretrained", weights, "--output", run]
     assert cli(*args) == 0
     assert f"initialised backbone <- {weights}" in capsys.readouterr().out
