@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     }
     saliency = saliency_column(resizer.pixels)
     if saliency is not None:  # a saliency sampler: where it spends its output pixels
-        columns["saliency"] = saliency
+        columns["saliency map"] = saliency
     title = f"{args.resizer}: {format_size(resizer.in_size)} -> {format_size(out)}"
     if Path(args.output).is_dir():
         raise UserError(f"--output {args.output} is a folder: give the figure's file name, e.g. {args.output}/show.png")
