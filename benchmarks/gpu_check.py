@@ -271,7 +271,8 @@ def reference_probe(name, label, device, s, dtype) -> dict:
             }
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
-    limits = {"float32": 1e-3, "amp": 5e-2}  # relative; float32 on a GPU sums in another order
+    # relative; float32 on a GPU sums in another order; bf16 (8 bits of mantissa) drifts further
+    limits = {"float32": 1e-3, "amp": 1e-1}
     result["ok"] = all(max(result[tag].values()) <= limit for tag, limit in limits.items() if tag in result)
     return result
 
