@@ -134,8 +134,10 @@ class LocalPool:
         self.threads = max(1, cpu_count() // workers)
         self.gpus = visible_gpus()
         cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-        # each slot's own cores: its data loader is sized from them, not from the whole machine's
-        self.cores = [cores[s * self.threads : (s + 1) * self.threads] for s in range(workers)] if cores else []
+        # each slot's own cores: its data loader is sized from them, not from the whole machine's (more workers than
+        # cores: they share them round-robin)
+        taken = [cores[i % len(cores)] for i in range(workers * self.threads)] if cores else []
+        self.cores = [taken[s * self.threads : (s + 1) * self.threads] for s in range(workers)] if cores else []
 
     def describe(self) -> str:
         gpus = f", GPUs {', '.join(self.gpus)} shared among them" if self.gpus else ""
