@@ -1,5 +1,5 @@
-"""Precise BatchNorm draws a number of training images (the whole training set where it has fewer), in whole
-training batches, at least one, the same images for the same seed and epoch."""
+"""Precise BatchNorm draws a number of augmented training images in whole training batches (at least one), passing
+over a smaller training set again with new augmentations, the same images for the same seed and epoch."""
 
 import pytest
 
@@ -26,9 +26,15 @@ def test_the_images_asked_for_in_whole_training_batches_at_least_one(data, image
     assert sizes(data.precise_bn_loader(images, epoch=0)) == batches
 
 
-def test_the_whole_training_set_where_it_has_fewer_images(data):
-    total = data.train_size - data.train_size % 8
-    assert sum(sizes(data.precise_bn_loader(10**9, epoch=0))) == total
+def test_a_smaller_training_set_is_passed_over_again_with_other_augmentations(data):
+    n = data.train_size
+    asked = 2 * n + 8 - (2 * n) % 8  # more than two passes, in whole batches
+    loader = data.precise_bn_loader(asked, epoch=0)
+    assert sum(sizes(loader)) == asked
+    passes = loader.dataset.datasets
+    assert [len(p) for p in passes] == [n, n, asked - 2 * n]
+    assert len({p.dataset.stream for p in passes}) == 3  # each pass drawn from its own stream: new augmentations
+    assert sorted(k for _, k in passes[0].indices) == list(range(n))  # every image once per full pass
 
 
 def test_the_same_draw_for_the_same_epoch_and_another_for_the_next(data):

@@ -116,9 +116,9 @@ class TrainConfig:
     """Keep the backbone's BatchNorm statistics as loaded (eval mode; their scale and shift still learn). For tiny
     batches; with Lite0 at batch 32 it cost 12 points (docs/results.md, "Fine-tuning from pretrained weights")."""
     precise_bn: int = 4096
-    """Training images (augmented as in training) that BatchNorm statistics are recomputed from before each
-    validation, the whole training set where it has fewer (0: off). Enough that two draws give the same
-    validation metric to well under a point (docs/results.md, "Precise BatchNorm")."""
+    """Training images, augmented as in training, that BatchNorm statistics are recomputed from before each
+    validation (0: off); a smaller training set is passed over several times, each pass augmented anew. A few
+    batches' draw moved a validation metric by points (docs/results.md, "Precise BatchNorm")."""
     workers: int | None = None
     """Data-loading worker processes per training process (default: this machine's cores per process less one)."""
     accelerator: str = "auto"

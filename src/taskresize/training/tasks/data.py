@@ -7,7 +7,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
 
 from taskresize.errors import DataError
 from taskresize.hardware import default_workers
@@ -101,17 +101,23 @@ class TaskData(L.LightningDataModule):
         return self._loader(self.eval_dataset())
 
     def precise_bn_loader(self, images: int, epoch: int) -> DataLoader:
-        """``images`` random training images (augmented, as in training; the whole training set where it has
-        fewer) in whole training batches, at least one, for recomputing BatchNorm statistics. Which images and their
-        augmentation depend only on ``(seed, epoch, rank)``."""
+        """``images`` random training images, augmented as in training, in whole training batches (at least one),
+        for recomputing BatchNorm statistics. A training set with fewer images is passed over several times, each
+        pass with its own augmentation, so that the statistics rest on as many images as asked whatever the size
+        of the set. Which images and their augmentation depend only on ``(seed, epoch, rank)``."""
         rank, world = self._rank_world()
-        dataset = SeededItems(self.train_dataset(), self.cfg.seed, stream=1)
+        train = self.train_dataset()
         generator = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch * 1_009 + rank)
         size = self.train_batch_size(world)
-        count = min(len(dataset) - len(dataset) % size, max(size, images - images % size))
-        keys = [(epoch, i) for i in torch.randperm(len(dataset), generator=generator)[:count].tolist()]
+        left = max(size, images - images % size)
+        passes = []
+        while left > 0:
+            dataset = SeededItems(train, self.cfg.seed, stream=1 + len(passes))  # a stream per pass: another draw
+            order = torch.randperm(len(train), generator=generator)[:left].tolist()
+            passes.append(Subset(dataset, [(epoch, i) for i in order]))
+            left -= len(order)
         # decoded in the loader's workers, as training batches are (not kept alive between epochs)
-        return self._loader(Subset(dataset, keys), batch_size=size, drop_last=True, persistent=False)
+        return self._loader(ConcatDataset(passes), batch_size=size, drop_last=True, persistent=False)
 
 
 class SeededItems(Dataset):
