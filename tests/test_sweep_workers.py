@@ -115,7 +115,7 @@ def test_progress_line_counts_runs_and_estimates_the_time_left(monkeypatch):
     progress.start("b")  # t=0
     progress.end("a", "finished")  # t=60: one run took a minute
     # b has run 90 s of an expected 60 s (nothing left of it), two runs left: 2 min over 2 slots
-    assert progress.line() == "grid: 2/5 done, 1 running, 2 left; ETA 1.0 min"
+    assert progress.line() == "grid: 2/5 done, 1 running, 2 left; ETA 60 s"
 
 
 def test_gpus_are_split_among_workers():

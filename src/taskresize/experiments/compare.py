@@ -38,6 +38,7 @@ import torch
 import yaml
 
 from taskresize.data.builtin.classification import builtin_dataset
+from taskresize.data.builtin.small_objects import small_objects_root
 from taskresize.data.decode import load_image
 from taskresize.data.formats.folders import train_val_folders
 from taskresize.data.normalization import IMAGENET
@@ -434,7 +435,8 @@ def resizer_figure(folder: Path, runs: list[str], path: Path, labels: list[str] 
     """Validation images of different classes at the learned resizers' input size, and what bilinear and each
     learned resizer (run folders ``folder/<run>``) make of them at the output size (classification data)."""
     config = RunFolder(folder / runs[0]).config()
-    root = builtin_dataset() if config["data"] == "builtin" else Path(config["data"])
+    data = str(config["data"])
+    root = builtin_dataset() if data == "builtin" else small_objects_root(data, "classification") or Path(data)
     classes, _, val = train_val_folders(root, config["val_split"], SPLIT_SEED)
     picked = [next(s for s in val if s.label == c) for c in range(0, len(classes), max(1, len(classes) // count))]
     picked = picked[:count]

@@ -32,7 +32,7 @@ and pyramid level, the grid's up-sampling likewise.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +44,8 @@ from taskresize.resizers.classic import METHODS, in_float32, resize
 from taskresize.resizers.registry import OneOf, OutputSize, Range, register_resizer
 from taskresize.resizers.warps import SeparableWarp, attraction_grid, separable_grid, separable_maps
 from taskresize.sizes import Size
+
+SALIENCY_FLOOR = 1e-3  # the share of a saliency map spread uniformly (see SaliencySampler.saliency)
 
 
 class SaliencyNet(nn.Sequential):
@@ -103,23 +105,17 @@ class SaliencySampler(Resizer):
             nn.init.zeros_(self.net[-1].weight)
             nn.init.zeros_(self.net[-1].bias)
 
-    def config(self) -> dict[str, Any]:
-        return {
-            "output_size": list(self.output_size),
-            "saliency_input": self.saliency_input,
-            "channels": self.channels,
-            "sigma": self.sigma,
-            "interpolation": self.interpolation,
-            "antialias": self.antialias,
-            "init": self.init,
-        }
-
     def saliency(self, x: Tensor) -> Tensor:
-        """The saliency map of ``x`` ``(B, 3, H, W)``: ``(B, 1, g, g)``, non-negative, summing to 1 per image."""
+        """The saliency map of ``x`` ``(B, 3, H, W)``: ``(B, 1, g, g)``, positive, summing to 1 per image.
+
+        The softmax over positions mixed with a uniform floor (``SALIENCY_FLOOR`` of the mass): a softmax collapsed
+        onto one position in training had left the attraction kernel's windows far from it empty, and the grid
+        their 0 / 0. A uniform map stays uniform."""
         n = self.saliency_input
         logits = self.net(resize(x, (n, n), self.interpolation, self.antialias))
         b, _, gh, gw = logits.shape
-        return torch.softmax(logits.reshape(b, -1), dim=1).view(b, 1, gh, gw)
+        softmax = torch.softmax(logits.reshape(b, -1), dim=1)
+        return (softmax * (1 - SALIENCY_FLOOR) + SALIENCY_FLOOR / (gh * gw)).view(b, 1, gh, gw)
 
     def grid(self, x: Tensor, size: int | tuple[int, int] | None = None) -> Tensor:
         """The sampling grid ``(B, h, w, 2)`` (``F.grid_sample``'s layout) of ``x`` ``(B, 3, H, W)``."""
