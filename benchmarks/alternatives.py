@@ -1,7 +1,7 @@
 """The alternatives measured for the learned resizers' speed choices, against what the code does: each choice of
-the inference form (``fuse()``) against the form without it, MULLER's blur, and glibc's malloc told to keep freed
-memory (what the commands do on a CPU). The figures docs/results.md gives for choices made and dropped. Medians of
-interleaved repeats, 2 threads.
+the inference form (``fuse()``) against the form without it (a choice stays where it earns 10 %), MULLER's blur,
+and glibc's malloc told to keep freed memory (what the commands do on a CPU). The figures docs/results.md gives for
+choices made and dropped. Medians of interleaved repeats, 2 threads.
 
     python benchmarks/alternatives.py [--repeats 9] [--only SECTION] [--append]
 """
@@ -39,18 +39,12 @@ def medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, flo
 
 
 def _inference_forms(name: str) -> dict[str, torch.nn.Module]:
-    """The learnable resizer's inference form built up a choice at a time: the generic BatchNorm folding alone, then
-    the stem's affine map after the feature resize, then the last convolution by output phases (what ``fuse()``
-    builds)."""
-    from taskresize.resizers.fuse import PhaseConv2d, fused_copy
+    """The learnable resizer's inference form built up a choice at a time: the eval module, the generic BatchNorm
+    folding alone, then the stem's affine map after the feature resize (what ``fuse()`` builds)."""
+    from taskresize.resizers.fuse import fused_copy
 
     original = create_resizer(name, output_size=224).eval()
-    folded = fused_copy(original)
-    affine_after = original.fuse()
-    affine_after.head = folded.head  # the form without its phase convolution
-    form = original.fuse()
-    assert isinstance(form.head, PhaseConv2d)
-    return {"eval": original, "folded": folded, "affine_after": affine_after, "form": form}
+    return {"eval": original, "folded": fused_copy(original), "form": original.fuse()}
 
 
 def inference_form(repeats: int) -> list[str]:
@@ -67,9 +61,7 @@ def inference_form(repeats: int) -> list[str]:
             f"| {name} 448→224, batch 8: BatchNorms folded | eval module {ms['eval']:.0f} ms | folded "
             f"{ms['folded']:.0f} ms ({t['eval'] / t['folded']:.2f}×) |",
             f"| {name} 448→224, batch 8: the stem's affine map after the feature resize | folded "
-            f"{ms['folded']:.0f} ms | {ms['affine_after']:.0f} ms ({t['folded'] / t['affine_after']:.2f}×) |",
-            f"| {name} 448→224, batch 8: the last convolution by output phases | without {ms['affine_after']:.0f} "
-            f"ms | with (the inference form) {ms['form']:.0f} ms ({t['affine_after'] / t['form']:.2f}×) |",
+            f"{ms['folded']:.0f} ms | {ms['form']:.0f} ms ({t['folded'] / t['form']:.2f}×) |",
         ]
     return rows
 

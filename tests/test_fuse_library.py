@@ -10,7 +10,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from taskresize import create_resizer, list_resizers
 from taskresize.resizers import ClassicResizer
-from taskresize.resizers.fuse import ChannelAffine, PhaseConv2d, fold_batchnorms, fold_conv_bn, fused_copy, phases_fit
+from taskresize.resizers.fuse import ChannelAffine, fold_batchnorms, fold_conv_bn, fused_copy
 
 
 def count(module, kind):
@@ -78,37 +78,7 @@ def test_fused_resizer_equals_the_eval_original(name, case):
     assert count(fused, nn.BatchNorm2d) == 0
     # the stem's BatchNorm (after a LeakyReLU) becomes the one affine map; all others fold into a convolution
     assert count(fused, ChannelAffine) == 1
-    assert count(fused, nn.Conv2d) + count(fused, PhaseConv2d) == count(m, nn.Conv2d)
-    assert isinstance(fused.head, PhaseConv2d)  # the last convolution by output phases
-
-
-@pytest.mark.parametrize(
-    ("kernel", "in_c", "out_c", "bias", "size", "channels_last"),
-    [(7, 16, 3, True, (20, 24), False), (7, 16, 3, True, (20, 24), True), (3, 4, 1, False, (8, 6), False),
-     (1, 5, 2, True, (6, 10), True), (5, 3, 3, True, (9, 12), False), (7, 16, 3, True, (13, 7), True),
-     (3, 2, 6, False, (2, 2), False)],
-)  # fmt: skip
-def test_phase_convolution_equals_the_convolution(kernel, in_c, out_c, bias, size, channels_last):
-    """Over kernel sizes, channels, bias, even and odd sizes (the odd ones take the plain convolution), layouts."""
-    torch.manual_seed(kernel + in_c)
-    conv = nn.Conv2d(in_c, out_c, kernel, padding=kernel // 2, bias=bias)
-    x = torch.randn(2, in_c, *size)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
-        torch.testing.assert_close(PhaseConv2d(conv)(x), conv(x), rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize(
-    "conv",
-    [nn.Conv2d(3, 3, 3, stride=2, padding=1), nn.Conv2d(3, 3, 3, padding=0), nn.Conv2d(3, 3, (3, 5), padding=(1, 2)),
-     nn.Conv2d(4, 4, 3, padding=1, groups=2), nn.Conv2d(3, 3, 3, padding=2, dilation=2), nn.Conv2d(3, 3, 4, padding=2),
-     nn.Conv2d(3, 3, 3, padding=1, padding_mode="reflect")],
-)  # fmt: skip
-def test_phase_convolution_refuses_what_it_does_not_compute(conv):
-    assert not phases_fit(conv)
-    with pytest.raises(ValueError, match="not a stride-1"):
-        PhaseConv2d(conv)
+    assert count(fused, nn.Conv2d) == count(m, nn.Conv2d)
 
 
 @pytest.mark.parametrize("name", WITH_BATCHNORM)

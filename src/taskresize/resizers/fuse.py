@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
@@ -113,46 +112,3 @@ def fused_copy(module: nn.Module) -> nn.Module:
     fused.requires_grad_(False)
     return fused.eval()
 
-
-class PhaseConv2d(nn.Module):
-    """A stride-1 convolution with an odd square kernel and "same" zero padding, computed by its 2x2 output phases.
-
-    A convolution to few channels (a learned resizer's last, to 3) leaves most of the vector lanes that oneDNN spreads
-    over output channels idle. The output's four phases, as 4x the channels of one convolution of stride 2 whose
-    ``(k + 1) x (k + 1)`` kernel holds the original one at the four offsets (the rest exact zeros), interleaved by
-    ``pixel_shuffle``, are the same sums computed in fewer passes. The phase weights are built once, here. An input
-    of odd height or width takes the original convolution.
-    """
-
-    def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__()
-        k = conv.kernel_size[0]
-        if not phases_fit(conv):
-            raise ValueError(f"{conv} is not a stride-1 convolution with an odd square kernel and same padding")
-        weight, bias = conv.weight.detach(), None if conv.bias is None else conv.bias.detach()
-        out_c, in_c = weight.shape[:2]
-        phased = weight.new_zeros(out_c, 2, 2, in_c, k + 1, k + 1)
-        for py in range(2):
-            for px in range(2):
-                phased[:, py, px, :, py : py + k, px : px + k] = weight
-        self.padding = k // 2
-        self.register_buffer("weight", weight.clone())
-        self.register_buffer("bias", None if bias is None else bias.clone())
-        self.register_buffer("phase_weight", phased.reshape(out_c * 4, in_c, k + 1, k + 1))
-        self.register_buffer("phase_bias", None if bias is None else bias.repeat_interleave(4))
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-2] % 2 or x.shape[-1] % 2:
-            return F.conv2d(x, self.weight, self.bias, 1, self.padding)
-        return F.pixel_shuffle(F.conv2d(x, self.phase_weight, self.phase_bias, 2, self.padding), 2)
-
-
-def phases_fit(conv: nn.Conv2d) -> bool:
-    """Whether :class:`PhaseConv2d` computes ``conv``: stride 1, no dilation or groups, an odd square kernel, zero
-    padding of half the kernel."""
-    k = conv.kernel_size
-    return (
-        type(conv) is nn.Conv2d and conv.padding_mode == "zeros" and conv.groups == 1
-        and tuple(conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1)
-        and k[0] == k[1] and k[0] % 2 == 1 and tuple(conv.padding) == (k[0] // 2, k[1] // 2)
-    )  # fmt: skip

@@ -25,7 +25,7 @@ from torch.utils.checkpoint import checkpoint as recompute_in_backward
 
 from taskresize.resizers.base import INITS, Resizer
 from taskresize.resizers.classic import METHODS, resize
-from taskresize.resizers.fuse import PhaseConv2d, fused_copy, phases_fit
+from taskresize.resizers.fuse import fused_copy
 from taskresize.resizers.registry import OneOf, OutputSize, Range, register_resizer
 
 
@@ -140,11 +140,9 @@ class LearnableResizer(Resizer):
     def fuse(self) -> LearnableResizer:
         """The inference form (see :meth:`Resizer.fuse`): every BatchNorm folded; the stem's, an affine map once
         folded, applied after the feature resize, on the output's pixels instead of the input's (the two commute,
-        as the weights of every classic resize sum to one); the last convolution by output phases
-        (:class:`~taskresize.resizers.fuse.PhaseConv2d`). Equal to the eval-mode original up to float rounding."""
+        as the weights of every classic resize sum to one: 1.17x at 448 -> 224, ``benchmarks/alternatives.py``).
+        Equal to the eval-mode original up to float rounding."""
         fused = fused_copy(self)
-        if phases_fit(fused.head):
-            fused.head = PhaseConv2d(fused.head)
         fused.__class__ = _inference_form(type(self))
         return fused
 
