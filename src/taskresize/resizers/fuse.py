@@ -111,4 +111,3 @@ def fused_copy(module: nn.Module) -> nn.Module:
     fused = fold_batchnorms(copy.deepcopy(module).eval())
     fused.requires_grad_(False)
     return fused.eval()
-
