@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from taskresize.cli import main
@@ -59,3 +61,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def assert_equals_the_sequential_sweep(sweep, tmp_path: Path) -> None:
+    """The runs of ``sweep`` that Ray wrote under ``tmp_path / "ray"`` have the metrics of the same sweep run one
+    after another in this process with one thread (a Ray task's one CPU)."""
+    from taskresize.experiments.sweep.run import run_sweep
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a task's threads: its one CPU
+    try:
+        assert set(run_sweep(sweep, tmp_path / "seq", log=lambda line: None).values()) == {"finished"}
+    finally:
+        torch.set_num_threads(threads)
+    for run in sweep.runs:
+        got = json.loads((tmp_path / "ray" / "grid" / run.name / "metrics.json").read_text())
+        want = json.loads((tmp_path / "seq" / "grid" / run.name / "metrics.json").read_text())
+        for key in ("top1_error", "val_loss", "flops_total", "seed"):
+            assert got[key] == want[key], (run.name, key)

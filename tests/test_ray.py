@@ -1,15 +1,12 @@
 """Sweeps on Ray (--ray): a local Ray instance runs a 2x2 grid with 2 workers, and every run's metrics equal those
 of the same grid run one after another in this process, seed for seed."""
 
-import json
-
 import pytest
-import torch
 
 from taskresize.experiments.sweep.plan import expand
 from taskresize.experiments.sweep.run import run_sweep
 
-from helpers import colour_folders
+from helpers import assert_equals_the_sequential_sweep, colour_folders
 
 ray = pytest.importorskip("ray")  # installed by the dev extras (taskresize[ray]), so CI runs this
 
@@ -38,15 +35,5 @@ def test_a_2x2_grid_on_local_ray_equals_the_sequential_run(local_ray, tmp_path, 
     assert list(outcome.values()) == ["finished"] * 4, outcome
     assert any("up to 2 runs at once, each a task of 1 CPU(s), 0 GPU(s)" in line for line in lines), lines[:3]
     assert all(("(copied back)" in line) == bool(copy_back) for line in lines if ": finished" in line)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a task's threads: its one CPU
-    try:
-        assert set(run_sweep(sweep, tmp_path / "seq", log=lambda line: None).values()) == {"finished"}
-    finally:
-        torch.set_num_threads(threads)
-    for run in sweep.runs:
-        got = json.loads((tmp_path / "ray" / "grid" / run.name / "metrics.json").read_text())
-        want = json.loads((tmp_path / "seq" / "grid" / run.name / "metrics.json").read_text())
-        for key in ("top1_error", "val_loss", "flops_total", "seed"):
-            assert got[key] == want[key], (run.name, key)
+    assert_equals_the_sequential_sweep(sweep, tmp_path)
     assert "muller" in (tmp_path / "ray" / "grid" / "report.md").read_text()

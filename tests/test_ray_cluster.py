@@ -2,16 +2,14 @@
 the run folders copied back (no shared storage): the runs are placed on both nodes and their metrics equal those of
 the same grid run one after another in this process."""
 
-import json
 import re
 
 import pytest
-import torch
 
 from taskresize.experiments.sweep.plan import expand
 from taskresize.experiments.sweep.run import run_sweep
 
-from helpers import colour_folders
+from helpers import assert_equals_the_sequential_sweep, colour_folders
 
 ray = pytest.importorskip("ray")  # installed by the dev extras (taskresize[ray])
 
@@ -53,14 +51,4 @@ def test_a_grid_on_a_two_node_cluster_equals_the_sequential_run(two_nodes, tmp_p
     assert finished and all("(copied back)" in line for line in finished), finished
     nodes = {match.group(1) for line in finished if (match := re.search(r"Ray node (\w+)", line))}
     assert len(nodes) == 2, finished
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a task's threads: its one CPU
-    try:
-        assert set(run_sweep(sweep, tmp_path / "seq", log=lambda line: None).values()) == {"finished"}
-    finally:
-        torch.set_num_threads(threads)
-    for run in sweep.runs:
-        got = json.loads((tmp_path / "ray" / "grid" / run.name / "metrics.json").read_text())
-        want = json.loads((tmp_path / "seq" / "grid" / run.name / "metrics.json").read_text())
-        for key in ("top1_error", "val_loss", "flops_total", "seed"):
-            assert got[key] == want[key], (run.name, key)
+    assert_equals_the_sequential_sweep(sweep, tmp_path)
