@@ -11,9 +11,11 @@ sets it; times from CUDA events, after ``warmup`` steps, ``steps`` timed steps, 
   the peak GPU memory and the host-device synchronisations of one step (``torch.cuda.set_sync_debug_mode``);
 * inference: batch-64 images/s and batch-1 latency (median, p90) of each resizer (its inference form, ``fuse()``)
   alone and with ResNet-50;
-* the data loader alone (``PreResize`` on generated 1-megapixel JPEGs, the training command's default workers)
-  against the training step, and decoding on the GPU (``torchvision.io.decode_jpeg(device="cuda")`` in batches,
-  then the resize there) against decoding on the CPU;
+* the training loader's two data paths alone (generated 1-megapixel JPEGs, augmented as in training, the training
+  command's default workers) against the training step: ``--decode-on cpu`` (``PreResize`` in the workers) and
+  ``--decode-on device`` (``DeferredPreResize`` in the workers, each batch decoded on the GPU by
+  ``EncodedBatch.to``: ``torchvision.io.decode_jpeg`` on the list, nvJPEG, then the crops, resizes and flips
+  there); and the GPU's decoded pixels against Pillow's;
 * correctness probes: each training row against a float32 CPU reference step (TF32 off) in float32 and in the
   row's precision; uint8 plain bilinear on the device against the CPU; ``pt2`` export of downsizenet and lanczos
   made on the device; ``torch.compile(fullgraph=True)`` of every registered resizer; the ``gpu`` tests (when
@@ -319,66 +321,58 @@ def make_jpegs(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
     return paths
 
 
-def loader_rows(device, s, train_images_per_s: float | None, skip) -> dict:
+def loader_rows(device, s, train_images_per_s: float | None) -> dict:
+    """Images/s of the training loader's two data paths on generated JPEGs, augmented as in training, in batches
+    moved to ``device``: ``--decode-on cpu`` (``PreResize`` in the workers) and ``--decode-on device``
+    (``DeferredPreResize`` in the workers, the batch decoded by ``EncodedBatch.to(device)``); and the device's
+    decoded pixels against Pillow's."""
     import torch
 
+    from taskresize.data.collate import image_batch
+    from taskresize.data.decode import load_image
+    from taskresize.data.device_decode import DeferredPreResize, decode_jpegs
     from taskresize.data.transforms import PreResize
     from taskresize.hardware import default_workers
 
     result = {}
+    size = (s["in_size"], s["in_size"])
+    workers = default_workers(1)
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_jpegs(Path(tmp), s["jpegs"], s["jpeg_size"])
-        transform = PreResize(size=(s["in_size"], s["in_size"]))
-        workers = default_workers(1)
-        dataset = _Decoded(paths, transform)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=min(s["batch"], len(paths)), num_workers=workers,
-            pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-        )  # fmt: skip
-        for _ in loader:  # workers started, pages cached
-            break
-        started = time.perf_counter()
-        seen = 0
-        for batch in loader:
-            batch = batch.to(device, non_blocking=True)
-            seen += batch.shape[0]
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        rate = seen / (time.perf_counter() - started)
-        result["cpu decode + PreResize"] = {"workers": workers, "images_per_s": rate}
-        if train_images_per_s:
-            result["cpu decode + PreResize"]["x training step"] = rate / train_images_per_s
-        if device.type != "cuda":
-            skip("decoding on the GPU: no CUDA device")
-            return result
-        import torchvision
-        from torchvision.io import decode_jpeg, read_file
-
-        import taskresize
-
-        del torchvision
-        datas = [read_file(str(p)) for p in paths]
-        chunk = s["batch"]
-
-        def gpu_pass() -> int:
-            n = 0
-            for i in range(0, len(datas), chunk):
-                decoded = decode_jpeg(datas[i : i + chunk], device=device)
-                batch = torch.stack(decoded)  # the generated images share one size
-                taskresize.resize(batch, (s["in_size"], s["in_size"]), "bilinear", antialias=True)
-                n += len(decoded)
-            return n
-
-        gpu_pass()
-        timer = Timer(device)
-        timer.start()
-        n = gpu_pass()
-        result["gpu decode_jpeg + resize"] = {"images_per_s": n / timer.stop()}
+        data_paths = (("cpu decode + PreResize (--decode-on cpu)", PreResize(size, augment=True)),
+                      ("device decode (--decode-on device)", DeferredPreResize(size, augment=True)))  # fmt: skip
+        for name, transform in data_paths:
+            loader = torch.utils.data.DataLoader(
+                _Decoded(paths, transform), batch_size=min(s["batch"], len(paths)), num_workers=workers,
+                collate_fn=image_batch, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+            )  # fmt: skip
+            for batch in loader:  # workers started, pages cached, the decoder initialised
+                batch.to(device, non_blocking=True)
+                break
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            started = time.perf_counter()
+            seen = 0
+            for batch in loader:
+                seen += batch.to(device, non_blocking=True).shape[0]
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            rate = seen / (time.perf_counter() - started)
+            result[name] = {"workers": workers, "images_per_s": rate}
+            if train_images_per_s:
+                result[name]["x training step"] = rate / train_images_per_s
+        some = paths[:8]
+        decoded = decode_jpegs([DeferredPreResize(size)(p) for p in some], device)
+        differences = [(d.cpu().int() - load_image(p).int()).abs() for d, p in zip(decoded, some, strict=True)]
+        result["decoded on the device against Pillow (grey levels)"] = {
+            "max": int(max(d.max() for d in differences)),
+            "mean": float(sum(d.float().mean() for d in differences) / len(differences)),
+        }
     return result
 
 
 class _Decoded:
-    """``paths[i] -> PreResize(paths[i])``: a map-style dataset for the DataLoader."""
+    """``paths[i] -> transform(paths[i])``: a map-style dataset for the DataLoader."""
 
     def __init__(self, paths, transform):
         self.paths, self.transform = paths, transform
@@ -491,9 +485,15 @@ def markdown(results: dict) -> str:
     if results.get("loader"):
         lines += ["", "| data path | images/s | × training step (antialiased bilinear row) |", "|---|---:|---:|"]
         for name, row in results["loader"].items():
+            if "images_per_s" not in row:
+                continue
             ratio = row.get("x training step")
             extra = f" (workers: {row['workers']})" if "workers" in row else ""
             lines.append(f"| {name}{extra} | {row['images_per_s']:.1f} | {'-' if ratio is None else f'{ratio:.2f}'} |")
+        pixels = results["loader"].get("decoded on the device against Pillow (grey levels)")
+        if pixels:
+            lines += ["", f"JPEGs decoded on the device against Pillow: at most {pixels['max']} grey levels apart, "
+                      f"{pixels['mean']:.3f} on average."]  # fmt: skip
     lines += ["", "| probe | result |", "|---|---|"]
     for name, probe in results.get("probes", {}).items():
         verdict = "pass" if probe.get("ok") else "FAIL"
@@ -593,7 +593,7 @@ def main() -> int:
         if row:
             results["inference"].append(row)
     bilinear = next((r["train_images_per_s"] for r in results["training"] if r["resizer"] == "bilinear"), None)
-    results["loader"] = attempt("data loader", lambda: loader_rows(device, s, bilinear, skip)) or {}
+    results["loader"] = attempt("data loader", lambda: loader_rows(device, s, bilinear)) or {}
     for what, fn in (("uint8 plain bilinear on the device", lambda: uint8_probe(device)),
                      ("pt2 export on the device", lambda: export_probe(device)),
                      ("torch.compile fullgraph", lambda: compile_probe(device, s, None if args.resizers is None

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from taskresize import resize
 from taskresize.resizers.classic import METHODS, resample_weights
@@ -174,3 +175,58 @@ def test_a_500x_downscale_runs_on_cuda():
     image = torch.randint(0, 256, (3, 64, 48), dtype=torch.uint8)
     on_cuda, on_cpu = resize(image.cuda(), (20, 30), "bilinear").cpu(), resize(image, (20, 30), "bilinear")
     assert (on_cuda.int() - on_cpu.int()).abs().max() <= 1  # both within 1 grey level of Pillow
+
+
+class Float32Tensors(TorchDispatchMode):
+    """Records the element count of every float32 tensor an operation returns while it is active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, tuple | list) else [out]:
+            if isinstance(t, torch.Tensor) and t.dtype == torch.float32:
+                self.sizes.append(t.numel())
+        return out
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("antialias", [True, False])
+@pytest.mark.parametrize("size", [(9, 14), (40, 61)], ids=["down", "up"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("autocast", [True, False], ids=["autocast", "plain"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["planar", "channels_last"])
+def test_low_precision_inputs_are_resized_in_slices_of_the_batch_bounded_and_to_the_bit(
+    monkeypatch, method, antialias, size, dtype, autocast, channels_last
+):
+    """A float16 / bfloat16 batch is copied to float32 a slice at a time (at most FLOAT32_SLICE elements), with the
+    same result and gradient, to the bit, as the whole batch at once."""
+    from taskresize.resizers import classic
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 3, 24, 35, generator=g).to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    limit = 2 * x[0].numel() + 1  # slices of 2, 2 and 1 images
+    weights = None
+
+    def run(slice_elements):
+        nonlocal weights
+        monkeypatch.setattr(classic, "FLOAT32_SLICE", slice_elements)
+        leaf = x.clone().requires_grad_(True)
+        recorder = Float32Tensors()
+        with torch.autocast("cpu", dtype=dtype, enabled=autocast), recorder:
+            y = resize(leaf, size, method, antialias)
+        if weights is None:
+            weights = torch.randn(y.shape, generator=g)
+        (y.float() * weights).sum().backward()
+        return y.detach(), leaf.grad, recorder.sizes
+
+    whole, whole_grad, _ = run(x.numel())
+    sliced, sliced_grad, created = run(limit)
+    assert sliced.dtype == whole.dtype == (torch.float32 if autocast else dtype)
+    assert torch.equal(sliced, whole) and sliced.stride() == whole.stride()
+    assert torch.equal(sliced_grad, whole_grad)
+    assert max(created) <= limit + whole.numel(), (max(created), limit, whole.numel())

@@ -31,6 +31,7 @@ from taskresize.commands.options import (
 from taskresize.errors import UserError
 from taskresize.training.config import (
     ACCELERATORS,
+    DECODE_ON,
     PRECISIONS,
     RESUMABLE,
     ConfigError,
@@ -63,7 +64,7 @@ CHECKED = {
     "weight_decay": non_negative_float,
     "val_split": fraction,
 }
-CHOICES = {"accelerator": ACCELERATORS, "precision": PRECISIONS}
+CHOICES = {"accelerator": ACCELERATORS, "precision": PRECISIONS, "decode_on": DECODE_ON}
 
 
 def config_flags() -> list[tuple[str, dict]]:

@@ -1,5 +1,6 @@
 """Batches: every task's images travel as one channels-last uint8 tensor (the layout the models' weights use),
-and become float only in the model's step."""
+and become float only in the model's step. JPEGs left for the device to decode travel as an
+:class:`~taskresize.data.device_decode.EncodedBatch`, which becomes that tensor when it is moved to the device."""
 
 from __future__ import annotations
 
@@ -10,10 +11,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from taskresize.data.device_decode import EncodedBatch, EncodedImage
 
-def image_batch(images: Sequence[Tensor]) -> Tensor:
-    """uint8 ``(3, h, w)`` images of one size -> a channels-last uint8 ``(B, 3, h, w)`` batch."""
-    return torch.stack(list(images)).contiguous(memory_format=torch.channels_last)
+
+def image_batch(images: Sequence[Tensor | EncodedImage]) -> Tensor | EncodedBatch:
+    """uint8 ``(3, h, w)`` images of one size -> a channels-last uint8 ``(B, 3, h, w)`` batch; with JPEGs left for
+    the device to decode among them, an :class:`EncodedBatch` (``.to(device)`` makes that batch there)."""
+    if any(isinstance(image, EncodedImage) for image in images):
+        return EncodedBatch(images)
+    return torch.stack(list(images)).contiguous(memory_format=torch.channels_last)  # type: ignore[arg-type]
 
 
 def collate_pairs(batch: Sequence[tuple[Tensor, Any]], targets: Callable[[list[Any]], Any] = torch.stack) -> tuple:

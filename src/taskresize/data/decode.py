@@ -168,6 +168,32 @@ def probe_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, v
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
+EXIF_ORIENTATIONS = range(1, 9)  # the EXIF orientation tag's values; 1: as stored
+
+
+def probe_jpeg(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int, int] | None:
+    """``(height, width, orientation)`` of a colour (YCbCr or RGB) or greyscale JPEG, from its header: the size
+    after its EXIF orientation, and the orientation (1 to 8, what :func:`load_image` applies). None for any other
+    file: other formats, CMYK JPEGs.
+
+    Raises:
+        ImageDecodeError: the file is missing, empty, not an image or over ``max_pixels``.
+    """
+    path = Path(path)
+    try:
+        with _opened(path, max_pixels) as image:
+            if image.format != "JPEG" or image.mode not in ("RGB", "L"):
+                return None
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except ImageDecodeError:
+        raise
+    except Exception as error:  # as above
+        raise _decode_error(path, error) from None
+    orientation = orientation if orientation in EXIF_ORIENTATIONS else 1  # others: left as stored, as Pillow does
+    return (width, height, orientation) if orientation in (5, 6, 7, 8) else (height, width, orientation)
+
+
 def _verify(path: Path, image: Image.Image) -> None:
     """Raise if ``image`` (just opened from ``path``) is truncated or corrupt; ``image`` is unusable afterwards.
 

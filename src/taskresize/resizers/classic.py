@@ -36,7 +36,9 @@ a float16 / bfloat16 input in float32 and returns float32, as autocast's own flo
 float32 or float64 input keeps its dtype, a uint8 input stays exact and uint8. Without autocast nothing changes (no
 autocast context is entered, so traced and exported graphs are the plain ones), except that a float16 / bfloat16
 input is resized in float32 and the result cast back to its dtype: the filters' taps in 8 or 11 bits of mantissa are
-far from Pillow, and torch has no half-precision kernel for some filters on a CPU.
+far from Pillow, and torch has no half-precision kernel for some filters on a CPU. In both cases a batch is
+taken in slices of whole images (:data:`FLOAT32_SLICE` elements at most), so that the float32 copy of a large
+low-precision input stays bounded; a resize is per image, so the result is the same, to the bit.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import torch
@@ -58,6 +60,9 @@ from taskresize.sizes import Size, to_size
 
 METHODS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
 LOW_PRECISION = (torch.float16, torch.bfloat16)
+# Elements of a float16 / bfloat16 input copied to float32 at once (64 MiB): a learnable resizer's 16-channel
+# full-resolution map at batch 64 and 448 px would otherwise take a 0.8 GB float32 copy on top of itself.
+FLOAT32_SLICE = 2**24
 
 
 def autocast_enabled(x: Tensor) -> bool:
@@ -441,11 +446,29 @@ def resize(x: Tensor, size: int | Sequence[int], method: str = "bilinear", antia
         raise ValueError(f"unknown resize method {method!r}; known: {', '.join(METHODS)}")
     size = to_size(size)
     if x.dtype in LOW_PRECISION and not autocast_enabled(x):  # float32 inside, returned in x's dtype (see above)
-        return resize(x.float(), size, method, antialias).to(x.dtype)
+        return _in_slices(lambda part: resize(part.float(), size, method, antialias).to(x.dtype), x)
+
+    def compute(t: Tensor) -> Tensor:
+        return in_float32(lambda u: _resize(u, size, method, antialias), t)
+
+    if x.dtype in LOW_PRECISION:  # under autocast: computed in float32, in slices of the batch (see above)
+        compute = partial(_in_slices, compute)
     if not counting_flops():
-        return in_float32(lambda t: _resize(t, size, method, antialias), x)
+        return compute(x)
     with counted_by_formula(lambda: resize_flops(x.shape, size, method, antialias)):
-        return in_float32(lambda t: _resize(t, size, method, antialias), x)
+        return compute(x)
+
+
+def _in_slices(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``fn`` applied to slices of the batch ``x`` ``(B, C, H, W)`` of whole images, each of at most
+    :data:`FLOAT32_SLICE` elements (one image at least), the results concatenated; ``fn(x)`` when one slice holds
+    the batch. Only for computations that treat each image on its own, as a classic resize does."""
+    per_slice = max(1, FLOAT32_SLICE // max(1, math.prod(x.shape[1:])))
+    if x.dim() != 4 or per_slice >= len(x):
+        return fn(x)
+    y = torch.cat([fn(part) for part in x.split(per_slice)])
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return y.contiguous(memory_format=torch.channels_last) if channels_last else y
 
 
 # The largest down-scaling factors torch's antialiased CUDA kernels take (their weights live in shared memory:

@@ -25,6 +25,7 @@ from taskresize.training.registry import get_task
 PAPER_BATCH_SIZE = 128  # Talebi & Milanfar's batch size at 224 px, where their learning rates apply
 ACCELERATORS = ("auto", "cpu", "gpu", "mps")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")  # auto: see training.devices.resolve_precision
+DECODE_ON = ("cpu", "device")
 BACKBONE_LIBRARIES = ("torchvision", "timm")
 PATH_KEYS = ("data", "images", "pretrained", "init", "init_resizer", "output")  # resolved against the working folder
 # Keys config.yaml holds beside the settings: a record of the run, not settings (from_dict ignores them).
@@ -34,6 +35,7 @@ RESUMABLE = (
     "epochs",
     "batch_size",
     "workers",
+    "decode_on",
     "precise_bn",
     "accelerator",
     "devices",
@@ -121,6 +123,14 @@ class TrainConfig:
     batches' draw moved a validation metric by points (docs/results.md, "Precise BatchNorm")."""
     workers: int | None = None
     """Data-loading worker processes per training process (default: this machine's cores per process less one)."""
+    decode_on: str = "cpu"
+    """Where JPEG files are decoded: cpu (by the data-loading workers, with Pillow) or device (the workers only read
+    the files and draw the augmentation; the training device decodes each batch with torchvision's decode_jpeg,
+    then crops, pre-resizes and flips there). device pays on a CUDA GPU (nvJPEG), where the CPU cores cannot
+    decode as fast as the GPU trains; elsewhere the training process decodes on the CPU, slower than the workers.
+    Other files (PNG, CMYK JPEGs, ...) are decoded by the workers either way. Classification only, with
+    pre_resize bilinear, bicubic or nearest and no distortion; pixels differ slightly from cpu's (JPEGs decoded
+    whole, never at Pillow's reduced scale; a float32 resize; on a GPU, nvJPEG's decoder; docs/guides/gpus.md)."""
     accelerator: str = "auto"
     """Where to train: auto (a GPU if there is one), cpu, gpu or mps."""
     devices: int = 1
@@ -214,10 +224,21 @@ class TrainConfig:
             fail("precision", f"must be one of {', '.join(PRECISIONS)}")
         if self.accelerator not in ACCELERATORS:
             fail("accelerator", f"must be one of {', '.join(ACCELERATORS)}")
+        if self.decode_on not in DECODE_ON:
+            fail("decode_on", f"must be one of {', '.join(DECODE_ON)}")
         from taskresize.data.transforms import DISTORTIONS  # imports torch: not at module level, so --help stays fast
 
         if self.distortion not in DISTORTIONS:
             fail("distortion", f"must be one of {', '.join(DISTORTIONS)}")
+        if self.decode_on == "device":
+            from taskresize.data.device_decode import DEVICE_PRE_RESIZE
+
+            if self.pre_resize not in DEVICE_PRE_RESIZE:
+                fail("pre_resize", f"with decode_on = 'device' must be one of {', '.join(DEVICE_PRE_RESIZE)} (the "
+                     "device's kernels; area and lanczos: decode_on cpu)")  # fmt: skip
+            if self.distortion != "none":
+                fail("distortion", "must be none with decode_on = 'device' (distortions act on images the workers "
+                     "decoded: decode_on cpu)")  # fmt: skip
 
     def resolve_paths(self, base: str | os.PathLike, keys: tuple[str, ...] = PATH_KEYS) -> dict[str, str]:
         """Make the path settings absolute, relative ones taken from ``base`` (the working directory of the run),

@@ -410,6 +410,10 @@ def train(
 
     accelerator = resolve_accelerator(cfg.accelerator)  # the settings as resolved on this machine
     _check_device_and_memory(cfg, accelerator)  # before the data is scanned
+    on_cuda = accelerator == "gpu" and torch.cuda.is_available()
+    if cfg.decode_on == "device" and not on_cuda and rank_zero_only.rank == 0:
+        print("decode_on device without a CUDA GPU: the training process decodes the JPEGs on the CPU, slower than "
+              "the loader's workers do (decode_on cpu)", file=sys.stderr)  # fmt: skip
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     spec, data, task = build(cfg)
     loaded = _initialise(task, cfg) if ckpt_path is None else []

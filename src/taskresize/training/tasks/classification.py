@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from taskresize.data.builtin.classification import builtin_dataset
 from taskresize.data.builtin.small_objects import small_objects_root
 from taskresize.data.collate import collate_classes
+from taskresize.data.device_decode import DeferredPreResize
 from taskresize.data.formats.folders import (
     ImageFolderDataset,
     Sample,
@@ -80,7 +81,8 @@ class ClassificationTask(ResizerTask):
 
 
 class FolderData(TaskData):
-    """Class-per-folder data (or the built-in set), pre-resized to the resizer's input size in the loader.
+    """Class-per-folder data (or the built-in set), pre-resized to the resizer's input size in the loader (with
+    ``decode_on`` device, JPEGs are decoded and pre-resized on the device: :mod:`taskresize.data.device_decode`).
 
     Samplers are built here, after the processes exist: training shuffles with ``(seed, epoch)`` and shards
     across processes; validation is split across processes without padding, so every image counts once.
@@ -99,8 +101,10 @@ class FolderData(TaskData):
             self.val_samples = scan_class_folders(root, classes=self.classes).samples
             self.root = str(eval_root)
         common = self.resize_settings() | {"distortion": Distortion(cfg.distortion, tuple(cfg.out_size))}
-        self.train_transform = PreResize(**common, augment=cfg.augment, scale=tuple(cfg.crop_scale))
-        self.eval_transform = PreResize(**common, augment=False)
+        # decode_on device: the workers read JPEGs and draw their augmentation; the batch is decoded on the device
+        transform = DeferredPreResize if cfg.decode_on == "device" else PreResize
+        self.train_transform = transform(**common, augment=cfg.augment, scale=tuple(cfg.crop_scale))
+        self.eval_transform = transform(**common, augment=False)
         self.train_samples, self.val_samples = screen_splits(
             self.train_samples, self.val_samples, cfg.max_pixels, cfg.input_size, cfg.strict
         )

@@ -30,6 +30,9 @@ class TaskData(L.LightningDataModule):
         """Settings of the classification path that a task does not implement stop the run, not pass silently."""
         if getattr(cfg, "distortion", "none") != "none":
             raise DataError(f"distortion = {cfg.distortion!r}: implemented for classification only, not for {task}")
+        if getattr(cfg, "decode_on", "cpu") != "cpu":
+            raise DataError(f"decode_on = {cfg.decode_on!r}: implemented for classification only, not for {task} "
+                            "(decode_on cpu)")  # fmt: skip
 
     def resize_settings(self) -> dict[str, Any]:
         """The loader's classic resize to the resizer's input size, as the config sets it."""
