@@ -24,10 +24,11 @@ from taskresize.data.formats.detection import (
     letterbox_size,
     scan_detection,
 )
-from taskresize.errors import DataError
+from taskresize.errors import BackboneError, DataError, TaskresizeError
+from taskresize.resizers.warps import SeparableWarp
 from taskresize.training.config import TrainConfig
 from taskresize.training.run import evaluate, load_checkpoint
-from taskresize.training.tasks.detection import DetectionTask
+from taskresize.training.tasks.detection import DetectionTask, detect_unzoomed
 from test_segmentation import easy_pairs
 
 from helpers import cli
@@ -115,6 +116,174 @@ def test_the_detector_body_sees_exactly_the_resizer_output(backbone, out_size, b
         assert body_input.shape == (2, 3, body_size, body_size)
         assert torch.equal(body_input[..., :out_size, :out_size], expected)  # no normalisation, no resize
         assert not body_input[..., out_size:, :].any() and not body_input[..., out_size:].any()  # zero padding
+
+
+TWO_STAGE, ONE_STAGE = "torchvision:fasterrcnn_mobilenet_v3_large_fpn", "torchvision:ssdlite320_mobilenet_v3_large"
+
+
+def a_batch(size=64):
+    """Two uint8 images at ``size`` and their targets in that frame (two boxes, then one)."""
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8)
+    targets = [
+        {"boxes": torch.tensor([[8.0, 4.0, 40.0, 30.0], [30.0, 36.0, 60.0, 62.0]]), "labels": torch.tensor([1, 1]),
+         "iscrowd": torch.tensor([0, 0])},
+        {"boxes": torch.tensor([[2.0, 20.0, 22.0, 50.0]]), "labels": torch.tensor([1]), "iscrowd": torch.tensor([0])},
+    ]  # fmt: skip
+    return images, targets
+
+
+def silent(task):
+    task.log = lambda *args, **kwargs: None  # no trainer here
+    return task
+
+
+@pytest.mark.parametrize("backbone", [TWO_STAGE, ONE_STAGE])
+def test_the_uniform_path_is_the_detector_on_the_resized_images_and_scaled_targets(backbone):
+    task = silent(task_for(backbone, in_size=64, out_size=48)).train()
+    images, targets = a_batch()
+    torch.manual_seed(1)  # Faster R-CNN samples proposals at random
+    loss = task.training_step((images, targets), 0)
+    torch.manual_seed(1)
+    scaled = [{"boxes": t["boxes"] * 0.75, "labels": t["labels"]} for t in targets]
+    expected = task.backbone(list(task.resizer(task.normalize(images), (48, 48))), scaled)
+    assert torch.equal(loss, sum(expected.values()))  # bit for bit
+
+
+def uniform_warp_inputs(backbone, size=(48, 40)):
+    task = task_for(backbone, in_size=64, out_size=size)
+    torch.manual_seed(0)
+    images = list(torch.randn(2, 3, *size))
+    targets = [{"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0]]), "labels": torch.tensor([1])},
+               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]  # fmt: skip
+    return task.backbone, images, targets, SeparableWarp.uniform(2, size, like=images[0])
+
+
+@pytest.mark.parametrize(
+    "backbone",
+    [TWO_STAGE, ONE_STAGE, "torchvision:retinanet_resnet50_fpn", "torchvision:fcos_resnet50_fpn"],
+)
+def test_the_detector_split_through_the_uniform_warp_is_the_detector(backbone):
+    """Every supported family's steps, run explicitly around the unzoom: through the uniform warp (an identity
+    unzoom, up to float rounding) they are the detector's own forward, losses and detections alike."""
+    detector, images, targets, warp = uniform_warp_inputs(backbone)
+    detector.train()
+    torch.manual_seed(1)
+    expected = detector(images, targets)
+    torch.manual_seed(1)
+    got = detect_unzoomed(detector, images, warp, targets)
+    assert list(got) == list(expected)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-5)
+    detector.eval()
+    with torch.no_grad():
+        expected, got = detector(images), detect_unzoomed(detector, images, warp)
+    for mine, theirs in zip(got, expected, strict=True):
+        assert set(mine) == set(theirs) and len(mine["boxes"]) > 0
+        for key in theirs:
+            torch.testing.assert_close(mine[key], theirs[key], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backbone", [TWO_STAGE, ONE_STAGE])
+def test_through_the_separable_sampler_at_its_start_the_losses_are_its_base_resizes(backbone):
+    """At the identity start the sampler is its base resize (antialiased bilinear), so the losses, computed on the
+    unzoomed features, are the uniform path's losses with that resize."""
+    warped = silent(task_for(backbone, in_size=64, out_size=48, resizer="saliency-separable")).train()
+    plain = silent(task_for(backbone, in_size=64, out_size=48, resizer="bilinear")).train()
+    plain.backbone.load_state_dict(warped.backbone.state_dict())
+    images, targets = a_batch()
+    for task in (warped, plain):
+        torch.manual_seed(1)
+        task.losses = task(images, task.detector_targets(targets))
+    assert list(warped.losses) == list(plain.losses)
+    for name in plain.losses:
+        torch.testing.assert_close(warped.losses[name], plain.losses[name], atol=1e-4, rtol=1e-3)
+
+
+def a_warping_task(backbone):
+    """A detection task behind a separable saliency sampler whose warp is far from uniform."""
+    task = silent(task_for(backbone, in_size=64, out_size=48, resizer="saliency-separable"))
+    torch.manual_seed(1)  # whatever the detector drew before
+    for layer in task.resizer.net:
+        if isinstance(layer, nn.Conv2d):
+            layer.reset_parameters()
+    nn.init.normal_(task.resizer.net[-1].weight, std=5.0)
+    images, targets = a_batch()
+    _, warp = task.resizer.zoom(task.normalize(images), task.out_size)
+    uniform = SeparableWarp.uniform(2, task.out_size, like=warp.x)
+    assert (warp.x - uniform.x).abs().max() > 0.05 and (warp.y - uniform.y).abs().max() > 0.05
+    return task, images, targets
+
+
+@pytest.mark.parametrize("backbone", [TWO_STAGE, ONE_STAGE])
+def test_through_a_warp_the_heads_get_unzoomed_features_and_the_uniformly_scaled_targets(backbone, monkeypatch):
+    task, images, targets = a_warping_task(backbone)
+    detector = task.backbone
+    extracted, headed, given = [], [], []
+    detector.backbone.register_forward_hook(lambda module, args, out: extracted.append(out))
+
+    def spy(into, index):
+        return lambda module, args: into.append(args[index])  # returns None: the call goes on unchanged
+
+    if hasattr(detector, "roi_heads"):  # Faster R-CNN: the region proposals' and the boxes' heads
+        detector.rpn.register_forward_pre_hook(spy(headed, 1))
+        detector.rpn.register_forward_pre_hook(spy(given, 2))
+        detector.roi_heads.register_forward_pre_hook(spy(given, 3))
+    else:  # SSDlite: its head's features, and the targets its loss compares the head's outputs with
+        detector.head.register_forward_pre_hook(spy(headed, 0))
+        loss = detector.compute_loss
+        monkeypatch.setattr(detector, "compute_loss", lambda t, *rest: (given.append(t), loss(t, *rest))[1])
+    task.train()
+    task.training_step((images, targets), 0)
+    expected = task.detector_targets(targets)  # the boxes scaled by out / in, as on the uniform path
+    assert given and all(
+        torch.equal(g["boxes"], e["boxes"]) and torch.equal(g["labels"], e["labels"])
+        for seen in given
+        for g, e in zip(seen, expected, strict=True)
+    )
+    zoomed, unzoomed = (
+        list(extracted[0].values()),
+        list(headed[0].values() if isinstance(headed[0], dict) else headed[0]),
+    )
+    assert [z.shape for z in zoomed] == [u.shape for u in unzoomed]  # the uniform path's cells
+    assert not torch.allclose(zoomed[0], unzoomed[0])  # not the warped image's features
+
+    task.eval()
+    with torch.no_grad():
+        task.validation_step((images, targets), 0)
+    predicted = task.val_results[0][0]["boxes"]
+    assert len(predicted) and (predicted >= 0).all() and (predicted <= 64 + 1e-3).all()  # the image's frame
+
+
+@pytest.mark.parametrize("backbone", [TWO_STAGE, ONE_STAGE])
+def test_the_detection_loss_reaches_the_sampler_through_the_zoom_and_the_unzoom(backbone):
+    task, images, targets = a_warping_task(backbone)
+    task.train()
+    task.training_step((images, targets), 0).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in task.resizer.parameters() if p.ndim > 1)
+    task.zero_grad()
+    # the zoomed image cut from the graph: the gradient comes through the unzoom of the features alone
+    resized, warp = task.resizer.zoom(task.normalize(images), task.out_size)
+    torch.manual_seed(1)
+    losses = detect_unzoomed(task.backbone, list(resized.detach()), warp, task.detector_targets(targets))
+    sum(losses.values()).backward()
+    assert task.resizer.net[0].weight.grad.abs().sum() > 0
+
+    start = silent(task_for(backbone, in_size=64, out_size=48, resizer="saliency-separable")).train()
+    start.training_step((images, targets), 0).backward()  # the identity start learns: its last layer moves
+    assert start.resizer.net[-1].weight.grad.abs().sum() > 0
+
+
+def test_a_detector_that_cannot_be_split_or_a_warp_without_inverse_is_refused():
+    warp = SeparableWarp.uniform(1, (32, 32), like=torch.zeros(()))
+    stand_in = FixedDetections([{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0)}])
+    with pytest.raises(BackboneError, match=r"cannot be split into a feature extractor and heads.*bilinear"):
+        detect_unzoomed(stand_in, [torch.zeros(3, 32, 32)], warp)
+    task = silent(task_for(resizer="saliency")).train()
+    with pytest.raises(TaskresizeError, match=r"without an exact inverse.*use saliency-separable"):
+        task.training_step(a_batch(), 0)
+    warped, plain = task_for(resizer="saliency-separable"), task_for()
+    assert warped.flops()["backbone"] > plain.flops()["backbone"]  # the unzoom of the features is counted
 
 
 class FixedDetections(nn.Module):

@@ -122,6 +122,89 @@ def test_unwarp_brings_a_warped_image_back_and_is_plain_upsampling_for_the_unifo
     torch.testing.assert_close(uniform.unwarp(z, size), expected, atol=1e-10, rtol=0)
 
 
+def affine_warp(size, slopes=(0.8, 1.25), shifts=(0.1, -0.15)):
+    """Per image ``k`` of 2, both axes read the input at ``u(t) = slopes[k] t + shifts[k]``: a zoom into a window
+    (slope below 1) and a zoom out. A piecewise-linear warp through its pixel centres is this map exactly there."""
+    like = torch.zeros((), dtype=torch.float64)
+    s, c = torch.tensor(slopes, dtype=torch.float64)[:, None], torch.tensor(shifts, dtype=torch.float64)[:, None]
+    h, w = size
+    return SeparableWarp(s * centres(w, like=like) + c, s * centres(h, like=like) + c), s, c
+
+
+@pytest.mark.parametrize(
+    ("size", "cells", "canvas"),
+    [
+        ((48, 64), (48, 64), None),
+        ((48, 64), (12, 16), None),
+        ((40, 36), (2, 2), (64, 64)),
+        ((30, 50), (4, 7), (32, 64)),
+    ],
+)
+def test_unzoom_of_a_known_warp_is_the_expected_resampling(size, cells, canvas):
+    """Features that are their own cells' positions in the warped canvas (a linear ramp, which bilinear reading
+    interpolates exactly) unzoom to the positions the inverse warp gives each cell's centre in the image."""
+    warp, s, c = affine_warp(size)
+    (h, w), (h_f, w_f) = size, cells
+    h_c, w_c = canvas or size
+    like = warp.x
+    step_x, step_y = w_c / w_f, h_c / h_f  # canvas pixels per cell
+    x_cells, y_cells = (
+        (torch.arange(w_f, dtype=like.dtype) + 0.5) * step_x,
+        (torch.arange(h_f, dtype=like.dtype) + 0.5) * step_y,
+    )
+    z = torch.stack(torch.meshgrid(y_cells, x_cells, indexing="ij"))[[1, 0]].expand(2, 2, h_f, w_f)
+
+    def inverse(q, n):
+        """The warp's inverse along an axis of n pixels, normalised: (q - c) / s between the outer pixel centres,
+        slope 1 beyond them."""
+        first, last = 1 / n - 1, 1 - 1 / n
+        lo, hi = s * first + c, s * last + c
+        inside = (q - c) / s
+        return torch.where(q < lo, first + (q - lo), torch.where(q > hi, last + (q - hi), inside))
+
+    # each cell's centre in the image frame (normalised, the image spans [-1, 1]), back into the warped canvas
+    x_at = (inverse(x_cells * 2 / w - 1, w) + 1) * w / 2
+    y_at = (inverse(y_cells * 2 / h - 1, h) + 1) * h / 2
+    # bilinear reading of the ramp is exact between the outer cells' centres and replicates the border beyond
+    x_at, y_at = x_at.clamp(x_cells[0], x_cells[-1]), y_at.clamp(y_cells[0], y_cells[-1])
+    expected = torch.stack([x_at[:, None, :].expand(2, h_f, w_f), y_at[:, :, None].expand(2, h_f, w_f)], dim=1)
+    got = warp.unzoom(z, canvas)
+    assert got.shape == z.shape
+    torch.testing.assert_close(got, expected, atol=1e-9, rtol=0)
+    assert (got - z).abs().max() > 0.5  # the warp moves the features
+
+
+@pytest.mark.parametrize(
+    ("size", "cells", "canvas"), [((48, 64), (48, 64), None), ((48, 64), (6, 8), None), ((40, 36), (3, 2), (64, 64))]
+)
+def test_unzoom_at_the_uniform_warp_gives_the_features_back(size, cells, canvas):
+    uniform = SeparableWarp.uniform(2, size, like=torch.zeros((), dtype=torch.float64))
+    z = torch.randn(2, 5, *cells, dtype=torch.float64)
+    torch.testing.assert_close(uniform.unzoom(z, canvas), z, atol=1e-12, rtol=0)
+    z32 = z.float().contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(SeparableWarp.uniform(2, size, like=z32).unzoom(z32, canvas), z32, atol=1e-5, rtol=0)
+
+
+def test_unzoom_of_bfloat16_features_reads_at_the_warps_precision():
+    warp, _, _ = affine_warp((48, 64))
+    warp = SeparableWarp(warp.x.float(), warp.y.float())
+    z = torch.randn(2, 3, 12, 16)
+    expected = warp.unzoom(z, (64, 64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = warp.unzoom(z.bfloat16(), (64, 64))
+    assert got.dtype == torch.bfloat16
+    # within the rounding of the features and of the result to bfloat16, not of the grid's coordinates
+    torch.testing.assert_close(got.float(), expected, atol=0.01, rtol=0.008)
+
+
+def test_unzoom_gradcheck_float64():
+    """Differentiable in the features and in the warp (the sampler learns through the unzoom)."""
+    warp = known_warp(h=12, w=10)
+    z = torch.randn(2, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    x, y = warp.x.clone().requires_grad_(), warp.y.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda z, x, y: SeparableWarp(x, y).unzoom(z, (16, 12)), (z, x, y))
+
+
 def test_boxes_map_exactly_both_ways():
     warp = known_warp(h=48, w=64)
     boxes = torch.tensor([[3.0, 4.0, 20.5, 30.0], [50.0, 1.0, 79.0, 59.0]], dtype=torch.float64)
@@ -207,33 +290,3 @@ def test_show_draws_the_saliency_map_grey_where_uniform():
     drawn = saliency_column(PixelResizer(create_resizer("saliency-separable", output_size=16)))(images)
     assert drawn.dtype == torch.uint8 and drawn.shape == (2, 3, 40, 30)
     assert (drawn.int() - 128).abs().max() <= 1
-
-
-def test_detection_maps_targets_into_the_warp_and_predictions_back():
-    from taskresize.training.config import TrainConfig
-    from taskresize.training.tasks.detection import DetectionTask
-
-    cfg = TrainConfig.from_dict({"task": "detection", "backbone": "torchvision:ssdlite320_mobilenet_v3_large",
-                                 "in_size": 64, "out_size": 32, "resizer": "saliency-separable"})  # fmt: skip
-    task = DetectionTask(cfg.to_dict(), num_outputs=2)
-    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
-    targets = [{"boxes": torch.tensor([[8.0, 4.0, 40.0, 30.0]]), "labels": torch.tensor([1]),
-                "iscrowd": torch.tensor([0])} for _ in range(2)]  # fmt: skip
-    _, warp = resize_with_warp(task.resizer, task.normalize(images), task.out_size)
-    # the identity start: the warp is the uniform scaling, boxes map as the plain path maps them
-    mapped = task.detector_targets(targets, warp)
-    torch.testing.assert_close(mapped[0]["boxes"], targets[0]["boxes"] / 2, atol=1e-4, rtol=0)
-    torch.nn.init.normal_(task.resizer.net[-1].weight, std=1.0)  # a warp that is not uniform
-    _, warp = resize_with_warp(task.resizer, task.normalize(images), task.out_size)
-    mapped = task.detector_targets(targets, warp)
-    back = warp.boxes_to_input(mapped[1]["boxes"], 1, (64, 64))
-    torch.testing.assert_close(back, targets[1]["boxes"], atol=1e-4, rtol=0)
-    task.log = lambda *args, **kwargs: None  # no trainer here
-    loss = task.training_step((images, targets), 0)
-    loss.backward()
-    assert torch.isfinite(loss) and task.resizer.net[0].weight.grad.abs().sum() > 0
-    task.eval()
-    with torch.no_grad():
-        task.validation_step((images, targets), 0)
-    predicted = task.val_results[0][0]["boxes"]
-    assert predicted.shape[1] == 4 and (predicted[:, 2:] <= 64 + 1e-3).all()

@@ -149,7 +149,7 @@ def interpolate_monotone(knots_x: Tensor, knots_y: Tensor, query: Tensor) -> Ten
 
 @dataclass(frozen=True)
 class SeparableWarp:
-    """A separable warp and its exact inverse, for dense outputs (LZU's "unzoom").
+    """A separable warp and its exact inverse, for dense outputs and a model's features (LZU's "unzoom").
 
     The forward map of an axis is the piecewise-linear function through ``(output pixel centre, input coordinate
     it reads)``, continued with slope 1 beyond the outer centres; it is strictly increasing, and its inverse is the
@@ -166,6 +166,12 @@ class SeparableWarp:
     @property
     def output_size(self) -> Size:
         return self.y.shape[1], self.x.shape[1]
+
+    @classmethod
+    def uniform(cls, batch: int, size: Size, *, like: Tensor) -> SeparableWarp:
+        """The warp of a plain resize to ``size = (h, w)``: every output pixel reads its own centre."""
+        h, w = size
+        return cls(centres(w, like=like).expand(batch, w), centres(h, like=like).expand(batch, h))
 
     def detach(self) -> SeparableWarp:
         return SeparableWarp(self.x.detach(), self.y.detach())
@@ -199,6 +205,33 @@ class SeparableWarp:
         grid = separable_grid(self.to_output(qx, 1), self.to_output(qy, 0)).to(z.dtype)
         with counted_by_formula(lambda: 2 * 4 * z.shape[0] * z.shape[1] * h_in * w_in):
             return F.grid_sample(z, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    def unzoom(self, z: Tensor, canvas: Size | None = None) -> Tensor:
+        """A model's features of the warped image ``(B, C, h_f, w_f)`` -> the same cells of the image's frame (LZU).
+
+        ``z`` covers the warped frame (the output size ``(h, w)``) padded at the bottom and right to ``canvas``
+        ``(H_c, W_c)`` (default: not padded), as a detector batches its images. The result has ``z``'s shape and
+        holds, at each cell, what the model's features would hold there had it seen the image uniformly resized to
+        ``(h, w)`` and padded alike: the cell's centre, a point of the image's frame, is mapped by the inverse warp
+        into the warped frame and ``z`` is read there bilinearly (borders replicated; beyond the image, in the
+        padding, the warp continues with slope 1), in ``z``'s dtype or the warp's, whichever is wider, and returned
+        in ``z``'s. Differentiable in ``z`` and in the warp. The uniform warp gives ``z`` back (up to float rounding
+        of the cell centres).
+        """
+        h, w = self.output_size
+        h_c, w_c = canvas if canvas is not None else (h, w)
+        b, _, h_f, w_f = z.shape
+        # cell centres in the image frame's normalised coordinates (the image spans [-1, 1], the padding beyond it)
+        qx = ((centres(w_f, like=self.x) + 1) * (w_c / w) - 1).expand(b, w_f)
+        qy = ((centres(h_f, like=self.y) + 1) * (h_c / h) - 1).expand(b, h_f)
+        gx = (self.to_output(qx, 1) + 1) * (w / w_c) - 1  # the warped frame's, as z's cells read them
+        gy = (self.to_output(qy, 0) + 1) * (h / h_c) - 1
+        # read in the warp's precision at least: a bfloat16 grid would misplace cells by up to w_f / 512 of one
+        dtype = torch.promote_types(z.dtype, gx.dtype)
+        grid = separable_grid(gx, gy).to(dtype)
+        with counted_by_formula(lambda: 2 * 4 * z.shape[0] * z.shape[1] * h_f * w_f):
+            out = F.grid_sample(z.to(dtype), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return out.to(z.dtype)
 
     def boxes_to_input(self, boxes: Tensor, index: int, size: Size) -> Tensor:
         """Boxes ``(N, 4)`` ``(x0, y0, x1, y1)`` in pixels of image ``index``'s warped frame -> pixels of its input

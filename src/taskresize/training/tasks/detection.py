@@ -7,9 +7,16 @@ carry a ``GeneralizedRCNNTransform`` that normalises and resizes every image; he
 is not a multiple of it). Boxes go into the detector scaled by ``out / in`` and its predictions come back scaled
 by ``in / out``, so mAP is computed in the resizer-input frame; IoU is invariant to scaling each axis, so this is
 the mAP in the original images' coordinates. Difficult (VOC) and crowd (COCO) objects are not trained on and are
-ignored by the metric (COCO's ``iscrowd`` rule). Through a separable saliency sampler the boxes go in and come back
-through its warp instead (exact both ways: the warp is separable and increasing), so mAP is again computed in the
-images' frame; the detector's own losses are computed in its (warped) frame, on the targets mapped there.
+ignored by the metric (COCO's ``iscrowd`` rule).
+
+Through a separable saliency sampler (a resizer that warps space, with an exact inverse) the detector is split as
+in LZU (Thavamani et al., CVPR 2023, "Learning to Zoom and Unzoom"): its feature extractor (body and FPN) sees the
+warped image, each feature map is *unzoomed*, resampled by the warp's inverse onto the cells it would have for the
+image uniformly resized to ``out_size`` (:meth:`~taskresize.resizers.warps.SeparableWarp.unzoom`), and the heads,
+their anchors, their losses and their detections work on those features, with the targets scaled by ``out / in``
+exactly as on the uniform path. So the losses and the metrics are both computed in the image's frame, never in the
+warped one (scores in the warped space flatter: Jin et al., ICLR 2022), and the sampler learns through the zoom and
+the unzoom alike (:func:`detect_unzoomed`). The 2-D sampler has no exact inverse and is refused.
 
 Anchors: torchvision's anchor sizes (32-512 px) are made for images of about 800 px (320 px for the ``_320``
 model); for Faster R-CNN they are scaled by ``min(out_size) / 800`` (or ``/ 320``) so that they cover the same
@@ -18,6 +25,7 @@ fraction of the image. The detectors' score threshold is lowered to 0.001 so tha
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +34,12 @@ import torchvision
 from torch import Tensor, nn
 from torchmetrics.detection import MeanAveragePrecision
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.fcos import FCOS
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.models.detection.retinanet import RetinaNet
+from torchvision.models.detection.ssd import SSD
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import box_iou
 
 from taskresize.backbones import torchvision_model_name
 from taskresize.data.builtin.shapes import DET_NAME, builtin_detection, builtin_root
@@ -97,14 +110,93 @@ def detection_model(name: str, num_classes: int, out_size: tuple[int, int]) -> n
     return model
 
 
-class _ListInput(nn.Module):
-    """Calls a detector with a batch as the list of images it expects (for FLOP counting)."""
+def detect_unzoomed(
+    detector: nn.Module,
+    images: list[Tensor],
+    warp: SeparableWarp,
+    targets: list[dict[str, Tensor]] | None = None,
+) -> Any:
+    """A torchvision detector's forward on warped ``images``, with its features unzoomed before its heads (LZU).
 
-    def __init__(self, detector: nn.Module) -> None:
+    The steps of the detector's own ``forward``, through its public parts: ``transform`` (batching and padding),
+    ``backbone`` (body and FPN) on the warped images, then every feature map through ``warp.unzoom`` (onto the
+    cells of the image uniformly resized to ``warp.output_size`` and padded alike), then the heads, anchors, losses
+    and post-processing on the unzoomed features. So ``targets`` are boxes of the image's frame at the output size
+    (the uniform path's), and so are the detections; gradients reach the warp through the unzoom.
+
+    Args:
+        detector: a torchvision Faster R-CNN, RetinaNet, FCOS or SSD (SSDlite) model.
+        images: the warped images, each ``(3, h, w)`` with ``(h, w) = warp.output_size``.
+        warp: the warp that made ``images``.
+        targets: boxes and labels per image (training mode only).
+
+    Returns:
+        The losses (training mode) or the detections (eval mode), as the detector's own ``forward`` returns them.
+
+    Raises:
+        BackboneError: a detector of another family (its heads cannot be told apart from its feature extractor).
+    """
+    if not isinstance(detector, GeneralizedRCNN | RetinaNet | FCOS | SSD):
+        raise BackboneError(
+            f"a {type(detector).__name__} cannot be split into a feature extractor and heads, so its losses could "
+            "not be computed in the image's frame behind a warping resizer; use a torchvision Faster R-CNN, "
+            "RetinaNet, FCOS or SSD detector, or a resizer that does not warp (e.g. bilinear)"
+        )
+    if detector.training and targets is None:
+        raise ValueError("a detector in training mode needs targets (it returns its losses)")
+    sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
+    batch, targets = detector.transform(images, targets)
+    features = detector.backbone(batch.tensors)
+    if isinstance(features, Tensor):
+        features = OrderedDict([("0", features)])
+    canvas = (batch.tensors.shape[-2], batch.tensors.shape[-1])
+    features = OrderedDict((name, warp.unzoom(level, canvas)) for name, level in features.items())
+    if isinstance(detector, GeneralizedRCNN):
+        proposals, proposal_losses = detector.rpn(batch, features, targets)
+        detections, detector_losses = detector.roi_heads(features, proposals, batch.image_sizes, targets)
+        if detector.training:
+            return {**detector_losses, **proposal_losses}
+        return detector.transform.postprocess(detections, batch.image_sizes, sizes)
+    levels = list(features.values())
+    head_outputs = detector.head(levels)
+    anchors = detector.anchor_generator(batch, levels)
+    cells = [level.shape[-2] * level.shape[-1] for level in levels]
+    if detector.training:
+        if isinstance(detector, FCOS):
+            return detector.compute_loss(targets, head_outputs, anchors, cells)
+        if isinstance(detector, RetinaNet):
+            return detector.compute_loss(targets, head_outputs, anchors)
+        matched = [
+            detector.proposal_matcher(box_iou(target["boxes"], image_anchors))
+            if target["boxes"].numel()
+            else torch.full((image_anchors.shape[0],), -1, dtype=torch.int64, device=image_anchors.device)
+            for image_anchors, target in zip(anchors, targets, strict=True)
+        ]
+        return detector.compute_loss(targets, head_outputs, anchors, matched)
+    if isinstance(detector, SSD):
+        detections = detector.postprocess_detections(head_outputs, anchors, batch.image_sizes)
+    else:  # per level, as RetinaNet's and FCOS's forward split them (several anchors per cell for RetinaNet)
+        per_cell = head_outputs["cls_logits"].shape[1] // sum(cells)
+        split = [n * per_cell for n in cells]
+        outputs = {name: list(output.split(split, dim=1)) for name, output in head_outputs.items()}
+        detections = detector.postprocess_detections(
+            outputs, [list(a.split(split)) for a in anchors], batch.image_sizes
+        )
+    return detector.transform.postprocess(detections, batch.image_sizes, sizes)
+
+
+class _ListInput(nn.Module):
+    """Calls a detector with a batch as the list of images it expects (for FLOP counting); with ``unzoom``, as a
+    warping resizer's detector runs (:func:`detect_unzoomed`, through the uniform warp: the same cost)."""
+
+    def __init__(self, detector: nn.Module, unzoom: bool = False) -> None:
         super().__init__()
-        self.detector = detector
+        self.detector, self.unzoom = detector, unzoom
 
     def forward(self, images: Tensor) -> Any:
+        if self.unzoom:
+            warp = SeparableWarp.uniform(images.shape[0], images.shape[-2:], like=images)
+            return detect_unzoomed(self.detector, list(images), warp)
         return self.detector(list(images))
 
 
@@ -132,46 +224,43 @@ class DetectionTask(ResizerTask):
         return detection_model(self.cfg.backbone, num_outputs, self.out_size)
 
     def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None) -> Any:
-        """uint8 images ``(B, 3, H, W)`` at the resizer's input size; ``targets`` with boxes at ``out_size``.
+        """uint8 images ``(B, 3, H, W)`` at the resizer's input size; ``targets`` with boxes at ``out_size``
+        (:meth:`detector_targets`).
 
-        Returns the detector's losses (training, with targets) or its detections at ``out_size`` (eval).
+        Returns the detector's losses (training, with targets) or its detections at ``out_size`` (eval), in the
+        image's frame scaled by ``out / in`` on every path: behind a resizer that warps, the detector's features are
+        unzoomed before its heads (:func:`detect_unzoomed`).
         """
-        return self.backbone(list(self.resize(images)), targets)
+        resized, warp = resize_with_warp(self.resizer, self.normalize(images), self.out_size)
+        if warp is None:
+            return self.backbone(list(resized), targets)
+        return detect_unzoomed(self.backbone, list(resized), warp, targets)
 
-    def detector_targets(
-        self, targets: list[dict[str, Tensor]], warp: SeparableWarp | None = None
-    ) -> list[dict[str, Tensor]]:
-        """Targets in the detector's frame: boxes scaled from the input to the output size (or mapped through the
-        resizer's ``warp``); difficult, crowd and degenerate boxes left out."""
+    def detector_targets(self, targets: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
+        """Targets in the detector's frame: boxes scaled from the input to the output size (whatever the resizer:
+        a warping one's features are unzoomed to this frame); difficult, crowd and degenerate boxes left out."""
         result = []
-        for i, target in enumerate(targets):
-            if warp is None:
-                boxes = target["boxes"] * self.to_out
-            else:
-                boxes = warp.detach().boxes_to_output(target["boxes"], i, self.cfg.input_size)
+        for target in targets:
+            boxes = target["boxes"] * self.to_out
             keep = (target["iscrowd"] == 0) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
             result.append({"boxes": boxes[keep], "labels": target["labels"][keep]})
         return result
 
     def training_step(self, batch: tuple[Tensor, list[dict[str, Tensor]]], batch_idx: int) -> Tensor:
         images, targets = batch
-        resized, warp = resize_with_warp(self.resizer, self.normalize(images), self.out_size)
-        losses = self.backbone(list(resized), self.detector_targets(targets, warp))
+        losses = self(images, self.detector_targets(targets))
         loss = sum(losses.values())
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets))
         return loss
 
     def validation_step(self, batch: tuple[Tensor, list[dict[str, Tensor]]], batch_idx: int) -> None:
         images, targets = batch
-        resized, warp = resize_with_warp(self.resizer, self.normalize(images), self.out_size)
-        detections = self.backbone(list(resized))
-        # scored in the images' frame: boxes scaled back, or mapped through the warp's exact inverse
-        size = self.cfg.input_size
+        detections = self(images)
+        # scored in the images' frame: detections are in it at the output's scale on every path (behind a warp the
+        # heads saw unzoomed features), so their boxes scale back by in / out
         predictions = [
-            {"boxes": d["boxes"] / self.to_out if warp is None else warp.boxes_to_input(d["boxes"], i, size),
-             "scores": d["scores"], "labels": d["labels"]}
-            for i, d in enumerate(detections)
-        ]  # fmt: skip
+            {"boxes": d["boxes"] / self.to_out, "scores": d["scores"], "labels": d["labels"]} for d in detections
+        ]
         truth = [{"boxes": t["boxes"], "labels": t["labels"], "iscrowd": t["iscrowd"]} for t in targets]
         cpu = [({k: v.detach().cpu() for k, v in p.items()}, {k: v.cpu() for k, v in g.items()})
                for p, g in zip(predictions, truth, strict=True)]  # fmt: skip
@@ -219,11 +308,13 @@ class DetectionTask(ResizerTask):
 
     def flops(self) -> dict[str, int]:
         """FLOPs per image of the resizer and of the detector (eval mode, a blank image at ``out_size``; a two-stage
-        detector's second stage depends on how many proposals survive, so this is indicative)."""
+        detector's second stage depends on how many proposals survive, so this is indicative). Behind a resizer
+        that warps, the detector's count includes the unzoom of its features."""
         h, w = self.cfg.input_size
+        unzoom = getattr(self.resizer, "zoom", None) is not None
         return {
             "resizer": count_flops(self.resizer, (1, 3, h, w), size=self.out_size),
-            "backbone": count_flops(_ListInput(self.backbone), (1, 3, *self.out_size)),
+            "backbone": count_flops(_ListInput(self.backbone, unzoom), (1, 3, *self.out_size)),
         }
 
 
