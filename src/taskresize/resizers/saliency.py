@@ -139,7 +139,8 @@ class SeparableSaliencySampler(SaliencySampler):
 
     Takes the arguments of :class:`SaliencySampler`; the saliency map is marginalised to one curve per axis and
     each axis is warped by the 1-D Gaussian attraction of its curve. :meth:`zoom` also returns the warp, whose
-    :meth:`~taskresize.resizers.warps.SeparableWarp.unwarp` and ``boxes_to_input`` map dense outputs back.
+    :meth:`~taskresize.resizers.warps.SeparableWarp.unwarp` (dense outputs) and
+    :meth:`~taskresize.resizers.warps.SeparableWarp.unzoom` (a model's features) map back to the image's frame.
     """
 
     separable = True

@@ -195,16 +195,14 @@ class SeparableWarp:
         """Dense outputs in the warped frame ``(B, C, h, w)`` -> the input frame ``(B, C, H, W)``, ``size = (H, W)``.
 
         Each input pixel's centre is mapped by the inverse warp into the warped frame and ``z`` is read there
-        bilinearly (borders replicated). With the uniform warp this is
-        ``F.interpolate(z, size, mode="bilinear", align_corners=False)``.
+        bilinearly (borders replicated), as :meth:`unzoom` reads (at the warp's precision at least, returned in
+        ``z``'s dtype). With the uniform warp this is ``F.interpolate(z, size, mode="bilinear", align_corners=False)``.
         """
         h_in, w_in = size
         b = z.shape[0]
         qx = centres(w_in, like=self.x).expand(b, w_in)
         qy = centres(h_in, like=self.y).expand(b, h_in)
-        grid = separable_grid(self.to_output(qx, 1), self.to_output(qy, 0)).to(z.dtype)
-        with counted_by_formula(lambda: 2 * 4 * z.shape[0] * z.shape[1] * h_in * w_in):
-            return F.grid_sample(z, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return _read(z, self.to_output(qx, 1), self.to_output(qy, 0))
 
     def unzoom(self, z: Tensor, canvas: Size | None = None) -> Tensor:
         """A model's features of the warped image ``(B, C, h_f, w_f)`` -> the same cells of the image's frame (LZU).
@@ -226,35 +224,18 @@ class SeparableWarp:
         qy = ((centres(h_f, like=self.y) + 1) * (h_c / h) - 1).expand(b, h_f)
         gx = (self.to_output(qx, 1) + 1) * (w / w_c) - 1  # the warped frame's, as z's cells read them
         gy = (self.to_output(qy, 0) + 1) * (h / h_c) - 1
-        # read in the warp's precision at least: a bfloat16 grid would misplace cells by up to w_f / 512 of one
-        dtype = torch.promote_types(z.dtype, gx.dtype)
-        grid = separable_grid(gx, gy).to(dtype)
-        with counted_by_formula(lambda: 2 * 4 * z.shape[0] * z.shape[1] * h_f * w_f):
-            out = F.grid_sample(z.to(dtype), grid, mode="bilinear", padding_mode="border", align_corners=False)
-        return out.to(z.dtype)
+        return _read(z, gx, gy)
 
-    def boxes_to_input(self, boxes: Tensor, index: int, size: Size) -> Tensor:
-        """Boxes ``(N, 4)`` ``(x0, y0, x1, y1)`` in pixels of image ``index``'s warped frame -> pixels of its input
-        frame of ``size = (H, W)``, clipped to it. Exact: the warp is separable and increasing, so a box maps to a
-        box."""
-        return self._map_boxes(boxes, index, self.output_size, size, inverse=False)
 
-    def boxes_to_output(self, boxes: Tensor, index: int, size: Size) -> Tensor:
-        """Boxes ``(N, 4)`` in pixels of image ``index``'s input frame of ``size = (H, W)`` -> pixels of its warped
-        frame (the inverse of :meth:`boxes_to_input`)."""
-        return self._map_boxes(boxes, index, size, self.output_size, inverse=True)
-
-    def _map_boxes(self, boxes: Tensor, index: int, source: Size, target: Size, *, inverse: bool) -> Tensor:
-        if boxes.numel() == 0:
-            return boxes
-        warp = SeparableWarp(self.x[index : index + 1], self.y[index : index + 1])
-        b = boxes.to(self.x.dtype)
-        xs = torch.cat([b[:, 0], b[:, 2]]).view(1, -1) * (2 / source[1]) - 1
-        ys = torch.cat([b[:, 1], b[:, 3]]).view(1, -1) * (2 / source[0]) - 1
-        fn = warp.to_output if inverse else warp.to_input
-        xs = ((fn(xs, 1).view(2, -1) + 1) * (target[1] / 2)).clamp(0, target[1])  # within the target frame
-        ys = ((fn(ys, 0).view(2, -1) + 1) * (target[0] / 2)).clamp(0, target[0])
-        return torch.stack([xs[0], ys[0], xs[1], ys[1]], dim=1).to(boxes.dtype)
+def _read(z: Tensor, gx: Tensor, gy: Tensor) -> Tensor:
+    """``z`` ``(B, C, h, w)`` read bilinearly (borders replicated) at the separable grid of normalised coordinates
+    ``gx`` ``(B, W)``, ``gy`` ``(B, H)``, in ``z``'s dtype or the grid's, whichever is wider, returned in ``z``'s:
+    a bfloat16 grid would misplace the reads by up to ``w / 512`` of a pixel."""
+    dtype = torch.promote_types(z.dtype, gx.dtype)
+    grid = separable_grid(gx, gy).to(dtype)
+    with counted_by_formula(lambda: 2 * 4 * z.shape[0] * z.shape[1] * grid.shape[1] * grid.shape[2]):
+        out = F.grid_sample(z.to(dtype), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.to(z.dtype)
 
 
 def resize_with_warp(resizer: torch.nn.Module, x: Tensor, size: Size) -> tuple[Tensor, SeparableWarp | None]:
