@@ -185,16 +185,24 @@ def test_unzoom_at_the_uniform_warp_gives_the_features_back(size, cells, canvas)
     torch.testing.assert_close(SeparableWarp.uniform(2, size, like=z32).unzoom(z32, canvas), z32, atol=1e-5, rtol=0)
 
 
-def test_unzoom_of_bfloat16_features_reads_at_the_warps_precision():
+@pytest.mark.parametrize(
+    ("read", "shape", "atol"),
+    [
+        (lambda warp, z: warp.unzoom(z, (64, 64)), (12, 16), 0.01),  # a model's features
+        (lambda warp, z: warp.unwarp(z, (96, 80)), (48, 64), 0.02),  # dense outputs
+    ],
+    ids=["unzoom", "unwarp"],
+)
+def test_bfloat16_is_read_at_the_warps_precision(read, shape, atol):
     warp, _, _ = affine_warp((48, 64))
     warp = SeparableWarp(warp.x.float(), warp.y.float())
-    z = torch.randn(2, 3, 12, 16)
-    expected = warp.unzoom(z, (64, 64))
+    z = torch.randn(2, 3, *shape)
+    expected = read(warp, z)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = warp.unzoom(z.bfloat16(), (64, 64))
+        got = read(warp, z.bfloat16())
     assert got.dtype == torch.bfloat16
-    # within the rounding of the features and of the result to bfloat16, not of the grid's coordinates
-    torch.testing.assert_close(got.float(), expected, atol=0.01, rtol=0.008)
+    # within the rounding of z and of the result to bfloat16, not of the grid's coordinates
+    torch.testing.assert_close(got.float(), expected, atol=atol, rtol=0.008)
 
 
 def test_unzoom_gradcheck_float64():
@@ -203,18 +211,6 @@ def test_unzoom_gradcheck_float64():
     z = torch.randn(2, 2, 4, 5, dtype=torch.float64, requires_grad=True)
     x, y = warp.x.clone().requires_grad_(), warp.y.clone().requires_grad_()
     assert torch.autograd.gradcheck(lambda z, x, y: SeparableWarp(x, y).unzoom(z, (16, 12)), (z, x, y))
-
-
-def test_unwarp_of_bfloat16_outputs_reads_at_the_warps_precision():
-    warp, _, _ = affine_warp((48, 64))
-    warp = SeparableWarp(warp.x.float(), warp.y.float())
-    z = torch.randn(2, 3, 48, 64)
-    expected = warp.unwarp(z, (96, 80))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = warp.unwarp(z.bfloat16(), (96, 80))
-    assert got.dtype == torch.bfloat16
-    # within the rounding of the outputs and of the result to bfloat16, not of the grid's coordinates
-    torch.testing.assert_close(got.float(), expected, atol=0.02, rtol=0.008)
 
 
 def test_interpolate_monotone_extends_with_slope_one():
