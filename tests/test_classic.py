@@ -230,3 +230,4 @@ def test_low_precision_inputs_are_resized_in_slices_of_the_batch_bounded_and_to_
     assert torch.equal(sliced, whole) and sliced.stride() == whole.stride()
     assert torch.equal(sliced_grad, whole_grad)
     assert max(created) <= limit + whole.numel(), (max(created), limit, whole.numel())
+    assert x.numel() not in created  # never a float32 copy of the whole batch (up-scaling included)

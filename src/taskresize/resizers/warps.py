@@ -173,9 +173,6 @@ class SeparableWarp:
         h, w = size
         return cls(centres(w, like=like).expand(batch, w), centres(h, like=like).expand(batch, h))
 
-    def detach(self) -> SeparableWarp:
-        return SeparableWarp(self.x.detach(), self.y.detach())
-
     def _axis(self, axis: int) -> tuple[Tensor, Tensor]:
         """(output centres, input coordinates) knots of ``axis`` (0: y, 1: x), each ``(B, n)``."""
         coords = self.y if axis == 0 else self.x
@@ -238,6 +235,11 @@ def _read(z: Tensor, gx: Tensor, gy: Tensor) -> Tensor:
     return out.to(z.dtype)
 
 
+def zooms(resizer: torch.nn.Module) -> bool:
+    """Whether ``resizer`` warps with an exact inverse (a ``zoom`` method giving its :class:`SeparableWarp`)."""
+    return getattr(resizer, "zoom", None) is not None
+
+
 def resize_with_warp(resizer: torch.nn.Module, x: Tensor, size: Size) -> tuple[Tensor, SeparableWarp | None]:
     """``resizer(x, size)`` and the warp it applied, for tasks whose outputs live in the image's frame.
 
@@ -247,12 +249,12 @@ def resize_with_warp(resizer: torch.nn.Module, x: Tensor, size: Size) -> tuple[T
     Raises:
         TaskresizeError: a resizer that warps space without an exact inverse (the 2-D saliency sampler).
     """
-    zoom = getattr(resizer, "zoom", None)
-    if zoom is not None:
-        return zoom(x, size)
+    if zooms(resizer):
+        return resizer.zoom(x, size)
     if getattr(resizer, "warps_space", False):
         raise TaskresizeError(
-            f"resizer {resizer.resizer_name!r} warps the image without an exact inverse, so segmentation masks and "
-            "boxes cannot be mapped back to the image; use saliency-separable for segmentation and detection"
+            f"resizer {resizer.resizer_name!r} warps the image without an exact inverse, so segmentation outputs "
+            "and detection features cannot be mapped back to the image; use saliency-separable for segmentation "
+            "and detection"
         )
     return resizer(x, size), None

@@ -39,7 +39,6 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.retinanet import RetinaNet
 from torchvision.models.detection.ssd import SSD
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import box_iou
 
 from taskresize.backbones import torchvision_model_name
 from taskresize.data.builtin.shapes import DET_NAME, builtin_detection, builtin_root
@@ -49,7 +48,7 @@ from taskresize.data.formats.detection import DetectionDataset, LetterboxResize,
 from taskresize.data.split import SPLIT_SEED
 from taskresize.errors import BackboneError, DataError
 from taskresize.flops import count_flops
-from taskresize.resizers.warps import SeparableWarp, resize_with_warp
+from taskresize.resizers.warps import SeparableWarp, resize_with_warp, zooms
 from taskresize.training.config import TrainConfig
 from taskresize.training.registry import PER_CLASS, TaskSpec, register_task
 from taskresize.training.tasks.base import ResizerTask
@@ -118,11 +117,11 @@ def detect_unzoomed(
 ) -> Any:
     """A torchvision detector's forward on warped ``images``, with its features unzoomed before its heads (LZU).
 
-    The steps of the detector's own ``forward``, through its public parts: ``transform`` (batching and padding),
-    ``backbone`` (body and FPN) on the warped images, then every feature map through ``warp.unzoom`` (onto the
-    cells of the image uniformly resized to ``warp.output_size`` and padded alike), then the heads, anchors, losses
-    and post-processing on the unzoomed features. So ``targets`` are boxes of the image's frame at the output size
-    (the uniform path's), and so are the detections; gradients reach the warp through the unzoom.
+    The detector's own ``forward``, its feature extractor's output (body and FPN, on the warped images) passed
+    through ``warp.unzoom`` (onto the cells of the image uniformly resized to ``warp.output_size`` and padded alike)
+    by a forward hook that lives for this call only; so the heads, anchors, losses and post-processing run on the
+    unzoomed features, ``targets`` are boxes of the image's frame at the output size (the uniform path's), and so
+    are the detections; gradients reach the warp through the unzoom.
 
     Args:
         detector: a torchvision Faster R-CNN, RetinaNet, FCOS or SSD (SSDlite) model.
@@ -142,47 +141,18 @@ def detect_unzoomed(
             "not be computed in the image's frame behind a warping resizer; use a torchvision Faster R-CNN, "
             "RetinaNet, FCOS or SSD detector, or a resizer that does not warp (e.g. bilinear)"
         )
-    if detector.training and targets is None:
-        raise ValueError("a detector in training mode needs targets (it returns its losses)")
-    sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
-    batch, targets = detector.transform(images, targets)
-    features = detector.backbone(batch.tensors)
-    if isinstance(features, Tensor):
-        features = OrderedDict([("0", features)])
-    canvas = (batch.tensors.shape[-2], batch.tensors.shape[-1])
-    features = OrderedDict((name, warp.unzoom(level, canvas)) for name, level in features.items())
-    if isinstance(detector, GeneralizedRCNN):
-        proposals, proposal_losses = detector.rpn(batch, features, targets)
-        detections, detector_losses = detector.roi_heads(features, proposals, batch.image_sizes, targets)
-        if detector.training:
-            return {**detector_losses, **proposal_losses}
-        return detector.transform.postprocess(detections, batch.image_sizes, sizes)
-    levels = list(features.values())
-    head_outputs = detector.head(levels)
-    anchors = detector.anchor_generator(batch, levels)
-    cells = [level.shape[-2] * level.shape[-1] for level in levels]
-    if detector.training:
-        if isinstance(detector, FCOS):
-            return detector.compute_loss(targets, head_outputs, anchors, cells)
-        if isinstance(detector, RetinaNet):
-            return detector.compute_loss(targets, head_outputs, anchors)
-        matched = [
-            detector.proposal_matcher(box_iou(target["boxes"], image_anchors))
-            if target["boxes"].numel()
-            else torch.full((image_anchors.shape[0],), -1, dtype=torch.int64, device=image_anchors.device)
-            for image_anchors, target in zip(anchors, targets, strict=True)
-        ]
-        return detector.compute_loss(targets, head_outputs, anchors, matched)
-    if isinstance(detector, SSD):
-        detections = detector.postprocess_detections(head_outputs, anchors, batch.image_sizes)
-    else:  # per level, as RetinaNet's and FCOS's forward split them (several anchors per cell for RetinaNet)
-        per_cell = head_outputs["cls_logits"].shape[1] // sum(cells)
-        split = [n * per_cell for n in cells]
-        outputs = {name: list(output.split(split, dim=1)) for name, output in head_outputs.items()}
-        detections = detector.postprocess_detections(
-            outputs, [list(a.split(split)) for a in anchors], batch.image_sizes
-        )
-    return detector.transform.postprocess(detections, batch.image_sizes, sizes)
+
+    def unzoom(_: nn.Module, args: tuple[Tensor], features: Tensor | dict[str, Tensor]) -> Any:
+        canvas = args[0].shape[-2:]  # the batch as the detector padded it
+        if isinstance(features, Tensor):
+            return warp.unzoom(features, canvas)
+        return OrderedDict((name, warp.unzoom(level, canvas)) for name, level in features.items())
+
+    hook = detector.backbone.register_forward_hook(unzoom)
+    try:
+        return detector(images, targets)
+    finally:
+        hook.remove()
 
 
 class _ListInput(nn.Module):
@@ -311,7 +281,7 @@ class DetectionTask(ResizerTask):
         detector's second stage depends on how many proposals survive, so this is indicative). Behind a resizer
         that warps, the detector's count includes the unzoom of its features."""
         h, w = self.cfg.input_size
-        unzoom = getattr(self.resizer, "zoom", None) is not None
+        unzoom = zooms(self.resizer)
         return {
             "resizer": count_flops(self.resizer, (1, 3, h, w), size=self.out_size),
             "backbone": count_flops(_ListInput(self.backbone, unzoom), (1, 3, *self.out_size)),
