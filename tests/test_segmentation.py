@@ -9,6 +9,7 @@ from PIL import Image
 from scipy import ndimage
 from torch import nn
 
+from taskresize.backbones import load_pretrained_encoder
 from taskresize.data.builtin.shapes import (
     DET_NAME,
     SEG_CLASSES,
@@ -27,7 +28,8 @@ from taskresize.data.formats.segmentation import (
     read_mask,
     scan_segmentation,
 )
-from taskresize.errors import DataError
+from taskresize.errors import BackboneError, DataError
+from taskresize.packaged_weights import packaged_state_dict
 from taskresize.resizers.classic import resize
 from taskresize.training.config import TrainConfig
 from taskresize.training.tasks.segmentation import SegmentationTask, segmentation_model
@@ -241,3 +243,61 @@ def test_plain_bilinear_by_exactly_two_is_a_two_by_two_box_filter():
     boxes = image.unfold(2, 2, 2).unfold(3, 2, 2).mean(dim=(-1, -2))  # the mean of each 2x2 block
     assert torch.allclose(resize(image, (32, 24), "bilinear", antialias=False), boxes)
     assert torch.allclose(resize(image, (32, 24), "area"), boxes)
+
+
+@pytest.mark.parametrize("name", ["resnet10t", "tf_efficientnet_lite0", "mobilenetv3_small_050", "convnext_atto"])
+@pytest.mark.parametrize("size", [(64, 48), (40, 72)])
+def test_a_timm_network_segments_from_its_stride_8_and_deepest_features(name, size):
+    model = segmentation_model(f"timm:{name}", 5).eval()
+    reductions = model.backbone.body.feature_info.reduction()
+    assert reductions == [8, 32]  # every one of these has both; the head reads the first at its own resolution
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        features = model.backbone(x)
+        for key, stride in (("low", 8), ("high", 32)):  # padded strides round up, patchify ones down
+            for got, side in zip(features[key].shape[-2:], size, strict=True):
+                assert side // stride <= got <= -(-side // stride), (key, got, side)
+        assert model(x)["out"].shape == (2, 5, *size)
+
+
+def test_a_timm_encoder_takes_the_classification_weights_and_leaves_out_their_head():
+    cfg = {"task": "segmentation", "backbone": "timm:tf_efficientnet_lite0", "in_size": 64, "out_size": 32}
+    task = SegmentationTask(TrainConfig.from_dict(cfg).to_dict(), num_outputs=5)
+    head_before = {k: v.clone() for k, v in task.backbone.classifier.state_dict().items()}
+    assert task.load_pretrained("efficientnet-lite0") == []
+    packaged = packaged_state_dict("efficientnet-lite0")
+    encoder = task.backbone.backbone.body.state_dict()
+    assert {"conv_head.weight", "classifier.weight"} <= set(packaged) - set(encoder)
+    for key, value in encoder.items():
+        assert torch.equal(value, packaged[key]), key
+    for key, value in task.backbone.classifier.state_dict().items():
+        assert torch.equal(value, head_before[key]), key  # the LR-ASPP head stays as initialised
+
+
+def test_a_weights_file_that_lacks_or_misshapes_an_encoder_parameter_is_refused(tmp_path):
+    import timm
+
+    encoder = segmentation_model("timm:resnet10t", 3).backbone.body
+    full = timm.create_model("resnet10t", num_classes=7).state_dict()  # another number of classes: the head differs
+    path = tmp_path / "resnet10t.pth"
+    torch.save(full, path)
+    load_pretrained_encoder(encoder, "timm:resnet10t", path)
+    assert all(torch.equal(v, full[k]) for k, v in encoder.state_dict().items())
+    for broken, words in (
+        ({k: v for k, v in full.items() if k != "layer1.0.conv1.weight"}, "missing: layer1.0.conv1.weight"),
+        (full | {"layer1.0.conv1.weight": torch.zeros(1)}, "of another shape: layer1.0.conv1.weight"),
+    ):
+        torch.save(broken, path)
+        with pytest.raises(BackboneError, match=words):
+            load_pretrained_encoder(encoder, "timm:resnet10t", path)
+
+
+def test_a_run_segments_on_the_packaged_pretrained_lite0(tmp_path, capsys):
+    data = easy_pairs(tmp_path / "easy")
+    run = tmp_path / "run"
+    args = ["train", "--task", "segmentation", "--data", data, "--in-size", 48, "--out-size", 32, "--epochs", 1]
+    args += ["--batch-size", 8, "--workers", 0, "--backbone", "timm:tf_efficientnet_lite0"]
+    args += ["--pretrained", "efficientnet-lite0", "--output", run]
+    assert cli(*args) == 0
+    assert "initialised backbone <- efficientnet-lite0" in capsys.readouterr().out
+    assert json.loads((run / "metrics.json").read_text())["miou"] > 0

@@ -198,6 +198,35 @@ def load_pretrained(model: nn.Module, name: str, pretrained: str | os.PathLike) 
     return skipped
 
 
+def load_pretrained_encoder(encoder: nn.Module, name: str, pretrained: str | os.PathLike) -> None:
+    """Load timm backbone ``name``'s classification weights ``pretrained`` (a file, packaged weights, timm's hub
+    weights) into ``encoder``, the same network built with ``features_only=True``: the file's classification head
+    (the parameters the full network has and the encoder lacks) is left out; every encoder parameter must be there.
+
+    Raises:
+        BackboneError: as :func:`load_weights`, for the encoder; hub weights neither cached nor downloadable.
+    """
+    import timm
+
+    library, model_name = resolve_backbone_name(name)
+    packaged = packaged_name(pretrained)
+    if packaged is not None:
+        check_fits(packaged, encoder, name)
+        state, source = packaged_state_dict(packaged), pretrained
+    elif Path(pretrained).is_file():
+        state, source = read_state_dict(pretrained), pretrained
+    else:
+        weights = _hub_weights(name, library, model_name, pretrained)
+        state, source = _timm_state(name, weights), f"timm weights {weights.hf_hub_id or weights.url}"
+    with torch.device("meta"):
+        full = set(timm.create_model(model_name).state_dict())
+    head = full - set(encoder.state_dict())
+    what = f"{name}'s encoder"
+    mismatched = load_state(encoder, {k: v for k, v in state.items() if k not in head}, source=source, what=what)
+    if mismatched:
+        raise BackboneError(f"{source} does not fit {what} (of another shape: {', '.join(mismatched[:4])})")
+
+
 def pretrained_normalization(name: str, pretrained: str | os.PathLike | None) -> Normalization | None:
     """The input normalisation (0-255 units) that ``pretrained`` weights of backbone ``name`` were trained with.
 

@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from taskresize.backbones import load_pretrained, pretrained_normalization, zero_new_classifiers
+from taskresize.backbones import pretrained_normalization, zero_new_classifiers
 from taskresize.data.normalization import IMAGENET, Normalization
 from taskresize.errors import DataError, TaskresizeError
 from taskresize.fileio import DamagedFileError, UnsafeFileError, atomic_open, atomic_write_json, torch_load_weights_only
@@ -127,7 +127,7 @@ def _initialise(task: ResizerTask, cfg: TrainConfig) -> list[str]:
     """Apply ``pretrained``, ``init`` and ``init_resizer``; returns what was loaded, for the log."""
     loaded = []
     if cfg.pretrained:
-        skipped = load_pretrained(task.backbone, cfg.backbone, cfg.pretrained)
+        skipped = task.load_pretrained(cfg.pretrained)
         zeroed = zero_new_classifiers(task.backbone, skipped)
         loaded.append(f"backbone <- {cfg.pretrained}" + (f" (new {', '.join(skipped)})" if skipped else "")
                       + (f"; new {', '.join(zeroed)} zeroed" if zeroed else ""))  # fmt: skip

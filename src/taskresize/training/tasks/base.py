@@ -9,7 +9,13 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from taskresize.backbones import auxiliary_heads, create_backbone, pretrained_normalization, split_outputs
+from taskresize.backbones import (
+    auxiliary_heads,
+    create_backbone,
+    load_pretrained,
+    pretrained_normalization,
+    split_outputs,
+)
 from taskresize.data.normalization import IMAGENET, Normalization
 from taskresize.flops import count_flops
 from taskresize.resizers import create_resizer
@@ -52,6 +58,11 @@ class ResizerTask(L.LightningModule):
     def build_backbone(self, num_outputs: int) -> nn.Module:
         """The model behind the resizer, built for ``out_size``; tasks whose models aren't classifiers override this."""
         return create_backbone(self.cfg.backbone, num_outputs, size=self.out_size)
+
+    def load_pretrained(self, pretrained: str) -> list[str]:
+        """Load ``pretrained`` weights (see :func:`~taskresize.backbones.load_pretrained`) into the backbone; returns
+        the names of its parameters left as initialised."""
+        return load_pretrained(self.backbone, self.cfg.backbone, pretrained)
 
     @property
     def has_learned_resizer(self) -> bool:

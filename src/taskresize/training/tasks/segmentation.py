@@ -13,13 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
+from torchvision.models.segmentation.lraspp import LRASPP
 
-from taskresize.backbones import torchvision_model_name
+from taskresize.backbones import load_pretrained_encoder, resolve_backbone_name, torchvision_model_name
 from taskresize.data.builtin.shapes import SEG_NAME, builtin_root, builtin_segmentation
 from taskresize.data.builtin.small_objects import small_objects_root
 from taskresize.data.collate import collate_label_maps
@@ -40,8 +42,34 @@ from taskresize.training.tasks.base import ResizerTask
 from taskresize.training.tasks.data import TaskData
 
 
+class EncoderFeatures(nn.Module):
+    """A timm network's last stride-8 features and its deepest ones, as ``{"low", "high"}`` for an LR-ASPP head
+    (the shallowest features stand in for stride 8 where none is that fine)."""
+
+    def __init__(self, model_name: str) -> None:
+        super().__init__()
+        import timm
+
+        with torch.device("meta"):
+            reductions = timm.create_model(model_name, features_only=True).feature_info.reduction()
+        low = max((i for i, r in enumerate(reductions) if r <= 8), default=0)
+        self.body = timm.create_model(model_name, features_only=True, out_indices=(low, len(reductions) - 1))
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        low, high = self.body(x)
+        return {"low": low, "high": high}
+
+
 def segmentation_model(name: str, num_classes: int) -> nn.Module:
-    """A randomly initialised torchvision segmentation model (no auxiliary head) with ``num_classes`` outputs."""
+    """A randomly initialised segmentation model with ``num_classes`` outputs: ``torchvision:NAME``, one of
+    torchvision's (no auxiliary head), or ``timm:NAME``, torchvision's LR-ASPP head (Howard et al. 2019) on the timm
+    network's features, whose encoder takes that network's classification weights (:func:`load_pretrained_encoder`).
+    """
+    if name.startswith("timm:"):
+        _, model_name = resolve_backbone_name(name)
+        encoder = EncoderFeatures(model_name)
+        low, high = encoder.body.feature_info.channels()
+        return LRASPP(encoder, low, high, num_classes)
     model = torchvision_model_name(name, torchvision.models.segmentation, "segmentation")
     return torchvision.models.get_model(model, weights=None, weights_backbone=None, num_classes=num_classes)
 
@@ -66,6 +94,14 @@ class SegmentationTask(ResizerTask):
 
     def build_backbone(self, num_outputs: int) -> nn.Module:
         return segmentation_model(self.cfg.backbone, num_outputs)
+
+    def load_pretrained(self, pretrained: str) -> list[str]:
+        """A timm encoder takes the network's classification weights (its head stays new); a torchvision model
+        takes weights for the whole model."""
+        if isinstance(getattr(self.backbone, "backbone", None), EncoderFeatures):
+            load_pretrained_encoder(self.backbone.backbone.body, self.cfg.backbone, pretrained)
+            return []
+        return super().load_pretrained(pretrained)
 
     def forward(self, images: Tensor) -> Tensor:
         """uint8 images ``(B, 3, H, W)`` at the resizer's input size -> logits ``(B, classes, H, W)``.
