@@ -269,6 +269,21 @@ def test_dense_tasks_get_the_separable_warp_and_refuse_the_2d_one():
         resize_with_warp(create_resizer("saliency"), x, (16, 12))
 
 
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("seed", range(4))
+def test_the_saliency_network_keeps_its_features_at_the_inputs_scale(name, seed):
+    """He-initialised hidden layers: the features the last convolution reads have about the input's RMS (the
+    default initialisation gave about a twelfth of it, and a gradient to match)."""
+    torch.manual_seed(seed)
+    net = create_resizer(name).net
+    x = torch.randn(8, 3, 64, 64)
+    with torch.no_grad():
+        features = torch.nn.Sequential(*list(net)[:-1])(x)
+    rms = features.pow(2).mean().sqrt().item()
+    assert 0.4 < rms < 2.5, rms
+    assert all(layer.bias.abs().max() == 0 for layer in net if isinstance(layer, torch.nn.Conv2d))
+
+
 def test_saliency_map_is_a_distribution_per_image():
     m = create_resizer("saliency", init="paper")
     s = m.saliency(torch.rand(2, 3, 100, 80))
