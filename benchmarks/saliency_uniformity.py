@@ -22,27 +22,23 @@ import numpy as np
 import torch
 from PIL import Image
 
+from taskresize.data.formats.segmentation import IGNORE_INDEX, is_voc_segmentation, read_mask, scan_voc_segmentation
 from taskresize.inference.image import load_image_resizer
+from taskresize.resizers.warps import SeparableWarp, separable_grid
 
 
-def _read(path: Path, mode: str = "RGB") -> np.ndarray:
-    return np.array(Image.open(path).convert(mode) if mode else Image.open(path))
+def _rgb(path: str | Path) -> torch.Tensor:
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
 
 
 def images_and_masks(data: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     """uint8 images ``(N, 3, H, W)`` and, for a VOC segmentation folder, their object masks ``(N, H, W)``."""
-    if (data / "SegmentationClass").is_dir():
-        names = (data / "ImageSets" / "Segmentation" / "val.txt").read_text().split()[:20]
-        files = [next((data / "JPEGImages").glob(f"{name}.*")) for name in names]
-        masks = np.stack([_read(data / "SegmentationClass" / f"{name}.png", mode="") for name in names])
-        objects = torch.from_numpy((masks != 0) & (masks != 255))
-    else:
-        files = sorted(
-            p for folder in sorted(data.iterdir()) if folder.is_dir() for p in sorted(folder.glob("*.png"))[:5]
-        )
-        objects = None
-    images = torch.stack([torch.from_numpy(_read(f)).permute(2, 0, 1) for f in files])
-    return images, objects
+    if is_voc_segmentation(data):
+        samples = scan_voc_segmentation(data).val[:20]
+        masks = torch.from_numpy(np.stack([read_mask(s.mask) for s in samples]))
+        return torch.stack([_rgb(s.image) for s in samples]), (masks != 0) & (masks != IGNORE_INDEX)
+    files = sorted(p for folder in sorted(data.iterdir()) if folder.is_dir() for p in sorted(folder.glob("*.png"))[:5])
+    return torch.stack([_rgb(f) for f in files]), None
 
 
 def object_share(grid: torch.Tensor, objects: torch.Tensor) -> torch.Tensor:
@@ -50,11 +46,6 @@ def object_share(grid: torch.Tensor, objects: torch.Tensor) -> torch.Tensor:
     (``grid`` in ``grid_sample``'s [-1, 1] convention) by bilinear interpolation."""
     read = torch.nn.functional.grid_sample(objects[:, None].float(), grid, align_corners=False)
     return read.flatten(1).mean(1)
-
-
-def uniform_grid(n: int, size: tuple[int, int]) -> torch.Tensor:
-    """The output pixel centres of a uniform resize to ``size``, in ``grid_sample``'s convention."""
-    return torch.nn.functional.affine_grid(torch.eye(2, 3).expand(n, 2, 3), [n, 1, *size], align_corners=False)
 
 
 def main(data: str, runs: list[str]) -> None:
@@ -68,7 +59,8 @@ def main(data: str, runs: list[str]) -> None:
             saliency = module.saliency(x)
             grid = module.grid(x)
             if objects is not None:
-                uniform = object_share(uniform_grid(len(x), tuple(grid.shape[1:3])), objects)
+                uniform = SeparableWarp.uniform(len(x), tuple(grid.shape[1:3]), like=grid)
+                uniform = object_share(separable_grid(uniform.x, uniform.y), objects)
                 share = object_share(grid, objects).sum() / uniform.sum()
         relative = saliency.flatten(1) * saliency[0, 0].numel()
         line = (f"{Path(run).name}: {len(images)} images, largest {relative.max(1).values.mean():.4f}, smallest "

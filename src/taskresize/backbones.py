@@ -180,22 +180,32 @@ def load_pretrained(model: nn.Module, name: str, pretrained: str | os.PathLike) 
         BackboneError: as :func:`load_weights`; hub weights neither cached nor downloadable (the message names
             the cache searched and ``--pretrained PATH``).
     """
-    if Path(pretrained).is_file() or packaged_name(pretrained) is not None:  # any model: a segmentation or
-        return load_weights(model, pretrained, what=name)  # detection network too, whose name is no classifier's
-    library, model_name = resolve_backbone_name(name)
-    weights = _hub_weights(name, library, model_name, pretrained)
-    if weights is None:
-        return load_weights(model, pretrained, what=name)
-    source = (
-        f"{name} weights {weights}" if library == "torchvision" else f"timm weights {weights.hf_hub_id or weights.url}"
-    )
-    state = _torchvision_state(name, weights) if library == "torchvision" else _timm_state(name, weights)
-    if model_name.startswith("densenet"):  # torchvision's old key names (DenseNet's own _load_state_dict does this)
-        state = {re.sub(r"\.(norm|relu|conv)\.([12])\.", r".\1\2.", k): v for k, v in state.items()}
+    state, source = _pretrained_state(model, name, pretrained)
     skipped = load_state(model, state, source=source, what=name)
-    if library == "torchvision" and hasattr(model, "transform_input"):
+    from_hub = not Path(pretrained).is_file() and packaged_name(pretrained) is None
+    if from_hub and resolve_backbone_name(name)[0] == "torchvision" and hasattr(model, "transform_input"):
         model.transform_input = True
     return skipped
+
+
+def _pretrained_state(model: nn.Module, name: str, pretrained: str | os.PathLike) -> tuple[dict[str, Tensor], object]:
+    """``pretrained`` for backbone ``name`` as ``(state dict, its source for messages)``: packaged weights (checked
+    to fit ``model``), a file, or hub weights (DenseNet's old torchvision key names renamed)."""
+    packaged = packaged_name(pretrained)
+    if packaged is not None:  # any model: a segmentation or detection network too, whose name is no classifier's
+        check_fits(packaged, model, name)
+        return packaged_state_dict(packaged), pretrained
+    if Path(pretrained).is_file():
+        return read_state_dict(pretrained), pretrained
+    library, model_name = resolve_backbone_name(name)
+    weights = _hub_weights(name, library, model_name, pretrained)
+    if library == "torchvision":
+        state, source = _torchvision_state(name, weights), f"{name} weights {weights}"
+    else:
+        state, source = _timm_state(name, weights), f"timm weights {weights.hf_hub_id or weights.url}"
+    if model_name.startswith("densenet"):  # torchvision's old key names (DenseNet's own _load_state_dict does this)
+        state = {re.sub(r"\.(norm|relu|conv)\.([12])\.", r".\1\2.", k): v for k, v in state.items()}
+    return state, source
 
 
 def load_pretrained_encoder(encoder: nn.Module, name: str, pretrained: str | os.PathLike) -> None:
@@ -208,16 +218,8 @@ def load_pretrained_encoder(encoder: nn.Module, name: str, pretrained: str | os.
     """
     import timm
 
-    library, model_name = resolve_backbone_name(name)
-    packaged = packaged_name(pretrained)
-    if packaged is not None:
-        check_fits(packaged, encoder, name)
-        state, source = packaged_state_dict(packaged), pretrained
-    elif Path(pretrained).is_file():
-        state, source = read_state_dict(pretrained), pretrained
-    else:
-        weights = _hub_weights(name, library, model_name, pretrained)
-        state, source = _timm_state(name, weights), f"timm weights {weights.hf_hub_id or weights.url}"
+    _, model_name = resolve_backbone_name(name)
+    state, source = _pretrained_state(encoder, name, pretrained)
     with torch.device("meta"):
         full = set(timm.create_model(model_name).state_dict())
     head = full - set(encoder.state_dict())

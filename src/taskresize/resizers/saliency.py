@@ -54,7 +54,7 @@ class SaliencyNet(nn.Sequential):
 
     The three hidden convolutions are He-initialised (normal, fan-in, ReLU gain; zero bias), so their features
     keep the input's scale (RMS 0.7-0.9 for an input of RMS 1). PyTorch's default initialisation shrinks them about
-    15-fold over the three layers (RMS 0.05-0.06), and the gradient of the last convolution with them: a
+    10-fold over the three layers (RMS 0.07-0.10), and the gradient of the last convolution with them: a
     zero-started saliency map then barely moved in training, even with the saliency network's learning rate 1000 x
     the backbone's (docs/results.md, "The saliency network's initialisation")."""
 
