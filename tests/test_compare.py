@@ -3,6 +3,7 @@ table on a tiny generated folder, resume through the sweep file, the export of a
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 import yaml
@@ -124,6 +125,25 @@ def test_compare_on_a_tiny_folder_gives_a_verdict_table(data, tmp_path, capsys):
     assert listing.count("[finished]") == 10 and "pending" not in listing
     assert cli(*args, "--config", config) == 0
     assert "starting" not in capsys.readouterr().out
+
+    # `sweep` on the compare file writes compare's report as well, and --report-only rewrites it from the runs:
+    # after a hand edit of compare.yaml, or with part of the grid trained (--only), the verdicts come from there
+    table_rows = [line for line in report.splitlines() if line.startswith("| ")]
+    (out / "report.md").unlink()
+    assert cli("sweep", "--config", out / SWEEP_FILE, "--output", out, "--report-only") == 0
+    assert f"compare's report: {out / 'report.md'}" in capsys.readouterr().out
+    assert [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")] == table_rows
+    left_out = out / "left-out"
+    shutil.copytree(out, left_out)
+    for run in (left_out / "compare").glob("control-bilinear-antialiasFalse-*"):
+        (run / "metrics.json").unlink()
+    assert cli("sweep", "--config", left_out / SWEEP_FILE, "--output", left_out, "--report-only") == 0
+    partial = (left_out / "report.md").read_text()
+    assert "No conclusion" not in partial and "keep the best classic" in partial
+    assert 'Not measured (no finished run; verdicts against them read "not measured"): bilinear (plain) (control' in partial
+    cells = next(line for line in partial.splitlines() if line.startswith("| learnable")).split(" | ")
+    assert cells[4] == "not measured"
+    assert all(any(w in cell for w in ("better", "tie", "worse")) for cell in cells[5:]), cells
 
     # with one seed per condition there is no verdict, and the report says it cannot conclude
     one = read_compare_file(out)

@@ -10,9 +10,11 @@ tie within two standard errors), draws what the best one does, and when one is b
 exports it to OUTPUT/best/ (safetensors + ONNX, checked) and prints the command that uses it.
 
 The grid is written as a sweep file, OUTPUT/compare.yaml, and run by the sweep machinery into OUTPUT/compare/:
-the same command resumes it, and `taskresize sweep --config OUTPUT/compare.yaml --output OUTPUT` re-runs or
-extends it. Runs go one after another, or N at once with --jobs N, or to a Ray cluster with --ray. With one seed
-there is no verdict: the report says so (give --seeds 2 or more to conclude).
+the same command resumes it (and writes compare.yaml anew), and `taskresize sweep --config OUTPUT/compare.yaml
+--output OUTPUT` re-runs or extends it as it stands, hand edits included, and rewrites the report (with
+--report-only: from the finished runs, training nothing). Runs go one after another, or N at once with --jobs N,
+or to a Ray cluster with --ray. With one seed there is no verdict: the report says so (give --seeds 2 or more to
+conclude).
 
 Examples:
   taskresize compare --data photos/ --backbone timm:resnet50 --pretrained default --out-size 224 --jobs 2

@@ -5,14 +5,16 @@ of this machine's CPU threads and GPUs), or to a Ray cluster with --ray ADDRESS;
 OUTPUT/<sweep name>/<run name>/, and a run initialised from another starts when that one has finished. Runs that
 finished (metrics.json) are skipped and unfinished ones resumed, so the same command continues an interrupted
 sweep; a run that fails is reported and the sweep goes on. One progress line tells runs done / running / left
-and an ETA. The sweep file format is described in taskresize.experiments.sweep.plan and in docs/guides/sweeps.md; the
-configs/ folder has one per paper table.
+and an ETA. A sweep file written by `taskresize compare` (OUTPUT/compare.yaml) also gets compare's report,
+OUTPUT/report.md. The sweep file format is described in taskresize.experiments.sweep.plan and in
+docs/guides/sweeps.md; the configs/ folder has one per paper table.
 
 Examples:
   taskresize sweep --config configs/table4_resolution.yaml --dry-run
   taskresize sweep --config configs/table4_resolution.yaml --output sweeps/ --jobs 2
   taskresize sweep --config configs/table4_resolution.yaml --ray auto     # on the Ray cluster of this node
   taskresize sweep --config configs/table4_resolution.yaml --report-only
+  taskresize sweep --config runs/compare/compare.yaml --output runs/compare --only '*-s0' '*-s1'
 """
 
 from __future__ import annotations
@@ -80,14 +82,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from taskresize.experiments.sweep.plan import configs, load_sweep
-    from taskresize.experiments.sweep.report import write_report
+    from taskresize.experiments.compare import write_compare_report
+    from taskresize.experiments.sweep.plan import configs, expand
+    from taskresize.experiments.sweep.report import recorded_failures, write_report
     from taskresize.experiments.sweep.run import describe, run_sweep
+    from taskresize.training.config import read_yaml
 
     how = execution(args)
-    sweep = load_sweep(args.config)
+    spec = read_yaml(args.config)
+    sweep = expand(spec, str(args.config))
     folder = Path(args.output) / sweep.name
     configs(sweep, folder)  # every run's config is valid before anything starts
+    log = lambda line: print(line, flush=True)  # noqa: E731
     if args.dry_run:
         print(describe(sweep, folder))
         return 0
@@ -96,9 +102,12 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{folder} does not exist: run the sweep first (without --report-only)")
         for path in write_report(sweep, folder):
             print(f"wrote {path}")
-        return 0
-    print(describe(sweep, folder), flush=True)
-    outcome = run_sweep(sweep, args.output, log=lambda line: print(line, flush=True), only=args.only, **how)
+        outcome = recorded_failures(folder)
+    else:
+        print(describe(sweep, folder), flush=True)
+        outcome = run_sweep(sweep, args.output, log=log, only=args.only, **how)
+    if "compare" in spec:  # a grid written by `taskresize compare`: its verdicts too, where compare puts them
+        print(f"compare's report: {write_compare_report(spec, sweep, Path(args.output), outcome, log).report}")
     return report_failures(outcome)
 
 

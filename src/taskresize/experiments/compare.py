@@ -19,8 +19,9 @@ figure of what the best learned resizer does; and when one is better than every 
 it gives no verdict and says that it cannot conclude.
 
 Files: ``OUTPUT/compare.yaml`` (the sweep file: ``taskresize sweep --config OUTPUT/compare.yaml --output OUTPUT``
-re-runs or extends it, and writes the sweep's own report into ``OUTPUT/compare/``), ``OUTPUT/compare/`` (the
-runs), ``OUTPUT/report.md`` (the one report of a comparison), ``OUTPUT/resized.png``, ``OUTPUT/best/``.
+re-runs or extends it, and writes the sweep's own report into ``OUTPUT/compare/`` and this one again),
+``OUTPUT/compare/`` (the runs), ``OUTPUT/report.md`` (the one report of a comparison), ``OUTPUT/resized.png``,
+``OUTPUT/best/``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,15 @@ from taskresize.data.split import SPLIT_SEED
 from taskresize.errors import UserError, did_you_mean
 from taskresize.experiments.figures import comparison_figure
 from taskresize.experiments.sweep.plan import Sweep, expand, matches
-from taskresize.experiments.sweep.report import Condition, collect, format_metric, size_cell, table, verdict
+from taskresize.experiments.sweep.report import (
+    Condition,
+    collect,
+    condition_methods,
+    format_metric,
+    size_cell,
+    table,
+    verdict,
+)
 from taskresize.experiments.sweep.run import run_sweep
 from taskresize.fileio import atomic_write_text
 from taskresize.flops import flop_matched_size
@@ -372,16 +381,22 @@ def write_compare_report(
         f"Command: `taskresize sweep --config {output / SWEEP_FILE} --output {output}` re-runs the grid.",
         "",
     ]
-    seeds = min((c.n for c in conditions), default=0)
+    ran = [c for c in conditions if c.n]  # a condition left out (sweep --only) reads "not measured"
+    seeds = min((c.n for c in ran), default=0)
     if winner:
         lines += [f"**{winner}** is better than every control, at equal output size and at equal FLOPs.", ""]
     elif seeds < 2:
         lines += [f"No conclusion: a verdict needs 2 or more finished seeds per condition, and "
-                  f"{'some condition has' if conditions else 'there are'} {seeds if conditions else 'none'}. Run the "
+                  f"{'some condition has' if ran else 'there are'} {seeds if ran else 'none'}. Run the "
                   "same command with --seeds 2 or more (finished runs are kept and reused).", ""]  # fmt: skip
     else:
         lines += ["No learned resizer is better than every control: on this data and at these settings, keep the "
                   "best classic resizer of the table below (a tie costs the learned resizer's FLOPs for nothing).",
+                  ""]  # fmt: skip
+    unrun = [f"{condition_methods(c)['resizer']} ({c.identity['stage']}, {size_cell(c)})" for c in conditions
+             if not c.n]  # fmt: skip
+    if unrun:
+        lines += [f"Not measured (no finished run; verdicts against them read \"not measured\"): {', '.join(unrun)}.",
                   ""]  # fmt: skip
     if export_note:
         lines += [export_note, ""]

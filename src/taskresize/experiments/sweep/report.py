@@ -468,10 +468,16 @@ def run_rows(sweep: Sweep, folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def recorded_failures(folder: Path) -> dict[str, str]:
+    """Run name -> ``failed: ...`` / ``blocked: ...``, as the sweep's last call recorded them."""
+    path = folder / FAILURES_FILE
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
 def markdown(sweep: Sweep, folder: Path, conditions: list[Condition], plot_path: Path | None) -> str:
     spec = get_task(sweep.task)
     finished = sum(c.n for c in conditions)
-    failures = yaml.safe_load((folder / FAILURES_FILE).read_text()) if (folder / FAILURES_FILE).is_file() else {}
+    failures = recorded_failures(folder)
     refs = references(sweep)
     lines = [
         f"# {sweep.name}",
