@@ -143,3 +143,54 @@ def test_cli_refuses_nonsense_worker_counts(tmp_path, capsys):
     assert "--workers is now --jobs" in err and "--jobs: '0'" in err
     assert cli("sweep", "--config", path, "--cpus-per-run", "2") == 2
     assert "give --ray" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_run_another_sweep_holds_is_left_alone_and_a_stale_claim_is_taken_over(tmp_path, monkeypatch, workers):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import taskresize.experiments.sweep.run as sweep_run
+    import taskresize.experiments.sweep.workers as sweep_workers
+    from taskresize.runs import RunFolder
+
+    sweep = expand({"name": "s", "base": {"epochs": 1}, "grid": {"seed": [0, 1, 2, 3]}})
+    folder = tmp_path / "s"
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    holders = {"s0": f"{socket.gethostname()} {os.getppid()}",  # alive, on this host
+               "s1": f"{socket.gethostname()} {int(ended.stdout)}",  # its process has ended: stale
+               "s3": f"another-host {os.getpid()}"}  # cannot be checked from here: respected
+    for name, holder in holders.items():
+        (folder / name).mkdir(parents=True)
+        RunFolder(folder / name).lock_file.write_text(f"{holder} 2026-12-07T10:00:00\n")
+    trained, held = [], []
+
+    def train(name):
+        trained.append(name)
+        held.append(RunFolder(folder / name).lock_file.read_text().split()[:2])
+        RunFolder(folder / name).metrics_file.write_text("{}")
+        RunFolder(folder / "s2").metrics_file.parent.mkdir(exist_ok=True)
+        RunFolder(folder / "s2").metrics_file.write_text("{}")  # another sweep finished s2 meanwhile
+
+    class Instant(sweep_workers.LocalPool):  # no processes: trains and finishes at once
+        def start(self, name, cfg, slot, depends=()):
+            train(name)
+            return sweep_workers.Started(name, None, slot)
+
+        def poll(self, started):
+            return "finished"
+
+    monkeypatch.setattr(sweep_workers, "train", lambda cfg, resume=False: train(f"s{cfg.seed}"))
+    monkeypatch.setattr(sweep_run, "LocalPool", Instant)
+    monkeypatch.setattr(sweep_run, "write_report", lambda sweep, folder: [])
+    outcome = run_sweep(sweep, tmp_path, log=lambda line: None, workers=workers)
+    assert trained == ["s1"] and held == [[socket.gethostname(), str(os.getpid())]]  # claimed while it trained
+    assert outcome["s0"].startswith(f"busy: another sweep is training it (process {os.getppid()} on ")
+    assert outcome["s3"].startswith(f"busy: another sweep is training it (process {os.getpid()} on another-host")
+    assert str(RunFolder(folder / "s3").lock_file) in outcome["s3"]
+    assert outcome["s1"] == "finished" and outcome["s2"] == "skipped"
+    assert not RunFolder(folder / "s1").lock_file.exists() and not RunFolder(folder / "s2").lock_file.exists()
+    for name in ("s0", "s3"):  # another sweep's claim is left as it was
+        assert RunFolder(folder / name).lock_file.read_text().startswith(holders[name])

@@ -3,7 +3,8 @@
 A run folder holds ``config.yaml`` (the resolved settings, written when the run starts), ``epochs.csv`` (one row
 per epoch), ``tb/`` (TensorBoard), ``last.ckpt`` and ``best.ckpt`` (Lightning checkpoints), ``metrics.json``
 (written when it finishes), ``resizer.safetensors`` (a learned resizer, with its provenance), and where they
-happened ``eval.json`` (``taskresize eval``) and ``error.txt`` (a sweep's record of a run that failed).
+happened ``eval.json`` (``taskresize eval``) and ``error.txt`` (a sweep's record of a run that failed); and while a
+sweep trains it, ``sweep.lock`` (:mod:`taskresize.experiments.sweep.claims`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class RunFolder:
     RESIZER = "resizer.safetensors"
     EVAL = "eval.json"
     ERROR = "error.txt"
+    LOCK = "sweep.lock"
     TENSORBOARD = "tb"
 
     def __post_init__(self) -> None:
@@ -63,6 +65,10 @@ class RunFolder:
     @property
     def error_file(self) -> Path:
         return self.path / self.ERROR
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / self.LOCK
 
     def checkpoint(self, name: str = LAST) -> Path:
         """A checkpoint in the folder: ``last.ckpt`` (default), ``best.ckpt`` or another name."""

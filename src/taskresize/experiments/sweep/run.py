@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from taskresize.experiments.sweep.claims import claim, release
 from taskresize.experiments.sweep.plan import (
     FAILURES_FILE,
     PLAN_FILE,
@@ -187,6 +188,8 @@ def _sequential(sweep, folder, todo, cfgs, outcome, failures, progress, log) -> 
             progress.block()
             log(f"{head}: {outcome[run.name]}")
             continue
+        if not _claimed(run, run_dir, outcome, progress, log, head):
+            continue
         cfg = cfgs[run.name]
         note = _changed_config(run_dir, cfg)
         log(f"{head}: {'resuming' if RunFolder(run_dir).status == 'started' else 'starting'}{note}")
@@ -197,6 +200,8 @@ def _sequential(sweep, folder, todo, cfgs, outcome, failures, progress, log) -> 
             outcome[run.name] = failures[run.name] = failure_text(error)
             log(f"{head}: failed; stopping the sweep (launched by torchrun: every process must train the same runs)")
             raise
+        finally:
+            release(run_dir)
         seconds = progress.end(run.name, state)
         outcome[run.name] = state
         if state == "finished":
@@ -205,6 +210,25 @@ def _sequential(sweep, folder, todo, cfgs, outcome, failures, progress, log) -> 
             failures[run.name] = state
             log(f"{head}: {state} (traceback in {RunFolder(run_dir).error_file}); going on")
         progress.show()
+
+
+def _claimed(run, run_dir: Path, outcome, progress, log, head: str) -> bool:
+    """Claim the run's folder for this sweep; False (the run left alone, and said why) when another sweep holds it
+    or has finished it meanwhile."""
+    busy = claim(run_dir)
+    if busy is None and RunFolder(run_dir).status == "finished":  # by another sweep, since this one looked
+        release(run_dir)
+        busy = "skipped"
+    if busy is None:
+        return True
+    outcome[run.name] = busy
+    if busy == "skipped":
+        progress.skip()
+        log(f"{head}: finished by another sweep, skipped")
+    else:
+        progress.block()
+        log(f"{head}: {busy}")
+    return False
 
 
 def _scheduled(sweep, folder, todo, cfgs, outcome, failures, progress, log, pool) -> None:
@@ -232,12 +256,14 @@ def _scheduled(sweep, folder, todo, cfgs, outcome, failures, progress, log, pool
                     continue
                 if unfinished or not free:
                     continue
+                pending.remove(run)
+                if not _claimed(run, folder / run.name, outcome, progress, log, head):
+                    continue
                 note = _changed_config(folder / run.name, cfgs[run.name])
                 verb = "resuming" if RunFolder(folder / run.name).status == "started" else "starting"
                 slot = free.pop(0)
                 started = pool.start(run.name, cfgs[run.name], slot, run.depends)
                 running.append(started)
-                pending.remove(run)
                 progress.start(run.name)
                 log(f"{head}: {verb} ({started.where}){note}")
                 progress.show()
@@ -247,6 +273,7 @@ def _scheduled(sweep, folder, todo, cfgs, outcome, failures, progress, log, pool
                 if state is None:
                     continue
                 running.remove(started)
+                release(folder / started.name)
                 free.append(started.slot)
                 free.sort()
                 seconds = progress.end(started.name, state)
@@ -267,6 +294,9 @@ def _scheduled(sweep, folder, todo, cfgs, outcome, failures, progress, log, pool
         log(f"interrupted: stopping {len(running)} running run(s) (each keeps its last finished epoch)")
         pool.interrupt(running)
         raise
+    finally:
+        for started in running:
+            release(folder / started.name)
 
 
 def _write_failures(folder: Path, failures: dict[str, str]) -> None:
