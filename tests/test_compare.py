@@ -140,7 +140,8 @@ def test_compare_on_a_tiny_folder_gives_a_verdict_table(data, tmp_path, capsys):
     assert cli("sweep", "--config", left_out / SWEEP_FILE, "--output", left_out, "--report-only") == 0
     partial = (left_out / "report.md").read_text()
     assert "No conclusion" not in partial and "keep the best classic" in partial
-    assert 'Not measured (no finished run; verdicts against them read "not measured"): bilinear (plain) (control' in partial
+    listed = 'Not measured (no finished run; verdicts against them read "not measured"): bilinear (plain) (control, '
+    assert listed + "32 → 16)." in partial
     cells = next(line for line in partial.splitlines() if line.startswith("| learnable")).split(" | ")
     assert cells[4] == "not measured"
     assert all(any(w in cell for w in ("better", "tie", "worse")) for cell in cells[5:]), cells
