@@ -159,9 +159,11 @@ def test_a_run_another_sweep_holds_is_left_alone_and_a_stale_claim_is_taken_over
     sweep = expand({"name": "s", "base": {"epochs": 1}, "grid": {"seed": [0, 1, 2, 3]}})
     folder = tmp_path / "s"
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    holders = {"s0": f"{socket.gethostname()} {os.getppid()}",  # alive, on this host
-               "s1": f"{socket.gethostname()} {int(ended.stdout)}",  # its process has ended: stale
-               "s3": f"another-host {os.getpid()}"}  # cannot be checked from here: respected
+    holders = {
+        "s0": f"{socket.gethostname()} {os.getppid()}",  # alive, on this host
+        "s1": f"{socket.gethostname()} {int(ended.stdout)}",  # its process has ended: stale
+        "s3": f"another-host {os.getpid()}",  # cannot be checked from here: respected
+    }
     for name, holder in holders.items():
         (folder / name).mkdir(parents=True)
         RunFolder(folder / name).lock_file.write_text(f"{holder} 2026-12-07T10:00:00\n")
