@@ -86,12 +86,14 @@ def test_the_grid_is_the_papers_protocol_with_its_controls(data):
 def test_from_pretrained_weights_the_resizer_learns_at_the_measured_rate(data, tmp_path, train):
     weights = tmp_path / "w.safetensors"
     weights.write_bytes(b"")  # only its path is read here
-    settings = CompareSettings(data=str(data), backbone=BACKBONE, out_size=16, resizers=["learnable"], seeds=1,
-                               pretrained=str(weights), train=train)  # fmt: skip
+    settings = CompareSettings(data=str(data), backbone=BACKBONE, out_size=16, resizers=["learnable", "saliency"],
+                               seeds=1, pretrained=str(weights), train=train)  # fmt: skip
     sweep = expand(compare_spec(settings, log=lambda line: None))
     for run in sweep.runs:
         tuned = run.values["stage"] != "baseline"
-        expected = 0.001 if tuned and not train else train.get("resizer_lr_scale")
+        # a sampler learns at the backbone's rate (at the uniform resizers' 0.001 x its map would not move)
+        own = 1.0 if run.values["resizer"] == "saliency" else 0.001
+        expected = own if tuned and not train else train.get("resizer_lr_scale")
         assert run.values.get("resizer_lr_scale") == expected, run.name
         assert run.values["pretrained"] == str(weights)
     plain = expand(compare_spec(dataclasses.replace(settings, pretrained=None, train={}), log=lambda line: None))

@@ -63,7 +63,7 @@ from taskresize.inference.export import ExportError, export_resizer
 from taskresize.inference.image import load_image_resizer
 from taskresize.resizers import list_resizers
 from taskresize.resizers.classic import resize
-from taskresize.resizers.registry import resizer_info
+from taskresize.resizers.registry import resizer_factory, resizer_info
 from taskresize.runs import RunFolder
 from taskresize.sizes import format_size, to_size
 from taskresize.training.config import ConfigError, TrainConfig, with_task_defaults
@@ -212,8 +212,13 @@ def compare_spec(settings: CompareSettings, log: Callable[[str], None] = print) 
     tuned: dict[str, Any] = {"init": "@{stage: baseline, seed: $seed}", "epochs": settings.tune_epochs}
     if settings.tune_lr is not None:
         tuned["lr"] = settings.tune_lr
+    own_rates = []  # resizers that state their own rate beside a pretrained backbone (the samplers)
     if settings.pretrained is not None and "resizer_lr_scale" not in settings.train:
         tuned["resizer_lr_scale"] = PRETRAINED_RESIZER_LR_SCALE
+        for name in settings.resizers:
+            scale = getattr(resizer_factory(name), "pretrained_lr_scale", None)
+            if scale is not None:
+                own_rates.append({"match": {"resizer": name}, "set": {"resizer_lr_scale": scale}})
     references = [
         {"label": label, "stage": "control", "resizer": resizer, "resizer_args": args, "in_size": source}
         for label, resizer, args in controls
@@ -228,7 +233,7 @@ def compare_spec(settings: CompareSettings, log: Callable[[str], None] = print) 
         ),
         "base": base,
         "grid": grids,
-        "overrides": [{"match": {"stage": stage}, "set": tuned} for stage in TUNED_STAGES],
+        "overrides": [*({"match": {"stage": stage}, "set": tuned} for stage in TUNED_STAGES), *own_rates],
         "report": {"references": references},
         "compare": {"classic": classic, "controls": [label for label, _, _ in controls],
                     "matched": {k: format_size(v) for k, v in matched.items()}},
