@@ -93,7 +93,7 @@ class SaliencySampler(Resizer):
     separable = False
     warps_space = True  # its output is not the input frame scaled (dense tasks need the warp's inverse)
     # the saliency network's rate beside a pretrained backbone, as `compare` sets it: the uniform resizers' 0.001 x
-    # would keep the map at its start; at 10 x it collapsed onto one point, at 1 x it trained stably (docs/results.md,
+    # would keep the map near its start; at 10 x it collapsed onto one point, at 1 x it trained stably (docs/results.md,
     # "Saliency samplers with a pretrained backbone on openclipart, He initialisation")
     pretrained_lr_scale = 1.0
 
