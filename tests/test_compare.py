@@ -135,7 +135,7 @@ def test_compare_on_a_tiny_folder_gives_a_verdict_table(data, tmp_path, capsys):
     assert cli("sweep", "--config", out / SWEEP_FILE, "--output", out, "--report-only") == 0
     assert f"compare's report: {out / 'report.md'}" in capsys.readouterr().out
     assert [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")] == table_rows
-    left_out = out / "left-out"
+    left_out = tmp_path / "left-out"
     shutil.copytree(out, left_out)
     for run in (left_out / "compare").glob("control-bilinear-antialiasFalse-*"):
         (run / "metrics.json").unlink()

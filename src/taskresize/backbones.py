@@ -180,23 +180,21 @@ def load_pretrained(model: nn.Module, name: str, pretrained: str | os.PathLike) 
         BackboneError: as :func:`load_weights`; hub weights neither cached nor downloadable (the message names
             the cache searched and ``--pretrained PATH``).
     """
-    state, source = _pretrained_state(model, name, pretrained)
+    state, source, from_hub = _pretrained_state(model, name, pretrained)
     skipped = load_state(model, state, source=source, what=name)
-    from_hub = not Path(pretrained).is_file() and packaged_name(pretrained) is None
     if from_hub and resolve_backbone_name(name)[0] == "torchvision" and hasattr(model, "transform_input"):
         model.transform_input = True
     return skipped
 
 
-def _pretrained_state(model: nn.Module, name: str, pretrained: str | os.PathLike) -> tuple[dict[str, Tensor], object]:
-    """``pretrained`` for backbone ``name`` as ``(state dict, its source for messages)``: packaged weights (checked
-    to fit ``model``), a file, or hub weights (DenseNet's old torchvision key names renamed)."""
-    packaged = packaged_name(pretrained)
-    if packaged is not None:  # any model: a segmentation or detection network too, whose name is no classifier's
-        check_fits(packaged, model, name)
-        return packaged_state_dict(packaged), pretrained
-    if Path(pretrained).is_file():
-        return read_state_dict(pretrained), pretrained
+def _pretrained_state(
+    model: nn.Module, name: str, pretrained: str | os.PathLike
+) -> tuple[dict[str, Tensor], object, bool]:
+    """``pretrained`` for backbone ``name`` as ``(state dict, its source for messages, whether from a hub)``:
+    packaged weights (checked to fit ``model``), a file, or hub weights (DenseNet's old torchvision key names
+    renamed)."""
+    if packaged_name(pretrained) is not None or Path(pretrained).is_file():  # any model: a segmentation or
+        return _local_state(model, pretrained, name), pretrained, False  # detection network, no classifier's name
     library, model_name = resolve_backbone_name(name)
     weights = _hub_weights(name, library, model_name, pretrained)
     if library == "torchvision":
@@ -205,7 +203,7 @@ def _pretrained_state(model: nn.Module, name: str, pretrained: str | os.PathLike
         state, source = _timm_state(name, weights), f"timm weights {weights.hf_hub_id or weights.url}"
     if model_name.startswith("densenet"):  # torchvision's old key names (DenseNet's own _load_state_dict does this)
         state = {re.sub(r"\.(norm|relu|conv)\.([12])\.", r".\1\2.", k): v for k, v in state.items()}
-    return state, source
+    return state, source, True
 
 
 def load_pretrained_encoder(encoder: nn.Module, name: str, pretrained: str | os.PathLike) -> None:
@@ -219,7 +217,7 @@ def load_pretrained_encoder(encoder: nn.Module, name: str, pretrained: str | os.
     import timm
 
     _, model_name = resolve_backbone_name(name)
-    state, source = _pretrained_state(encoder, name, pretrained)
+    state, source, _ = _pretrained_state(encoder, name, pretrained)
     with torch.device("meta"):
         full = set(timm.create_model(model_name).state_dict())
     head = full - set(encoder.state_dict())
@@ -544,11 +542,16 @@ def load_weights(model: nn.Module, path: str | os.PathLike, what: str = "the mod
             packaged weights that are not installed or do not fit the model.
     """
 
+    return load_state(model, _local_state(model, path, what), source=path, what=what)
+
+
+def _local_state(model: nn.Module, path: str | os.PathLike, what: str) -> dict[str, Tensor]:
+    """Packaged weights named by ``path`` (checked to fit ``model``), else the weights file at ``path``."""
     packaged = packaged_name(path)
-    if packaged is not None:
-        check_fits(packaged, model, what)
-    state = packaged_state_dict(packaged) if packaged is not None else read_state_dict(path)
-    return load_state(model, state, source=path, what=what)
+    if packaged is None:
+        return read_state_dict(path)
+    check_fits(packaged, model, what)
+    return packaged_state_dict(packaged)
 
 
 def load_state(

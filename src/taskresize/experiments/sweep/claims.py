@@ -82,5 +82,5 @@ def _gone(host: str, pid: int) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:  # alive, another user's
-        return False
+        pass
     return False

@@ -216,18 +216,17 @@ def _claimed(run, run_dir: Path, outcome, progress, log, head: str) -> bool:
     """Claim the run's folder for this sweep; False (the run left alone, and said why) when another sweep holds it
     or has finished it meanwhile."""
     busy = claim(run_dir)
-    if busy is None and RunFolder(run_dir).status == "finished":  # by another sweep, since this one looked
-        release(run_dir)
-        busy = "skipped"
-    if busy is None:
-        return True
-    outcome[run.name] = busy
-    if busy == "skipped":
-        progress.skip()
-        log(f"{head}: finished by another sweep, skipped")
-    else:
+    if busy is not None:
+        outcome[run.name] = busy
         progress.block()
         log(f"{head}: {busy}")
+        return False
+    if RunFolder(run_dir).status != "finished":
+        return True
+    release(run_dir)  # finished by another sweep since this one looked
+    outcome[run.name] = "skipped"
+    progress.skip()
+    log(f"{head}: finished by another sweep, skipped")
     return False
 
 
